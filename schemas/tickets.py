@@ -1,0 +1,43 @@
+"""Tickets: a signed reference to one request, so a forged ticket is known without a lookup.
+
+A ticket is base64url(coupon id ‖ request id ‖ HMAC-SHA256 tag), 64 characters.
+Request ids for requests with an Idempotency-Key are derived from it, so the same key
+from the same person for the same coupon always names the same request and ticket.
+"""
+
+import base64
+import hashlib
+import hmac
+import uuid
+
+TAG_BYTES = 16
+
+
+def _tag(secret: bytes, body: bytes) -> bytes:
+    return hmac.new(secret, b"ticket\0" + body, hashlib.sha256).digest()[:TAG_BYTES]
+
+
+def mint(secret: bytes, coupon_id: str, request_id: str) -> str:
+    body = uuid.UUID(coupon_id).bytes + uuid.UUID(request_id).bytes
+    return base64.urlsafe_b64encode(body + _tag(secret, body)).decode().rstrip("=")
+
+
+def open_ticket(secret: bytes, ticket: str) -> tuple[str, str] | None:
+    """(coupon id, request id), or None when the ticket was not issued by us."""
+    if len(ticket) != 64:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(ticket + "=" * (-len(ticket) % 4))
+    except ValueError:
+        return None
+    body, tag = raw[:32], raw[32:]
+    if len(raw) != 32 + TAG_BYTES or not hmac.compare_digest(tag, _tag(secret, body)):
+        return None
+    return str(uuid.UUID(bytes=body[:16])), str(uuid.UUID(bytes=body[16:]))
+
+
+def request_id_for(secret: bytes, user_id: str, scope: str, idempotency_key: str) -> str:
+    """The request id a retried request must reuse: unguessable without the secret."""
+    message = "\0".join(("idempotency", user_id, scope, idempotency_key)).encode()
+    digest = hmac.new(secret, message, hashlib.sha256).digest()[:16]
+    return str(uuid.UUID(bytes=digest, version=4))

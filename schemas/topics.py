@@ -1,0 +1,41 @@
+"""Topic names: the only names the parts share about Kafka.
+
+Every topic name carries a prefix so that several stacks (or several tests) can
+share one broker without seeing each other's messages.
+"""
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class Topics:
+    prefix: str = ""
+
+    @property
+    def commands(self) -> str:
+        """Claims, coupon creations and the allocator's own follow-up commands."""
+        return f"{self.prefix}coupon.commands"
+
+    @property
+    def decisions(self) -> str:
+        """Every final decision, published by the allocator after it is durable."""
+        return f"{self.prefix}coupon.decisions"
+
+    @property
+    def status(self) -> str:
+        """Latest state of each coupon (compacted in a real cluster), for edge answers."""
+        return f"{self.prefix}coupon.status"
+
+    def replies(self, gateway_id: str) -> str:
+        """One gateway's answers, forwarded by the notifier."""
+        return f"{self.prefix}coupon.replies.{gateway_id}"
+
+
+def coupon_key(coupon_id: str) -> bytes:
+    """Commands about one coupon share a key, so one partition orders them."""
+    return coupon_id.encode()
+
+
+def user_key(user_id: str) -> bytes:
+    """Commands about one person's daily quota share a key of their own."""
+    return b"user:" + user_id.encode()

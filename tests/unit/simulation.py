@@ -1,0 +1,71 @@
+"""An in-memory log of several partitions driving real cores: a harness for pure tests.
+
+Only the log is simulated; the cores are the production ones. Commands the cores emit
+are appended to the partition of their key, as the IO shell would produce them.
+"""
+
+import zlib
+from dataclasses import dataclass, field
+from datetime import UTC
+
+from allocator.core import CoreConfig, Effects, Loaded, PartitionCore, Record
+from schemas.messages import Command, Decision, ReserveDay
+from schemas.topics import coupon_key, user_key
+
+SECRET = b"test-secret"
+
+
+def key_of(command: Command) -> bytes:
+    if isinstance(command, ReserveDay):
+        return user_key(command.user_id)
+    return coupon_key(command.coupon_id)
+
+
+@dataclass
+class Cluster:
+    partitions: int
+    logs: list[list[Command]] = field(default_factory=list)
+    cores: list[PartitionCore] = field(default_factory=list)
+    positions: list[int] = field(default_factory=list)
+    decisions: list[Decision] = field(default_factory=list)
+    offsets: dict[str, int] = field(default_factory=dict)
+    effects: list[Effects] = field(default_factory=list)
+    emitted: list[Command] = field(default_factory=list)
+    replaying: bool = False
+
+    def __post_init__(self) -> None:
+        self.logs = [[] for _ in range(self.partitions)]
+        self.cores = [PartitionCore(CoreConfig(SECRET, UTC)) for _ in range(self.partitions)]
+        self.positions = [0] * self.partitions
+
+    def partition_of(self, command: Command) -> int:
+        return zlib.crc32(key_of(command)) % self.partitions
+
+    def append(self, command: Command) -> None:
+        self.logs[self.partition_of(command)].append(command)
+
+    def step(self, partition: int, batch_max: int) -> bool:
+        """Decide up to `batch_max` records of one partition; False when it had none."""
+        start = self.positions[partition]
+        log = self.logs[partition]
+        if start >= len(log):
+            return False
+        records = [Record(o, log[o]) for o in range(start, min(len(log), start + batch_max))]
+        core = self.cores[partition]
+        core.needs(records)
+        core.load(Loaded())
+        fx = core.decide(records, {})
+        self.positions[partition] = fx.next_offset
+        self.effects.append(fx)
+        for row in fx.decisions:
+            self.decisions.append(row.decision)
+            self.offsets[row.decision.request_id] = row.offset
+        for command in fx.commands:
+            self.emitted.append(command)
+            if not self.replaying:  # a replay reads them from the log it was given
+                self.append(command)
+        return True
+
+    def drain(self, batch_max: int = 7) -> None:
+        while any(self.step(p, batch_max) for p in range(self.partitions)):
+            pass

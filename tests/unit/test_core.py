@@ -1,0 +1,200 @@
+"""The decision core, by example and by property (invariants 1, 2, 3 and 6)."""
+
+from collections import Counter, defaultdict
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from allocator.core import CoreConfig, PartitionCore, Record, day_of
+from schemas.messages import Claim, CouponSpec, CreateCoupon, DayReserved, ReserveDay
+from tests.unit.simulation import SECRET, Cluster
+
+DAY_MS = 86_400_000
+NOON = 1_795_262_400_000  # 2026-11-21T12:00:00Z
+
+
+def coupon_id(n: int) -> str:
+    return f"00000000-0000-4000-8000-{n:012d}"
+
+
+def request_id(n: int) -> str:
+    return f"00000000-0000-4000-9000-{n:012d}"
+
+
+def create(n: int, count: int, daily: bool = True, start: int = NOON, days: int = 7) -> CreateCoupon:
+    spec = CouponSpec(f"C{n}", "m", "d", start, start + days * DAY_MS, count, 1, daily)
+    return CreateCoupon(request_id(10**9 + n), coupon_id(n), "admin", spec, start - 1, "r")
+
+
+def claim(n: int, coupon: int, user: str, at: int = NOON + 1) -> Claim:
+    return Claim(request_id(n), coupon_id(coupon), user, at, "r")
+
+
+def run(commands: list, partitions: int = 2, batch_max: int = 7) -> Cluster:
+    cluster = Cluster(partitions)
+    for command in commands:
+        cluster.append(command)
+    cluster.drain(batch_max)
+    return cluster
+
+
+def outcomes(cluster: Cluster) -> dict[str, tuple[str, str | None]]:
+    return {d.request_id: (d.outcome, d.reason) for d in cluster.decisions}
+
+
+def test_exactly_count_grants_first_come_first_served() -> None:
+    claims = [claim(i, 1, f"u{i}") for i in range(40)]
+    cluster = run([create(1, 25), *claims])
+    result = outcomes(cluster)
+    assert [result[c.request_id][0] for c in claims] == ["granted"] * 25 + ["rejected"] * 15
+    assert {result[c.request_id][1] for c in claims[25:]} == {"sold_out"}
+    codes = [d.grant.code for d in cluster.decisions if d.grant]
+    assert len(set(codes)) == 25
+
+
+def test_time_window_and_one_per_person() -> None:
+    cluster = run(
+        [
+            create(1, 5),
+            claim(1, 1, "early", at=NOON - 1),
+            claim(2, 1, "alice"),
+            claim(3, 1, "alice"),
+            claim(4, 1, "late", at=NOON + 7 * DAY_MS),
+            claim(5, 2, "nobody"),
+        ]
+    )
+    assert outcomes(cluster) == {
+        request_id(10**9 + 1): ("created", None),
+        request_id(1): ("rejected", "not_started"),
+        request_id(2): ("granted", None),
+        request_id(3): ("rejected", "already_claimed"),
+        request_id(4): ("rejected", "expired"),
+        request_id(5): ("rejected", "unknown_coupon"),
+    }
+
+
+def test_daily_rule_across_partitions_frees_the_unit_for_the_next_person() -> None:
+    # alice wins coupon 1, then is first in line for coupon 7 the same day: refused,
+    # and coupon 7's single unit passes to bob. A day later alice may win again.
+    cluster = Cluster(3)
+    cluster.append(create(1, 5))
+    cluster.append(create(7, 1))
+    cluster.append(create(3, 1, start=NOON))
+    cluster.append(claim(1, 1, "alice"))
+    cluster.drain()
+    cluster.append(claim(2, 7, "alice"))
+    cluster.append(claim(3, 7, "bob"))
+    cluster.append(claim(4, 3, "alice", at=NOON + DAY_MS))
+    cluster.drain()
+    # The two coupons and alice's quota live on three different partitions.
+    partitions = {cluster.partition_of(create(n, 1)) for n in (1, 7)}
+    assert len(partitions | {cluster.partition_of(ReserveDay("r", "c", "alice", "d", 0))}) == 3
+    result = outcomes(cluster)
+    assert result[request_id(1)] == ("granted", None)
+    assert result[request_id(2)] == ("rejected", "daily_limit")
+    assert result[request_id(3)] == ("granted", None)
+    assert result[request_id(4)] == ("granted", None)
+
+
+def test_a_retried_request_gets_the_first_decision_and_no_second_effect() -> None:
+    first = claim(1, 1, "alice")
+    retry = Claim(first.request_id, first.coupon_id, "alice", first.at_ms + 5, "other-gateway")
+    cluster = run([create(1, 5, daily=False), first, retry])
+    assert len([d for d in cluster.decisions if d.grant]) == 1
+    echoes = [echo for fx in cluster.effects for echo in fx.echoes]
+    assert [(e.outcome, e.reply_to) for e in echoes] == [("granted", "other-gateway")]
+
+
+def test_answers_to_a_reservation_seen_twice_change_nothing() -> None:
+    core = PartitionCore(CoreConfig(SECRET))
+    first = claim(1, 1, "alice")
+    fx = core.decide([Record(0, create(1, 1)), Record(1, first)], {})
+    (ask,) = fx.commands
+    assert isinstance(ask, ReserveDay)
+    answer = DayReserved(ask.request_id, ask.coupon_id, "alice", ask.day, True, ask.at_ms)
+    fx = core.decide([Record(2, answer), Record(3, answer)], {})
+    assert [d.decision.outcome for d in fx.decisions] == ["granted"]
+
+
+def test_day_is_taken_in_the_configured_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    late_evening_utc = NOON + 11 * 3_600_000  # 23:00 UTC is 08:00 next day in Seoul
+    assert day_of(late_evening_utc, ZoneInfo("UTC")) == "2026-11-21"
+    assert day_of(late_evening_utc, ZoneInfo("Asia/Seoul")) == "2026-11-22"
+
+
+# -- properties ---------------------------------------------------------------------------
+
+commands_strategy = st.lists(
+    st.tuples(
+        st.integers(0, 2),  # coupon
+        st.integers(0, 11),  # user
+        st.integers(-1, 3),  # day offset from the coupon's start (-1: before start)
+    ),
+    min_size=1,
+    max_size=120,
+)
+coupons_strategy = st.lists(
+    st.tuples(st.integers(0, 6), st.booleans()), min_size=3, max_size=3
+)
+
+
+def build(coupons: list[tuple[int, bool]], claims: list[tuple[int, int, int]]) -> list:
+    commands: list = [create(n, count, daily, days=3) for n, (count, daily) in enumerate(coupons)]
+    for i, (coupon, user, day) in enumerate(claims):
+        commands.append(claim(i, coupon, f"u{user}", at=NOON + day * DAY_MS + i))
+    return commands
+
+
+@settings(max_examples=300, deadline=None)
+@given(coupons_strategy, commands_strategy, st.integers(1, 4), st.integers(1, 9))
+def test_invariants_hold_for_any_sequence(coupons, claims, partitions, batch_max) -> None:
+    commands = build(coupons, claims)
+    cluster = run(commands, partitions, batch_max)
+    by_request = {d.request_id: d for d in cluster.decisions}
+    claim_commands = [c for c in commands if isinstance(c, Claim)]
+    # Invariant 4 (in the core): every claim has exactly one decision.
+    assert len(by_request) == len(cluster.decisions) == len(commands)
+    grants = [d.grant for d in cluster.decisions if d.grant]
+    per_coupon = Counter(g.coupon_id for g in grants)
+    for n, (count, _) in enumerate(coupons):
+        # Invariant 1: never more than the count; codes and sequence numbers unique.
+        assert per_coupon[coupon_id(n)] <= count
+        mine = [g for g in grants if g.coupon_id == coupon_id(n)]
+        assert len({g.code for g in mine}) == len({g.seq for g in mine}) == len(mine)
+    # Invariant 2: one per person per coupon; one per person per day on daily coupons.
+    assert len({(g.coupon_id, g.user_id) for g in grants}) == len(grants)
+    daily = {coupon_id(n) for n, (_, d) in enumerate(coupons) if d}
+    days = [(g.user_id, day_of(g.granted_at_ms, CoreConfig(b"").day_zone)) for g in grants]
+    daily_days = [day for g, day in zip(grants, days, strict=True) if g.coupon_id in daily]
+    assert len(set(daily_days)) == len(daily_days)
+    # Invariant 3: nobody refused as sold out came before someone who won.
+    order = {c.request_id: i for i, c in enumerate(claim_commands)}
+    won: defaultdict[str, list[int]] = defaultdict(list)
+    sold_out: defaultdict[str, list[int]] = defaultdict(list)
+    for c in claim_commands:
+        d = by_request[c.request_id]
+        if d.outcome == "granted":
+            won[c.coupon_id].append(order[c.request_id])
+        elif d.reason == "sold_out":
+            sold_out[c.coupon_id].append(order[c.request_id])
+    for cid, refused in sold_out.items():
+        assert per_coupon[cid] == dict(coupons_by_id(coupons))[cid]
+        assert max(won[cid], default=-1) < min(refused)
+
+
+def coupons_by_id(coupons: list[tuple[int, bool]]) -> list[tuple[str, int]]:
+    return [(coupon_id(n), count) for n, (count, _) in enumerate(coupons)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(coupons_strategy, commands_strategy, st.integers(1, 4), st.integers(1, 9), st.integers(1, 9))
+def test_replaying_the_log_reproduces_every_decision(coupons, claims, partitions, b1, b2) -> None:
+    # Invariant 6: the log, as it was written, decided again with other batch sizes.
+    live = run(build(coupons, claims), partitions, b1)
+    replay = Cluster(partitions, replaying=True)
+    replay.logs = [list(log) for log in live.logs]
+    replay.drain(b2)
+    assert sorted(map(repr, replay.decisions)) == sorted(map(repr, live.decisions))
+    assert sorted(map(repr, replay.emitted)) == sorted(map(repr, live.emitted))
