@@ -11,11 +11,11 @@ answers in its own log order (`DayReserved`). While units are spoken for, later 
 wait in the coupon's line, so a unit freed by a refusal goes to the next person in order.
 """
 
+import uuid
 from collections import Counter, deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, tzinfo
-import uuid
 
 from allocator.codes import code_for, coupon_key
 from schemas.messages import (
@@ -187,9 +187,7 @@ class PartitionCore:
         for user_id, days in loaded.user_days.items():
             self.user_days[user_id] = dict(days)
 
-    def decide(
-        self, records: Sequence[Record], decided: Mapping[str, Decision]
-    ) -> Effects:
+    def decide(self, records: Sequence[Record], decided: Mapping[str, Decision]) -> Effects:
         """Apply a batch in log order. `decided`: earlier decisions of its request ids."""
         assert records, "a batch has at least one record"
         fx = Effects(next_offset=records[-1].offset + 1)
@@ -379,4 +377,3 @@ def _decide(
         coupon=coupon,
     )
     fx.decisions.append(DecisionRow(decision, offset))
-

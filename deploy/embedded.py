@@ -49,8 +49,9 @@ class Process:
                 self.popen.send_signal(self.stop_signal)
                 self.popen.wait(timeout=timeout_s)
             except subprocess.TimeoutExpired:
-                log.warning("%s (pid %d) still running after %.1fs; killing",
-                            self.name, self.pid, timeout_s)
+                log.warning(
+                    "%s (pid %d) still running after %.1fs; killing", self.name, self.pid, timeout_s
+                )
                 self.kill()
 
     def kill(self) -> None:
@@ -106,22 +107,29 @@ def _log_tail(path: Path) -> str:
         return f"<cannot read {path}: {e}>"
 
 
-def _spawn(name: str, argv: list[str], log_path: Path, stop_signal: int, **kw: Any) -> Process:
+def spawn(name: str, argv: list[str], log_path: Path, stop_signal: int, **kw: Any) -> Process:
     log.info("starting %s: %s (log: %s)", name, " ".join(argv), log_path)
     with log_path.open("ab") as out:
-        popen = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
-                                 stderr=subprocess.STDOUT, start_new_session=True, **kw)
+        popen = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            **kw,
+        )
     return Process(name=name, popen=popen, log_path=log_path, stop_signal=stop_signal)
 
 
-def _wait_ready(proc: Process, ready: Callable[[], bool], timeout_s: float) -> None:
+def wait_ready(proc: Process, ready: Callable[[], bool], timeout_s: float) -> None:
     start = time.monotonic()
     while True:
         code = proc.popen.poll()
         if code is not None:
             raise RuntimeError(
                 f"{proc.name} exited with code {code} before becoming ready; "
-                f"log {proc.log_path}:\n{_log_tail(proc.log_path)}")
+                f"log {proc.log_path}:\n{_log_tail(proc.log_path)}"
+            )
         if ready():
             log.info("%s ready in %.2fs (pid %d)", proc.name, time.monotonic() - start, proc.pid)
             return
@@ -129,7 +137,8 @@ def _wait_ready(proc: Process, ready: Callable[[], bool], timeout_s: float) -> N
             proc.kill()
             raise TimeoutError(
                 f"{proc.name} not ready after {timeout_s:.1f}s; "
-                f"log {proc.log_path}:\n{_log_tail(proc.log_path)}")
+                f"log {proc.log_path}:\n{_log_tail(proc.log_path)}"
+            )
         time.sleep(_POLL_S)
 
 
@@ -158,10 +167,18 @@ def start_broker(data_dir: Path, port: int | None = None, ready_timeout_s: float
     data_dir.mkdir(parents=True, exist_ok=True)
     port = _claim_port(port)
     url = f"tcp://127.0.0.1:{port}"
-    argv = [str(_tansu_bin(data_dir)), "broker", "--listener-url", url,
-            "--advertised-listener-url", url, "--storage-engine", "memory://tansu/"]
-    proc = _spawn("tansu", argv, data_dir / "tansu.log", signal.SIGTERM, cwd=data_dir)
-    _wait_ready(proc, lambda: _tcp_open(port), ready_timeout_s)
+    argv = [
+        str(_tansu_bin(data_dir)),
+        "broker",
+        "--listener-url",
+        url,
+        "--advertised-listener-url",
+        url,
+        "--storage-engine",
+        "memory://tansu/",
+    ]
+    proc = spawn("tansu", argv, data_dir / "tansu.log", signal.SIGTERM, cwd=data_dir)
+    wait_ready(proc, lambda: _tcp_open(port), ready_timeout_s)
     return Broker(process=proc, bootstrap_servers=f"127.0.0.1:{port}")
 
 
@@ -203,23 +220,64 @@ def start_postgres(
         t0 = time.monotonic()
         with log_path.open("ab") as out:
             subprocess.run(
-                [str(bin_dir / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
-                 "--encoding=UTF8"],  # no --no-sync: ~0.3s more, once, for a durable cluster
-                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=pgdata,
-                check=True, timeout=120, **as_user)
+                [
+                    str(bin_dir / "initdb"),
+                    "-D",
+                    str(pgdata),
+                    "--auth=trust",
+                    "-U",
+                    "postgres",
+                    "--encoding=UTF8",
+                ],  # no --no-sync: ~0.3s more, once, for a durable cluster
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                cwd=pgdata,
+                check=True,
+                timeout=120,
+                **as_user,
+            )
         log.info("initdb %s took %.2fs", pgdata, time.monotonic() - t0)
     port = _claim_port(port)
     socket_dir = pgdata
     if len(str(pgdata / f".s.PGSQL.{port}.lock")) > 100:
         socket_dir = Path(tempfile.mkdtemp(prefix="cpg"))
         socket_dir.chmod(0o777)
-    argv = [str(bin_dir / "postgres"), "-D", str(pgdata), "-p", str(port), "-h", "127.0.0.1",
-            "-k", str(socket_dir), "-c", "fsync=on", "-c", "synchronous_commit=on",
-            "-c", "max_connections=200", "-c", "shared_buffers=256MB"]
+    argv = [
+        str(bin_dir / "postgres"),
+        "-D",
+        str(pgdata),
+        "-p",
+        str(port),
+        "-h",
+        "127.0.0.1",
+        "-k",
+        str(socket_dir),
+        "-c",
+        "fsync=on",
+        "-c",
+        "synchronous_commit=on",
+        "-c",
+        "max_connections=200",
+        "-c",
+        "shared_buffers=256MB",
+    ]
     # SIGINT = postgres "fast" shutdown: roll back open transactions, checkpoint, exit.
-    proc = _spawn("postgres", argv, log_path, signal.SIGINT, cwd=pgdata, **as_user)
-    isready = [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port),
-               "-U", "postgres", "-d", "postgres", "-t", "1"]
+    proc = spawn("postgres", argv, log_path, signal.SIGINT, cwd=pgdata, **as_user)
+    isready = [
+        str(bin_dir / "pg_isready"),
+        "-q",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(port),
+        "-U",
+        "postgres",
+        "-d",
+        "postgres",
+        "-t",
+        "1",
+    ]
 
     def ready() -> bool:
         try:
@@ -227,5 +285,5 @@ def start_postgres(
         except subprocess.TimeoutExpired:
             return False
 
-    _wait_ready(proc, ready, ready_timeout_s)
+    wait_ready(proc, ready, ready_timeout_s)
     return Postgres(process=proc, url=f"postgresql://postgres@127.0.0.1:{port}/postgres", port=port)

@@ -6,6 +6,8 @@ share one broker without seeing each other's messages.
 
 from dataclasses import dataclass
 
+from aiokafka.partitioner import murmur2
+
 
 @dataclass(frozen=True, slots=True)
 class Topics:
@@ -39,3 +41,9 @@ def coupon_key(coupon_id: str) -> bytes:
 def user_key(user_id: str) -> bytes:
     """Commands about one person's daily quota share a key of their own."""
     return b"user:" + user_id.encode()
+
+
+def partition_of(coupon_id: str, partitions: int) -> int:
+    """The partition the producer's default partitioner picks for a coupon's commands."""
+    hashed: int = murmur2(coupon_key(coupon_id))
+    return (hashed & 0x7FFFFFFF) % partitions

@@ -21,7 +21,9 @@ def request_id(n: int) -> str:
     return f"00000000-0000-4000-9000-{n:012d}"
 
 
-def create(n: int, count: int, daily: bool = True, start: int = NOON, days: int = 7) -> CreateCoupon:
+def create(
+    n: int, count: int, daily: bool = True, start: int = NOON, days: int = 7
+) -> CreateCoupon:
     spec = CouponSpec(f"C{n}", "m", "d", start, start + days * DAY_MS, count, 1, daily)
     return CreateCoupon(request_id(10**9 + n), coupon_id(n), "admin", spec, start - 1, "r")
 
@@ -135,9 +137,7 @@ commands_strategy = st.lists(
     min_size=1,
     max_size=120,
 )
-coupons_strategy = st.lists(
-    st.tuples(st.integers(0, 6), st.booleans()), min_size=3, max_size=3
-)
+coupons_strategy = st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=3, max_size=3)
 
 
 def build(coupons: list[tuple[int, bool]], claims: list[tuple[int, int, int]]) -> list:

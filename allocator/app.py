@@ -1,0 +1,39 @@
+"""The allocator process: owns its partitions and serves the ops routes."""
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from allocator.service import Allocator
+from deploy.http import add_ops_routes, errors, serve
+from deploy.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    allocator = Allocator(settings)
+    await allocator.start()
+    deciding = asyncio.create_task(allocator.run(stop))
+
+    async def readiness() -> str | None:
+        if deciding.done():
+            return "allocator stopped"
+        return allocator.problem
+
+    app = web.Application(middlewares=[errors])
+    add_ops_routes(app, readiness)
+    runner = await serve(app, settings.host, settings.allocator_port)
+    log.info("allocator %s owns %d partitions", settings.allocator_id, len(allocator.owned))
+    try:
+        await asyncio.wait(
+            [deciding, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
+        )
+        if deciding.done() and deciding.exception():
+            raise deciding.exception()  # type: ignore[misc]
+    finally:
+        stop.set()
+        await asyncio.gather(deciding, return_exceptions=True)
+        await runner.cleanup()
+        await allocator.stop()

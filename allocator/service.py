@@ -1,0 +1,239 @@
+"""The allocator's IO shell: read a batch, decide it in memory, commit, then publish.
+
+One allocator owns the partitions it is given. Per batch of one partition: load what the
+core needs, decide, write effects plus the next offset in one fenced transaction, then
+publish decisions, coupon statuses and follow-up commands. The published messages are
+kept in the partition's row (the outbox) and published again on start, so a crash
+between commit and publish loses nothing.
+"""
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+
+import asyncpg
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
+from prometheus_client import Counter, Gauge, Histogram
+
+from allocator.core import CoreConfig, Effects, PartitionCore, Record
+from allocator.store import Fenced, PartitionStore
+from deploy import db, kafka
+from deploy.settings import Settings
+from schemas.messages import ReserveDay, decode_command, encode
+from schemas.topics import Topics, coupon_key, user_key
+
+log = logging.getLogger(__name__)
+
+BATCHES = Histogram(
+    "coupons_allocator_batch_records",
+    "Records decided per batch",
+    buckets=(1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000),
+)
+COMMIT_SECONDS = Histogram(
+    "coupons_allocator_commit_seconds", "Time to write one batch to PostgreSQL"
+)
+DECISIONS = Counter(
+    "coupons_allocator_decisions_total", "Final decisions made", ["outcome", "reason"]
+)
+LAG = Gauge("coupons_allocator_lag_records", "Records not decided yet", ["partition"])
+FENCED = Counter("coupons_allocator_fenced_total", "Batches refused: partition taken over")
+UNREADABLE = Counter("coupons_allocator_unreadable_total", "Commands skipped as unreadable")
+FAILURES = Counter("coupons_allocator_batch_failures_total", "Batches retried after an error")
+
+RETRY_BACKOFF_S_MAX = 2.0
+Message = tuple[str, bytes, bytes]  # topic, key, value
+
+
+@dataclass(slots=True)
+class Owned:
+    """A partition this allocator holds: its core, store, epoch and committed offset."""
+
+    tp: TopicPartition
+    store: PartitionStore
+    core: PartitionCore
+    epoch: int
+    next_offset: int
+
+
+class Allocator:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.config = CoreConfig(settings.code_secret.encode(), settings.day_zone)
+        self.owned: dict[TopicPartition, Owned] = {}
+        self.pool: asyncpg.Pool | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.problem: str | None = "starting"
+
+    async def start(self) -> None:
+        settings = self.settings
+        await kafka.ensure_topics(settings, kafka.core_topics(settings))
+        self.pool = await db.create_pool(settings.database_url, settings.db_pool_size_max)
+        self.producer = kafka.producer(settings)
+        await self.producer.start()
+        self.consumer = kafka.consumer(settings, max_records=settings.batch_records_max)
+        await self.consumer.start()
+        partitions = settings.allocator_partitions
+        if partitions is None:
+            partitions = tuple(range(settings.commands_partitions))
+        tps = [TopicPartition(self.topics.commands, p) for p in partitions]
+        self.consumer.assign(tps)
+        for tp in tps:
+            await self._take(tp)
+        self.problem = None
+
+    async def stop(self) -> None:
+        if self.consumer:
+            await self.consumer.stop()
+        if self.producer:
+            await self.producer.stop()
+        if self.pool:
+            await self.pool.close()
+
+    async def _take(self, tp: TopicPartition) -> None:
+        """Own a partition: fence out the last owner, republish its outbox, seek."""
+        assert self.pool and self.consumer
+        store = PartitionStore(self.pool, tp.topic, tp.partition, self.settings.allocator_id)
+        ownership = await store.acquire()
+        if ownership.outbox:
+            await self._publish(orjson.loads(ownership.outbox))
+        owned = Owned(tp, store, PartitionCore(self.config), ownership.epoch, ownership.next_offset)
+        self.owned[tp] = owned
+        self.consumer.seek(tp, ownership.next_offset)
+        log.info(
+            "took %s[%d] at epoch %d offset %d",
+            tp.topic,
+            tp.partition,
+            ownership.epoch,
+            ownership.next_offset,
+        )
+
+    async def run(self, stop: asyncio.Event, until_idle: bool = False) -> None:
+        """Decide batches until `stop` is set (or, with until_idle, until nothing is left)."""
+        assert self.consumer
+        while not stop.is_set():
+            batches = await self.consumer.getmany(
+                *self.owned, timeout_ms=100, max_records=self.settings.batch_records_max
+            )
+            for tp, messages in batches.items():
+                if tp in self.owned:
+                    await self._handle(self.owned[tp], messages)
+            self._measure_lag()
+            if until_idle and not batches and self._caught_up():
+                return
+
+    def _caught_up(self) -> bool:
+        assert self.consumer
+        return all(
+            (self.consumer.highwater(tp) or 0) <= owned.next_offset
+            for tp, owned in self.owned.items()
+        )
+
+    def _measure_lag(self) -> None:
+        assert self.consumer
+        for tp, owned in self.owned.items():
+            highwater = self.consumer.highwater(tp)
+            if highwater is not None:
+                LAG.labels(str(tp.partition)).set(max(highwater - owned.next_offset, 0))
+
+    async def _handle(self, owned: Owned, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+        # Positions below the committed offset were decided already (a seek raced a fetch).
+        fresh = [m for m in messages if m.offset >= owned.next_offset]
+        if not fresh:
+            return
+        records = []
+        for message in fresh:
+            try:
+                records.append(Record(message.offset, decode_command(message.value or b"")))
+            except (ValueError, TypeError, KeyError) as error:
+                UNREADABLE.inc()  # never decided, never blocks the partition
+                log.error("skipping unreadable command at %d: %s", message.offset, error)
+        try:
+            fx, outbox = await self._decide(owned, records, fresh[-1].offset + 1)
+        except Fenced as fenced:
+            FENCED.inc()
+            log.warning("%s: stopping work on this partition", fenced)
+            self._drop(owned)
+            return
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            # Nothing was committed: forget what the core decided and read it again.
+            FAILURES.inc()
+            self.problem = f"database: {error}"
+            log.warning("batch at %d failed (%s); retrying", owned.next_offset, error)
+            owned.core = PartitionCore(self.config)
+            assert self.consumer
+            self.consumer.seek(owned.tp, owned.next_offset)
+            await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2))
+            return
+        self.problem = None
+        owned.next_offset = fx.next_offset
+        await self._publish(outbox)
+        BATCHES.observe(len(records))
+        for row in fx.decisions:
+            DECISIONS.labels(row.decision.outcome, row.decision.reason or "").inc()
+
+    async def _decide(
+        self, owned: Owned, records: list[Record], next_offset: int
+    ) -> tuple[Effects, list[Message]]:
+        fx = Effects(next_offset)
+        if records:
+            needs = owned.core.needs(records)
+            loaded, decided = await owned.store.load(needs)
+            owned.core.load(loaded)
+            fx = owned.core.decide(records, decided)
+        assert fx.next_offset == next_offset
+        outbox = self._messages(fx)
+        stored = orjson.dumps([[t, k.decode(), v.decode()] for t, k, v in outbox])
+        started = time.perf_counter()
+        await owned.store.commit(owned.epoch, owned.next_offset, fx, stored)
+        COMMIT_SECONDS.observe(time.perf_counter() - started)
+        return fx, outbox
+
+    def _drop(self, owned: Owned) -> None:
+        assert self.consumer
+        del self.owned[owned.tp]
+        self.consumer.pause(owned.tp)
+
+    def _messages(self, fx: Effects) -> list[Message]:
+        topics = self.topics
+        out: list[Message] = []
+        for row in fx.decisions:
+            decision = row.decision
+            out.append((topics.decisions, coupon_key(decision.coupon_id), encode(decision)))
+        for echo in fx.echoes:
+            out.append((topics.decisions, coupon_key(echo.coupon_id), encode(echo)))
+        for status in fx.changed.values():
+            out.append((topics.status, coupon_key(status.coupon_id), encode(status)))
+        for command in fx.commands:
+            key = (
+                user_key(command.user_id)
+                if isinstance(command, ReserveDay)
+                else coupon_key(command.coupon_id)
+            )
+            out.append((topics.commands, key, encode(command)))
+        return out
+
+    async def _publish(self, messages: list[Message] | list[list[str]]) -> None:
+        """Publish until the broker has every message; a crash here replays the outbox."""
+        assert self.producer
+        attempt = 0
+        while True:
+            try:
+                futures = [
+                    await self.producer.send(
+                        topic,
+                        key=key if isinstance(key, bytes) else key.encode(),
+                        value=value if isinstance(value, bytes) else value.encode(),
+                    )
+                    for topic, key, value in messages
+                ]
+                await asyncio.gather(*futures)
+                return
+            except Exception as error:  # noqa: BLE001 - any broker failure: wait and resend
+                attempt += 1
+                self.problem = f"broker: {error}"
+                log.warning("publish failed (%s); attempt %d", error, attempt)
+                await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.1 * attempt))

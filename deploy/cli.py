@@ -1,0 +1,101 @@
+"""`coupons`: one command for every part, the local stack, migrations and tokens."""
+
+import argparse
+import asyncio
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+
+from deploy.settings import Settings, SettingsError
+
+Runner = Callable[[Settings, asyncio.Event], Awaitable[None]]
+
+
+def _serve(runner: Runner) -> int:
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        print(f"coupons: {error}", file=sys.stderr)
+        return 2
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await runner(settings, stop)
+
+    asyncio.run(main())
+    return 0
+
+
+def _part(name: str) -> int:
+    if name == "gateway":
+        from gateway.app import run
+    elif name == "allocator":
+        from allocator.app import run
+    else:
+        from notifier.app import run
+    return _serve(run)
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    import os
+
+    from deploy.db import migrate
+
+    url = os.environ.get("DATABASE_URL")
+    if not url:
+        print("coupons: DATABASE_URL is not set", file=sys.stderr)
+        return 2
+    for step in asyncio.run(migrate(url, args.target)) or ["already up to date"]:
+        print(step)
+    return 0
+
+
+def _token(args: argparse.Namespace) -> int:
+    import os
+
+    from deploy.dev import dev_secrets
+    from gateway.auth import mint_token
+
+    secret = os.environ.get("COUPONS_JWT_SECRET") or dev_secrets(args.data_dir)["jwt"]
+    print(mint_token(secret, args.sub, admin=args.admin, ttl_s=args.ttl))
+    return 0
+
+
+def _dev(args: argparse.Namespace) -> int:
+    from deploy.dev import run_dev
+
+    return run_dev(args.port, args.data_dir, args.demo)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    parser = argparse.ArgumentParser(prog="coupons", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser("dev", help="the whole stack on this machine")
+    dev.add_argument("--port", type=int, default=8080, help="gateway port; notifier is port+1")
+    dev.add_argument("--data-dir", default=".data", help="where PostgreSQL keeps its files")
+    dev.add_argument("--demo", action="store_true", help="create a live demo coupon")
+    for name in ("gateway", "allocator", "notifier"):
+        commands.add_parser(name, help=f"run the {name}, configured by environment variables")
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--target", type=int, default=None, help="migrate up or down to this")
+    token = commands.add_parser("token", help="print a JWT for the local stack")
+    token.add_argument("--sub", required=True, help="the user id")
+    token.add_argument("--admin", action="store_true", help="grant the admin role")
+    token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
+    token.add_argument("--data-dir", default=".data", help="the local stack's data folder")
+    args = parser.parse_args(argv)
+    if args.command in ("gateway", "allocator", "notifier"):
+        return _part(args.command)
+    return {"dev": _dev, "migrate": _migrate, "token": _token}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+"""`coupons dev`: broker, PostgreSQL, allocator, notifier and gateway on this machine.
+
+The embedded broker keeps its log in memory, so each run uses topics of its own (a
+run-scoped prefix) while PostgreSQL keeps coupons and grants across runs.
+"""
+
+import asyncio
+import json
+import os
+import secrets
+import signal
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from deploy.db import migrate
+from deploy.embedded import start_broker, start_postgres
+from deploy.stack import Part, start_part
+from gateway.auth import mint_token
+
+
+def dev_secrets(data_dir: str | Path) -> dict[str, str]:
+    """The local stack's secrets: from the environment, else made up once and kept."""
+    path = Path(data_dir) / "secrets.json"
+    known: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+    if not known:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        known = {"jwt": secrets.token_urlsafe(32), "codes": secrets.token_urlsafe(32)}
+        path.write_text(json.dumps(known))
+        path.chmod(0o600)
+    return {
+        "jwt": os.environ.get("COUPONS_JWT_SECRET") or known["jwt"],
+        "codes": os.environ.get("COUPONS_CODE_SECRET") or known["codes"],
+    }
+
+
+def stack_env(
+    kafka: str, database: str, jwt_secret: str, code_secret: str, port: int, prefix: str
+) -> dict[str, str]:
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "DATABASE_URL": database,
+        "COUPONS_JWT_SECRET": jwt_secret,
+        "COUPONS_CODE_SECRET": code_secret,
+        "COUPONS_TOPIC_PREFIX": prefix,
+        "GATEWAY_PORT": str(port),
+        "NOTIFIER_PORT": str(port + 1),
+        "ALLOCATOR_PORT": str(port + 2),
+        "NOTIFIER_PUBLIC_URL": f"http://127.0.0.1:{port + 1}",
+    }
+
+
+def create_demo_coupon(gateway_url: str, jwt_secret: str) -> dict[str, object]:
+    now = datetime.now(UTC)
+    body = {
+        "code": "FREE-IPHONE",
+        "message": "Get an iPhone, free!",
+        "description": "The demo coupon of the local stack.",
+        "start_time": now.isoformat(),
+        "expiry": (now + timedelta(days=7)).isoformat(),
+        "count": 25,
+    }
+    request = urllib.request.Request(
+        f"{gateway_url}/v1/coupons",
+        data=json.dumps(body).encode(),
+        headers={
+            "Authorization": f"Bearer {mint_token(jwt_secret, 'demo-admin', admin=True)}",
+            "Content-Type": "application/json",
+        },
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=15) as response:
+        created: dict[str, object] = json.loads(response.read())
+        return created
+
+
+def run_dev(port: int, data_dir: str, demo: bool) -> int:
+    root = Path(data_dir).resolve()
+    keys = dev_secrets(root)
+    external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
+    external_db = os.environ.get("DATABASE_URL")
+    started: list[Part] = []
+    infra = []
+    try:
+        if external_kafka is None:
+            broker = start_broker(root / "broker")
+            infra.append(broker.process)
+            external_kafka = broker.bootstrap_servers
+        if external_db is None:
+            postgres = start_postgres(root / "postgres")
+            infra.append(postgres.process)
+            external_db = postgres.url
+        asyncio.run(migrate(external_db))
+        prefix = os.environ.get("COUPONS_TOPIC_PREFIX", f"dev{int(time.time())}.")
+        env = stack_env(external_kafka, external_db, keys["jwt"], keys["codes"], port, prefix)
+        logs = root / "logs"
+        started.append(start_part("allocator", env, port + 2, logs))
+        started.append(start_part("notifier", env, port + 1, logs))
+        started.append(start_part("gateway", env, port, logs))
+        print(f"gateway:  http://127.0.0.1:{port}", flush=True)
+        print(f"notifier: http://127.0.0.1:{port + 1}", flush=True)
+        if "COUPONS_JWT_SECRET" not in os.environ:
+            print(f"COUPONS_JWT_SECRET={keys['jwt']}  (made up for this stack)", flush=True)
+        if demo:
+            _print_demo(port, keys["jwt"])
+        print(f"logs in {logs}; Ctrl-C stops everything", flush=True)
+        _wait_for_signal(started)
+    finally:
+        for part in reversed(started):
+            part.process.stop()
+        for process in reversed(infra):
+            process.stop()
+    return 0
+
+
+def _print_demo(port: int, jwt_secret: str) -> None:
+    coupon = create_demo_coupon(f"http://127.0.0.1:{port}", jwt_secret)
+    token = mint_token(jwt_secret, "alice")
+    print(f"\ndemo coupon {coupon['code']} is live: {coupon['count']} units, id {coupon['id']}")
+    print("claim one as alice:")
+    print(
+        f"  curl -s -X POST http://127.0.0.1:{port}/v1/coupons/{coupon['id']}/claims \\\n"
+        f"       -H 'Authorization: Bearer {token}' -H 'Content-Type: application/json' -d '{{}}'"
+    )
+    print("other users: .venv/bin/coupons token --sub bob\n", flush=True)
+
+
+def _wait_for_signal(parts: list[Part]) -> None:
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    while not stop.wait(0.5):
+        for part in parts:
+            if part.process.popen.poll() is not None:
+                print(f"{part.name} exited; see {part.process.log_path}", flush=True)
+                return

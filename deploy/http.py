@@ -1,0 +1,121 @@
+"""HTTP plumbing every service shares: one error shape (RFC 9457), and the ops routes."""
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
+
+log = logging.getLogger(__name__)
+
+PROBLEM_TYPE = "https://coupons.example/problems/"
+RETRY_AFTER_S = 1
+
+HTTP_RESPONSES = Counter(
+    "coupons_http_responses_total", "HTTP responses by route and status", ["route", "status"]
+)
+
+Readiness = Callable[[], Awaitable[str | None]]  # None when ready, else why not
+
+
+def json_response(
+    body: Any, status: int = 200, headers: dict[str, str] | None = None
+) -> web.Response:
+    return web.Response(
+        body=orjson.dumps(body), status=status, content_type="application/json", headers=headers
+    )
+
+
+def problem(
+    status: int,
+    slug: str,
+    title: str,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> web.Response:
+    body = {"type": PROBLEM_TYPE + slug, "title": title, "status": status, "detail": detail}
+    body.update(extra)
+    return web.Response(
+        body=orjson.dumps(body),
+        status=status,
+        headers={"Content-Type": "application/problem+json", **(headers or {})},
+    )
+
+
+def unavailable(detail: str) -> web.Response:
+    return problem(
+        503,
+        "unavailable",
+        "Service unavailable",
+        detail,
+        headers={"Retry-After": str(RETRY_AFTER_S)},
+    )
+
+
+class Problem(Exception):
+    """Raised by handlers for an expected failure; the middleware renders it."""
+
+    def __init__(self, status: int, slug: str, title: str, detail: str, **extra: Any) -> None:
+        super().__init__(detail)
+        self.response = problem(status, slug, title, detail, **extra)
+
+
+@web.middleware
+async def errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    route = request.match_info.route.resource
+    name = route.canonical if route is not None else "unmatched"
+    try:
+        response = await handler(request)
+    except Problem as failure:
+        response = failure.response
+    except web.HTTPException as http:
+        if http.status < 400:
+            raise
+        response = problem(http.status, "http", http.reason, http.text or http.reason)
+    except (
+        OSError,
+        asyncpg.PostgresConnectionError,
+        asyncpg.InterfaceError,
+        asyncpg.CannotConnectNowError,
+        TimeoutError,
+    ) as error:
+        log.warning("dependency failure on %s: %s", name, error)
+        response = unavailable("a dependency is unavailable; retry shortly")
+    except Exception:
+        log.exception("unhandled error on %s", name)
+        response = problem(500, "internal", "Internal error", "an unexpected error occurred")
+    HTTP_RESPONSES.labels(name, str(response.status)).inc()
+    return response
+
+
+def add_ops_routes(app: web.Application, readiness: Readiness) -> None:
+    async def healthz(_: web.Request) -> web.Response:
+        return json_response({"status": "ok"})
+
+    async def readyz(_: web.Request) -> web.Response:
+        why = await readiness()
+        if why is None:
+            return json_response({"status": "ready"})
+        return json_response({"status": "not_ready", "detail": why}, status=503)
+
+    async def metrics(_: web.Request) -> web.Response:
+        return web.Response(
+            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
+        )
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+
+
+async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    await web.TCPSite(runner, host, port, reuse_address=True, backlog=4096).start()
+    return runner

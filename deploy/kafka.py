@@ -1,0 +1,74 @@
+"""Kafka clients with every option that matters passed explicitly.
+
+The embedded broker (Tansu) supports neither the idempotent nor the transactional
+producer, and answers a fetch only when its wait runs out: fetch waits are short.
+"""
+
+import logging
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from deploy.settings import Settings
+
+log = logging.getLogger(__name__)
+
+REQUEST_TIMEOUT_MS = 10_000
+
+
+def producer(settings: Settings, linger_ms: int = 1) -> AIOKafkaProducer:
+    return AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        acks="all",
+        enable_idempotence=False,
+        linger_ms=linger_ms,
+        max_batch_size=256 * 1024,
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+        retry_backoff_ms=100,
+    )
+
+
+def consumer(
+    settings: Settings, group_id: str | None = None, max_records: int | None = None
+) -> AIOKafkaConsumer:
+    return AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=group_id,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        fetch_max_wait_ms=settings.kafka_fetch_wait_ms,
+        max_poll_records=max_records,
+        request_timeout_ms=REQUEST_TIMEOUT_MS,
+        isolation_level="read_uncommitted",
+    )
+
+
+async def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
+    """Create the topics that do not exist yet, with the given partition counts."""
+    admin = AIOKafkaAdminClient(
+        bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=REQUEST_TIMEOUT_MS
+    )
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        wanted = [NewTopic(n, p, 1) for n, p in topics.items() if n not in existing]
+        if wanted:
+            try:
+                await admin.create_topics(wanted)
+            except TopicAlreadyExistsError:
+                pass  # another process created it first
+            log.info("created topics %s", [t.name for t in wanted])
+    finally:
+        await admin.close()
+
+
+def core_topics(settings: Settings) -> dict[str, int]:
+    from schemas.topics import Topics
+
+    topics = Topics(settings.topic_prefix)
+    return {
+        topics.commands: settings.commands_partitions,
+        topics.decisions: settings.commands_partitions,
+        topics.status: 1,
+    }

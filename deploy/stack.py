@@ -1,0 +1,59 @@
+"""Starting the parts as processes, for `coupons dev` and for the integration tests."""
+
+import os
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from deploy.embedded import Process, spawn
+
+READY_TIMEOUT_S = 60.0
+
+
+@dataclass
+class Part:
+    name: str
+    process: Process
+    url: str
+
+
+def _http_ready(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def start_part(
+    name: str, env: dict[str, str], port: int, log_dir: Path, label: str | None = None
+) -> Part:
+    """Run `coupons <name>` as a child process and wait until its /readyz answers 200."""
+    label = label or name
+    log_dir.mkdir(parents=True, exist_ok=True)
+    process = spawn(
+        label,
+        [sys.executable, "-m", "deploy.cli", name],
+        log_dir / f"{label}.log",
+        15,  # SIGTERM: drain and stop
+        env={**os.environ, **env},
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_part(Part(label, process, url))
+    return Part(label, process, url)
+
+
+def wait_part(part: Part, timeout_s: float = READY_TIMEOUT_S) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not _http_ready(part.url):
+        code = part.process.popen.poll()
+        if code is not None:
+            tail = part.process.log_path.read_text()[-3000:]
+            raise RuntimeError(f"{part.name} exited with {code}:\n{tail}")
+        if time.monotonic() > deadline:
+            part.process.kill()
+            raise TimeoutError(f"{part.name} not ready after {timeout_s}s")
+        time.sleep(0.05)

@@ -1,0 +1,71 @@
+"""The gateway process: stateless HTTP front, turning requests into commands."""
+
+import asyncio
+import logging
+import os
+import uuid
+
+from aiohttp import web
+
+from deploy import db, kafka
+from deploy.http import add_ops_routes, errors, serve
+from deploy.settings import Settings
+from gateway import claims, coupons
+from gateway.pipeline import GATEWAY, Gateway
+from gateway.replies import Replies
+from gateway.statuses import Statuses
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+BODY_BYTES_MAX = 64 * 1024
+
+
+def build_app(gateway: Gateway) -> web.Application:
+    app = web.Application(middlewares=[errors], client_max_size=BODY_BYTES_MAX)
+    app[GATEWAY] = gateway
+    app.router.add_post("/v1/coupons", coupons.create)
+    app.router.add_get("/v1/coupons", coupons.list_coupons)
+    app.router.add_get("/v1/coupons/{coupon_id}", coupons.get_coupon)
+    app.router.add_post("/v1/coupons/{coupon_id}/claims", claims.claim)
+    app.router.add_get("/v1/users/me/grants", coupons.my_grants)
+    return app
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    topics = Topics(settings.topic_prefix)
+    gateway_id = settings.gateway_id or f"gw-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    reply_topic = topics.replies(gateway_id)
+    await kafka.ensure_topics(settings, {**kafka.core_topics(settings), reply_topic: 1})
+    pool = await db.create_pool(settings.database_url, settings.db_pool_size_max)
+    producer = kafka.producer(settings)
+    await producer.start()
+    replies = Replies(kafka.consumer(settings), reply_topic)
+    statuses = Statuses(kafka.consumer(settings), topics.status)
+    for part in (replies, statuses):
+        await part.consumer.start()
+        await part.start()
+    gateway = Gateway(settings, topics, reply_topic, pool, producer, replies, statuses)
+
+    async def readiness() -> str | None:
+        if not replies.healthy:
+            return "reply reader stopped"
+        try:
+            await pool.fetchval("SELECT 1")
+        except Exception as error:  # noqa: BLE001 - any failure means not ready
+            return f"database: {error}"
+        return None
+
+    app = build_app(gateway)
+    add_ops_routes(app, readiness)
+    runner = await serve(app, settings.host, settings.gateway_port)
+    log.info("gateway %s listening on %s:%d", gateway_id, settings.host, settings.gateway_port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        for part in (replies, statuses):
+            await part.stop()
+            await part.consumer.stop()
+        await producer.stop()
+        await pool.close()

@@ -1,0 +1,72 @@
+"""POST /v1/coupons/{coupon_id}/claims: where a claim enters."""
+
+import time
+import uuid
+
+from aiohttp import web
+from prometheus_client import Counter, Histogram
+
+from deploy.http import Problem, json_response
+from gateway import requests
+from gateway.auth import caller
+from gateway.pipeline import GATEWAY, rejection
+from schemas.coupons import EDGE_REASONS, grant_view, state_at
+from schemas.messages import Claim
+from schemas.tickets import request_id_for
+
+CLAIMS = Counter("coupons_claims_total", "Claims answered, by outcome", ["outcome"])
+CLAIM_SECONDS = Histogram(
+    "coupons_claim_seconds",
+    "Time to answer a claim",
+    ["outcome"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+
+
+async def claim(request: web.Request) -> web.Response:
+    started = time.perf_counter()
+    outcome = "error"
+    try:
+        response, outcome = await _claim(request)
+        return response
+    finally:
+        CLAIMS.labels(outcome).inc()
+        CLAIM_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+
+
+async def _claim(request: web.Request) -> tuple[web.Response, str]:
+    gateway = request.app[GATEWAY]
+    settings = gateway.settings
+    who = caller(request, settings.jwt_secret)
+    coupon_id = requests.coupon_id(request)
+    body = await requests.json_object(request, {"user_id"})
+    user_id = who.user_id
+    if "user_id" in body:
+        if not who.admin:
+            raise Problem(403, "forbidden", "Forbidden", "only an admin may claim for another user")
+        user_id = requests.text(body, "user_id", 200)
+    key = requests.idempotency_key(request)
+    wait_s = requests.wait_s(request, settings.claim_wait_s_default, settings.claim_wait_s_max)
+    status = await gateway.coupon(coupon_id)
+    if status is None:
+        raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {coupon_id}")
+    now_ms = gateway.now_ms()
+    edge = EDGE_REASONS.get(state_at(status, now_ms))
+    if edge is not None:
+        # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
+        raise Problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge)
+    request_id = (
+        request_id_for(settings.ticket_secret, user_id, coupon_id, key)
+        if key
+        else str(uuid.uuid4())
+    )
+    command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)
+    answer = await gateway.submit(command, wait_s)
+    if isinstance(answer, int):
+        return await gateway.pending(command, answer), "pending"
+    ticket = gateway.ticket(coupon_id, request_id)
+    if answer.grant is None:
+        return rejection(answer, ticket), answer.reason or "rejected"
+    body_out = {"ticket": ticket, "status": "granted", "grant": grant_view(answer.grant)}
+    location = f"/v1/grants/{answer.grant.id}"
+    return json_response(body_out, status=201, headers={"Location": location}), "granted"

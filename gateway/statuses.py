@@ -1,0 +1,48 @@
+"""Every coupon's latest committed status, read from coupon.status, for edge answers."""
+
+import asyncio
+import logging
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from schemas.messages import CouponStatus, decode_status
+
+log = logging.getLogger(__name__)
+
+
+class Statuses:
+    def __init__(self, consumer: AIOKafkaConsumer, topic: str) -> None:
+        self.consumer = consumer
+        self.topic = topic
+        self.coupons: dict[str, CouponStatus] = {}
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        tp = TopicPartition(self.topic, 0)
+        self.consumer.assign([tp])
+        await self.consumer.seek_to_beginning(tp)
+        self.task = asyncio.create_task(self._read())
+
+    async def stop(self) -> None:
+        if self.task:
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+
+    def get(self, coupon_id: str) -> CouponStatus | None:
+        return self.coupons.get(coupon_id)
+
+    def learn(self, status: CouponStatus) -> None:
+        """Keep the newest: a coupon's issued count only grows, and closing is final."""
+        known = self.coupons.get(status.coupon_id)
+        if known is None or (status.issued, status.closed) >= (known.issued, known.closed):
+            self.coupons[status.coupon_id] = status
+
+    async def _read(self) -> None:
+        while True:
+            batches = await self.consumer.getmany(timeout_ms=200)
+            for messages in batches.values():
+                for message in messages:
+                    try:
+                        self.learn(decode_status(message.value or b"{}"))
+                    except (ValueError, TypeError, KeyError) as error:
+                        log.error("unreadable status at %d: %s", message.offset, error)

@@ -1,0 +1,53 @@
+"""The notifier process: forwards decisions to gateways and answers ticket polls."""
+
+import asyncio
+import logging
+
+from aiohttp import web
+
+from deploy import db, kafka
+from deploy.http import add_ops_routes, errors, serve
+from deploy.settings import Settings
+from notifier import tickets
+from notifier.forwarder import Forwarder
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+
+async def run(settings: Settings, stop: asyncio.Event) -> None:
+    forwarder = Forwarder(settings)
+    await forwarder.start()
+    pool = await db.create_pool(settings.database_url, settings.db_pool_size_max)
+    offsets = kafka.consumer(settings)
+    await offsets.start()
+    await offsets.topics()
+    forwarding = asyncio.create_task(forwarder.run(stop))
+
+    async def readiness() -> str | None:
+        if forwarding.done():
+            return "forwarder stopped"
+        try:
+            await pool.fetchval("SELECT 1")
+        except Exception as error:  # noqa: BLE001 - any failure means not ready
+            return f"database: {error}"
+        return None
+
+    app = web.Application(middlewares=[errors], client_max_size=16 * 1024)
+    app[tickets.POOL] = pool
+    app[tickets.TICKET_SECRET] = settings.ticket_secret
+    app[tickets.TOPICS] = Topics(settings.topic_prefix)
+    app[tickets.OFFSETS] = offsets
+    app.router.add_get("/v1/tickets/{ticket}", tickets.ticket)
+    add_ops_routes(app, readiness)
+    runner = await serve(app, settings.host, settings.notifier_port)
+    log.info("notifier listening on %s:%d", settings.host, settings.notifier_port)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
+        forwarding.cancel()
+        await asyncio.gather(forwarding, return_exceptions=True)
+        await forwarder.stop()
+        await offsets.stop()
+        await pool.close()

@@ -1,0 +1,86 @@
+"""Decisions → the reply topic named in each original command.
+
+At least once: offsets are committed to Kafka only after the replies are acknowledged,
+and gateways ignore replies they are not waiting for.
+"""
+
+import asyncio
+import logging
+import time
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Histogram
+
+from deploy import kafka
+from deploy.settings import Settings
+from schemas.topics import Topics
+
+log = logging.getLogger(__name__)
+
+FORWARDED = Counter("coupons_notifier_replies_total", "Decisions forwarded to a gateway")
+DECISION_LATENCY = Histogram(
+    "coupons_decision_latency_seconds",
+    "From a gateway receiving a request to its decision leaving the notifier",
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+RETRY_BACKOFF_S = 0.5
+
+
+class Forwarder:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.topics = Topics(settings.topic_prefix)
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        await kafka.ensure_topics(self.settings, kafka.core_topics(self.settings))
+        self.producer = kafka.producer(self.settings)
+        await self.producer.start()
+        group = f"{self.settings.topic_prefix}coupons-notifier"
+        self.consumer = kafka.consumer(self.settings, group_id=group, max_records=2000)
+        await self.consumer.start()
+        partitions = self.consumer.partitions_for_topic(self.topics.decisions) or set()
+        if not partitions:
+            await self.consumer._client.force_metadata_update()
+            partitions = self.consumer.partitions_for_topic(self.topics.decisions) or set()
+        self.consumer.assign([TopicPartition(self.topics.decisions, p) for p in partitions])
+
+    async def stop(self) -> None:
+        if self.consumer:
+            await self.consumer.stop()
+        if self.producer:
+            await self.producer.stop()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        assert self.consumer and self.producer
+        while not stop.is_set():
+            batches = await self.consumer.getmany(timeout_ms=100)
+            if not batches:
+                continue
+            try:
+                await self._forward([m for ms in batches.values() for m in ms])
+                await self.consumer.commit({tp: ms[-1].offset + 1 for tp, ms in batches.items()})
+            except KafkaError as error:
+                # Not committed: read the same decisions again once the broker answers.
+                log.warning("forwarding failed (%s); retrying", error)
+                for tp, ms in batches.items():
+                    self.consumer.seek(tp, ms[0].offset)
+                await asyncio.sleep(RETRY_BACKOFF_S)
+
+    async def _forward(self, messages: list) -> None:  # type: ignore[type-arg]
+        assert self.producer
+        now = time.time()
+        futures = []
+        for message in messages:
+            decision = orjson.loads(message.value)
+            reply_to = decision.get("reply_to")
+            if not reply_to:
+                continue
+            DECISION_LATENCY.observe(max(now - decision["at_ms"] / 1000, 0))
+            key = decision["request_id"].encode()
+            futures.append(await self.producer.send(reply_to, key=key, value=message.value))
+        await asyncio.gather(*futures)
+        FORWARDED.inc(len(futures))
