@@ -1,0 +1,92 @@
+"""A small HTTP client for the tests: what a person's app would send."""
+
+import asyncio
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import aiohttp
+
+from tests.integration.conftest import Stack
+
+
+@dataclass
+class Answer:
+    status: int
+    body: dict[str, Any]
+    headers: dict[str, str]
+    seconds: float
+
+
+async def create_coupon(
+    session: aiohttp.ClientSession,
+    stack: Stack,
+    count: int,
+    start: datetime | None = None,
+    expiry: datetime | None = None,
+    daily_limit: bool = True,
+) -> dict[str, Any]:
+    start = start or datetime.now(UTC) - timedelta(seconds=1)
+    body = {
+        "code": "TEST",
+        "message": "a test coupon",
+        "start_time": start.isoformat(),
+        "expiry": (expiry or start + timedelta(days=1)).isoformat(),
+        "count": count,
+        "daily_limit": daily_limit,
+    }
+    answer = await post(session, f"{stack.gateway_url}/v1/coupons", stack.token("admin", True), body)
+    assert answer.status == 201, answer.body
+    return answer.body
+
+
+async def post(
+    session: aiohttp.ClientSession,
+    url: str,
+    token: str,
+    body: dict[str, Any],
+    headers: dict[str, str] | None = None,
+) -> Answer:
+    started = time.perf_counter()
+    async with session.post(
+        url, json=body, headers={"Authorization": f"Bearer {token}", **(headers or {})}
+    ) as response:
+        payload = await response.json(content_type=None)
+        return Answer(
+            response.status, payload, dict(response.headers), time.perf_counter() - started
+        )
+
+
+async def claim(
+    session: aiohttp.ClientSession,
+    stack: Stack,
+    coupon_id: str,
+    user: str,
+    wait_s: float = 10,
+    key: str | None = None,
+) -> Answer:
+    headers = {"Prefer": f"wait={wait_s}"}
+    if key:
+        headers["Idempotency-Key"] = key
+    url = f"{stack.gateway_url}/v1/coupons/{coupon_id}/claims"
+    return await post(session, url, stack.token(user), {}, headers)
+
+
+async def poll_ticket(
+    session: aiohttp.ClientSession, url: str, timeout_s: float = 60
+) -> dict[str, Any]:
+    """Poll a ticket until it is decided (bounded)."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        async with session.get(url) as response:
+            body: dict[str, Any] = await response.json(content_type=None)
+            assert response.status == 200, body
+        if body["status"] != "pending" or time.monotonic() > deadline:
+            return body
+        await asyncio.sleep(0.05)
+
+
+def percentile(values: list[float], fraction: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]

@@ -1,0 +1,132 @@
+"""The real stack for integration tests: Tansu and PostgreSQL from their wheels, and the
+parts as processes. Each test gets its own database and its own topics."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import asyncpg
+import pytest
+
+from deploy.db import migrate
+from deploy.dev import stack_env
+from deploy.embedded import Broker, Postgres, free_port, start_broker, start_postgres
+from deploy.stack import Part, start_part
+from gateway.auth import mint_token
+
+SECRET = "integration-secret-" + uuid.uuid4().hex
+
+
+@dataclass
+class Infra:
+    broker: Broker
+    postgres: Postgres
+    root: Path
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    root = tmp_path_factory.mktemp("stack")
+    broker = start_broker(root / "broker")
+    try:
+        postgres = start_postgres(root / "postgres")
+    except BaseException:
+        broker.process.stop()
+        raise
+    yield Infra(broker, postgres, root)
+    postgres.process.stop()
+    broker.process.stop()
+
+
+@dataclass
+class Stack:
+    infra: Infra
+    env: dict[str, str]
+    database_url: str
+    log_dir: Path
+    gateway: Part | None = None
+    notifier: Part | None = None
+    allocators: list[Part] = field(default_factory=list)
+
+    @property
+    def gateway_url(self) -> str:
+        assert self.gateway
+        return self.gateway.url
+
+    def token(self, sub: str, admin: bool = False) -> str:
+        return mint_token(SECRET, sub, admin=admin)
+
+    def start_allocator(self, partitions: str = "", label: str | None = None) -> Part:
+        port = free_port()
+        label = label or f"allocator{len(self.allocators)}"
+        env = {
+            **self.env,
+            "ALLOCATOR_PORT": str(port),
+            "ALLOCATOR_PARTITIONS": partitions,
+            "ALLOCATOR_ID": label,
+        }
+        part = start_part("allocator", env, port, self.log_dir, label=label)
+        self.allocators.append(part)
+        return part
+
+    def stop(self) -> None:
+        for part in [self.gateway, self.notifier, *self.allocators]:
+            if part is not None:
+                part.process.stop()
+
+    async def db(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.database_url)
+
+
+async def _create_database(admin_url: str, name: str) -> str:
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(url)
+    return url
+
+
+def build_stack(infra: Infra, name: str, allocator_partitions: list[str] | None) -> Stack:
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    url = asyncio.run(_create_database(infra.postgres.url, database))
+    gateway_port, notifier_port = free_port(), free_port()
+    env = stack_env(
+        infra.broker.bootstrap_servers, url, SECRET, "codes-" + SECRET, gateway_port, f"{database}."
+    )
+    env.update(
+        {
+            "NOTIFIER_PORT": str(notifier_port),
+            "NOTIFIER_PUBLIC_URL": f"http://127.0.0.1:{notifier_port}",
+            "COUPONS_COMMAND_PARTITIONS": "4",
+        }
+    )
+    stack = Stack(infra, env, url, infra.root / "logs" / name)
+    try:
+        for partitions in allocator_partitions if allocator_partitions is not None else [""]:
+            stack.start_allocator(partitions)
+        stack.notifier = start_part("notifier", env, notifier_port, stack.log_dir)
+        stack.gateway = start_part("gateway", env, gateway_port, stack.log_dir)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture
+def stack(infra: Infra, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    marker = request.node.get_closest_marker("allocators")
+    partitions = list(marker.args) if marker else None
+    built = build_stack(infra, request.node.name, partitions)
+    yield built
+    built.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "allocators(*partitions): one allocator per argument")
+    os.environ.setdefault("COUPONS_TEST", "1")

@@ -1,0 +1,142 @@
+"""Claims through the HTTP API on the real stack: rules, tickets, retries, bad input."""
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+
+import aiohttp
+import pytest
+
+from tests.integration.client import claim, create_coupon, poll_ticket, post
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_claim_is_granted_once_and_is_durable(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 3)
+        first = await claim(session, stack, coupon["id"], "alice")
+        again = await claim(session, stack, coupon["id"], "alice")
+        async with session.get(f"{stack.gateway_url}/v1/coupons/{coupon['id']}") as response:
+            view = await response.json()
+    assert first.status == 201, first.body
+    grant = first.body["grant"]
+    assert first.headers["Location"] == f"/v1/grants/{grant['id']}"
+    assert (again.status, again.body["reason"]) == (409, "already_claimed")
+    assert again.headers["Content-Type"] == "application/problem+json"
+    assert (view["issued"], view["remaining"], view["state"]) == (1, 2, "live")
+    conn = await stack.db()
+    try:
+        row = await conn.fetchrow("SELECT user_id, code FROM grants WHERE id = $1", grant["id"])
+    finally:
+        await conn.close()
+    assert (row["user_id"], row["code"]) == ("alice", grant["code"])
+
+
+async def test_no_grant_before_start_or_after_expiry(stack: Stack) -> None:
+    now = datetime.now(UTC)
+    async with aiohttp.ClientSession() as session:
+        later = await create_coupon(session, stack, 5, start=now + timedelta(hours=1))
+        gone = await create_coupon(
+            session, stack, 5, start=now - timedelta(hours=2), expiry=now - timedelta(hours=1)
+        )
+        early = await claim(session, stack, later["id"], "bob")
+        late = await claim(session, stack, gone["id"], "bob")
+    assert (later["state"], early.status, early.body["reason"]) == ("scheduled", 409, "not_started")
+    assert (gone["state"], late.status, late.body["reason"]) == ("expired", 409, "expired")
+
+
+async def test_a_slow_answer_reaches_its_ticket(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 2)
+        (allocator,) = stack.allocators
+        allocator.process.stop()  # nothing decides until it is back
+        pending = await claim(session, stack, coupon["id"], "carol", wait_s=0.5)
+        assert pending.status == 202, pending.body
+        assert pending.headers["Retry-After"] == "1"
+        ticket_url = pending.headers["Location"]
+        assert ticket_url.startswith("http://127.0.0.1:")
+        assert pending.body["position"] >= 1
+        async with session.get(ticket_url) as response:
+            assert (await response.json())["status"] == "pending"
+        stack.allocators.clear()
+        stack.start_allocator(label="allocator-back")
+        decided = await poll_ticket(session, ticket_url)
+    assert decided["status"] == "granted"
+    assert decided["grant"]["user_id"] == "carol"
+
+
+async def test_a_retried_request_gets_the_first_decision(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 5)
+        answers = await asyncio.gather(
+            *(claim(session, stack, coupon["id"], "dave", key="tap-1") for _ in range(5))
+        )
+        other = await claim(session, stack, coupon["id"], "erin", key="tap-1")
+    tickets = {a.body["ticket"] for a in answers}
+    assert len(tickets) == 1
+    assert {a.status for a in answers} == {201}
+    assert len({a.body["grant"]["id"] for a in answers}) == 1
+    assert other.status == 201 and other.body["ticket"] not in tickets
+    conn = await stack.db()
+    try:
+        count = await conn.fetchval("SELECT count(*) FROM grants WHERE user_id = 'dave'")
+    finally:
+        await conn.close()
+    assert count == 1
+
+
+async def test_bad_input_is_refused_clearly_and_changes_nothing(stack: Stack) -> None:
+    url = stack.gateway_url
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 5)
+        claims = f"{url}/v1/coupons/{coupon['id']}/claims"
+        user = {"Authorization": f"Bearer {stack.token('frank')}"}
+        cases = {
+            "not json": (claims, b"{oops", user, 400),
+            "unknown field": (claims, b'{"extra": 1}', user, 400),
+            "claim for another": (claims, b'{"user_id": "x"}', user, 403),
+            "no token": (claims, b"{}", {}, 401),
+            "forged token": (claims, b"{}", {"Authorization": "Bearer abc.def.ghi"}, 401),
+            "unknown coupon": (f"{url}/v1/coupons/{'0' * 8}-0000-4000-8000-{'0' * 12}/claims",
+                               b"{}", user, 404),
+            "not a uuid": (f"{url}/v1/coupons/nope/claims", b"{}", user, 404),
+            "user creates": (f"{url}/v1/coupons", b"{}", user, 403),
+        }
+        for name, (target, body, headers, status) in cases.items():
+            async with session.post(target, data=body, headers=headers) as response:
+                problem = await response.json(content_type=None)
+                assert response.status == status, name
+                assert response.headers["Content-Type"] == "application/problem+json", name
+                assert {"type", "title", "status", "detail"} <= set(problem), name
+        admin = stack.token("admin", True)
+        bad = await post(session, f"{url}/v1/coupons", admin, {"code": "X", "count": -1})
+        assert bad.status == 400 and "start_time" in bad.body["detail"]
+        forged = f"{stack.notifier.url if stack.notifier else ''}/v1/tickets/{'A' * 64}"
+        async with session.get(forged) as response:
+            assert response.status == 404
+    conn = await stack.db()
+    try:
+        assert await conn.fetchval("SELECT count(*) FROM grants") == 0
+        assert await conn.fetchval("SELECT count(*) FROM coupons") == 1
+    finally:
+        await conn.close()
+
+
+async def test_every_process_reports_health_readiness_and_metrics(stack: Stack) -> None:
+    parts = [stack.gateway, stack.notifier, *stack.allocators]
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 1)
+        await claim(session, stack, coupon["id"], "gina")
+        for part in parts:
+            assert part is not None
+            for path in ("/healthz", "/readyz"):
+                async with session.get(part.url + path) as response:
+                    assert response.status == 200, (part.name, path)
+        async with session.get(stack.gateway_url + "/metrics") as response:
+            gateway_metrics = await response.text()
+        async with session.get(stack.allocators[0].url + "/metrics") as response:
+            allocator_metrics = await response.text()
+    assert 'coupons_claims_total{outcome="granted"} 1.0' in gateway_metrics
+    assert "coupons_allocator_batch_records_count" in allocator_metrics
+    assert "coupons_allocator_lag_records" in allocator_metrics
