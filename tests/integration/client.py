@@ -36,7 +36,9 @@ async def create_coupon(
         "count": count,
         "daily_limit": daily_limit,
     }
-    answer = await post(session, f"{stack.gateway_url}/v1/coupons", stack.token("admin", True), body)
+    answer = await post(
+        session, f"{stack.gateway_url}/v1/coupons", stack.token("admin", True), body
+    )
     assert answer.status == 201, answer.body
     return answer.body
 

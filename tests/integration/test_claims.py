@@ -98,8 +98,12 @@ async def test_bad_input_is_refused_clearly_and_changes_nothing(stack: Stack) ->
             "claim for another": (claims, b'{"user_id": "x"}', user, 403),
             "no token": (claims, b"{}", {}, 401),
             "forged token": (claims, b"{}", {"Authorization": "Bearer abc.def.ghi"}, 401),
-            "unknown coupon": (f"{url}/v1/coupons/{'0' * 8}-0000-4000-8000-{'0' * 12}/claims",
-                               b"{}", user, 404),
+            "unknown coupon": (
+                f"{url}/v1/coupons/{'0' * 8}-0000-4000-8000-{'0' * 12}/claims",
+                b"{}",
+                user,
+                404,
+            ),
             "not a uuid": (f"{url}/v1/coupons/nope/claims", b"{}", user, 404),
             "user creates": (f"{url}/v1/coupons", b"{}", user, 403),
         }
