@@ -81,7 +81,8 @@ async def test_a_burst_of_2000_people_gets_exactly_25_grants(
     with capsys.disabled():
         print(
             f"\nburst: {users} requests, {len(granted)} grants, {reasons['sold_out']} sold_out,"
-            f" {seconds:.2f} s ({users / seconds:.0f}/s), p50 {percentile(latencies, 0.5) * 1e3:.1f} ms,"
+            f" {seconds:.2f} s ({users / seconds:.0f}/s),"
+            f" p50 {percentile(latencies, 0.5) * 1e3:.1f} ms,"
             f" p99 {percentile(latencies, 0.99) * 1e3:.1f} ms,"
             f" max {max(latencies) * 1e3:.1f} ms, granted p50"
             f" {percentile([a.seconds for a in granted], 0.5) * 1e3:.1f} ms"
