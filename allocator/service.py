@@ -196,6 +196,8 @@ class Allocator:
         assert self.consumer
         del self.owned[owned.tp]
         self.consumer.pause(owned.tp)
+        if not self.owned:
+            self.problem = "fenced out of every partition it was given"
 
     def _messages(self, fx: Effects) -> list[Message]:
         topics = self.topics

@@ -67,3 +67,12 @@ async def create_pool(url: str, size_max: int) -> asyncpg.Pool:
     )
     assert pool is not None
     return pool
+
+
+async def unreachable(pool: asyncpg.Pool) -> str | None:
+    """Why the database cannot serve us now, or None when it answers."""
+    try:
+        await pool.fetchval("SELECT 1")
+    except Exception as error:  # noqa: BLE001 - any failure means not ready
+        return f"database: {error}"
+    return None

@@ -50,11 +50,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async def readiness() -> str | None:
         if not replies.healthy:
             return "reply reader stopped"
-        try:
-            await pool.fetchval("SELECT 1")
-        except Exception as error:  # noqa: BLE001 - any failure means not ready
-            return f"database: {error}"
-        return None
+        return await db.unreachable(pool)
 
     app = build_app(gateway)
     add_ops_routes(app, readiness)

@@ -27,11 +27,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async def readiness() -> str | None:
         if forwarding.done():
             return "forwarder stopped"
-        try:
-            await pool.fetchval("SELECT 1")
-        except Exception as error:  # noqa: BLE001 - any failure means not ready
-            return f"database: {error}"
-        return None
+        return await db.unreachable(pool)
 
     app = web.Application(middlewares=[errors], client_max_size=16 * 1024)
     app[tickets.POOL] = pool
