@@ -86,7 +86,10 @@ async def poll_ticket(
             assert response.status == 200, body
         if body["status"] != "pending" or time.monotonic() > deadline:
             return body
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+POLL_INTERVAL_S = 0.05  # between looks at a condition that has a deadline
 
 
 def percentile(values: list[float], fraction: float) -> float:

@@ -7,7 +7,14 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from tests.integration.client import Answer, claim, create_coupon, percentile, poll_ticket
+from tests.integration.client import (
+    POLL_INTERVAL_S,
+    Answer,
+    claim,
+    create_coupon,
+    percentile,
+    poll_ticket,
+)
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
@@ -54,7 +61,7 @@ async def wait_for_grants(
     deadline = time.monotonic() + timeout_s
     while (await grants_of(stack, coupon_id))[0] < at_least:
         assert time.monotonic() < deadline, f"fewer than {at_least} grants after {timeout_s}s"
-        await asyncio.sleep(0.02)
+        await asyncio.sleep(POLL_INTERVAL_S)
 
 
 async def settle(http: aiohttp.ClientSession, stack: Stack, answers: list[Answer]) -> Counter[str]:
