@@ -16,13 +16,19 @@ EDGE_REASONS: dict[State, str] = {
 }
 
 
+def really_gone(status: CouponStatus) -> bool:
+    """No unit can come back: every one is given for good, or no code is left.
+    (Held units may come back, so while some are held the line stays open.)"""
+    return status.issued - status.held >= status.spec.count or status.codes_left == 0
+
+
 def state_at(status: CouponStatus, now_ms: int) -> State:
     spec = status.spec
     if status.closed:
         return "closed"
     if now_ms >= spec.expiry_ms:
         return "expired"
-    if status.issued >= spec.count:
+    if really_gone(status):
         return "sold_out"
     if now_ms < spec.start_ms:
         return "scheduled"
@@ -45,18 +51,34 @@ def coupon_view(status: CouponStatus, now_ms: int) -> dict[str, Any]:
         "count": spec.count,
         "per_user_limit": spec.per_user_limit,
         "daily_limit": spec.daily_rule,
+        "hold_seconds": spec.hold_seconds,
+        "release_on_disconnect": spec.release_on_disconnect,
+        "lock_seconds": spec.lock_seconds,
+        "redemptions_per_grant": spec.redemptions_per_grant,
+        "redemptions_per_user": spec.redemptions_per_user,
+        "code_source": spec.code_source,
+        "code_pattern": spec.code_pattern,
+        "code_alphabet": spec.code_alphabet,
         "issued": status.issued,
+        "held": status.held,
         "remaining": max(spec.count - status.issued, 0),
+        "codes_left": status.codes_left,
         "state": state_at(status, now_ms),
     }
 
 
 def grant_view(grant: Grant) -> dict[str, Any]:
-    return {
+    view: dict[str, Any] = {
         "id": grant.id,
         "coupon_id": grant.coupon_id,
         "user_id": grant.user_id,
         "code": grant.code,
         "state": grant.state,
         "granted_at": rfc3339(grant.granted_at_ms),
+        "source": grant.source,
+        "redemptions": grant.redemptions,
     }
+    if grant.deadline_ms is not None:
+        # A hold must be confirmed, or a lock used, before this.
+        view["expires_at"] = rfc3339(grant.deadline_ms)
+    return view

@@ -9,7 +9,11 @@ from typing import Any, Literal
 
 import orjson
 
-Outcome = Literal["granted", "rejected", "created"]
+Outcome = Literal["granted", "rejected", "created", "applied"]
+GrantState = Literal["held", "assigned", "locked", "redeemed", "released", "revoked"]
+Action = Literal["confirm", "cancel", "disconnect", "lock", "unlock", "redeem"]
+Strategy = Literal["fcfs", "random", "equal"]
+Source = Literal["claim", "assign", "distribution"]  # how a grant came to be
 
 
 @dataclass(frozen=True, slots=True)
@@ -22,6 +26,14 @@ class CouponSpec:
     count: int
     per_user_limit: int = 1
     daily_rule: bool = True
+    hold_seconds: int = 0  # 0: a claim is granted outright, no confirmation asked
+    release_on_disconnect: bool = False
+    lock_seconds: int = 300
+    redemptions_per_grant: int = 1
+    redemptions_per_user: int = 0  # 0: no limit beyond the grants a person holds
+    code_source: Literal["pattern", "uploaded"] = "pattern"
+    code_pattern: str = "{random:5}-{random:5}"
+    code_alphabet: str = "crockford"
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +82,113 @@ class DayReserved:
     kind: Literal["day_reserved"] = "day_reserved"
 
 
-Command = CreateCoupon | Claim | ReserveDay | DayReserved
+@dataclass(frozen=True, slots=True)
+class ReleaseDay:
+    """Gives back the day `request_id` took: its held grant lapsed or was cancelled."""
+
+    request_id: str
+    coupon_id: str
+    user_id: str
+    at_ms: int
+    kind: Literal["release_day"] = "release_day"
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """The allocator's timer: time has reached a deadline of this coupon."""
+
+    request_id: str
+    coupon_id: str
+    at_ms: int
+    kind: Literal["tick"] = "tick"
+
+
+@dataclass(frozen=True, slots=True)
+class GrantAction:
+    """A step of a grant's life: confirm a hold, lock, unlock, redeem, cancel."""
+
+    request_id: str
+    coupon_id: str
+    user_id: str
+    grant_id: str
+    action: Action
+    at_ms: int
+    reply_to: str
+    lock_id: str | None = None
+    kind: Literal["grant_action"] = "grant_action"
+
+
+@dataclass(frozen=True, slots=True)
+class CloseCoupon:
+    request_id: str
+    coupon_id: str
+    user_id: str
+    revoke: bool
+    at_ms: int
+    reply_to: str
+    kind: Literal["close_coupon"] = "close_coupon"
+
+
+@dataclass(frozen=True, slots=True)
+class AddCodes:
+    """Codes an admin uploaded, handed out in this order after any uploaded before."""
+
+    request_id: str
+    coupon_id: str
+    user_id: str
+    codes: tuple[str, ...]
+    at_ms: int
+    reply_to: str
+    kind: Literal["add_codes"] = "add_codes"
+
+
+@dataclass(frozen=True, slots=True)
+class AssignCode:
+    """An admin gives one specific code to one person."""
+
+    request_id: str
+    coupon_id: str
+    user_id: str
+    owner_id: str
+    code: str
+    at_ms: int
+    reply_to: str
+    kind: Literal["assign_code"] = "assign_code"
+
+
+@dataclass(frozen=True, slots=True)
+class Distribute:
+    """An admin hands a coupon to a list of people, all at once or not at all."""
+
+    request_id: str
+    coupon_id: str
+    user_id: str
+    users: tuple[str, ...]
+    strategy: Strategy
+    per_user: int
+    seed: str
+    dry_run: bool
+    at_ms: int
+    reply_to: str
+    kind: Literal["distribute"] = "distribute"
+
+
+Command = (
+    CreateCoupon
+    | Claim
+    | ReserveDay
+    | DayReserved
+    | ReleaseDay
+    | Tick
+    | GrantAction
+    | CloseCoupon
+    | AddCodes
+    | AssignCode
+    | Distribute
+)
+# Commands a person sent, answered with a decision (the others are the allocator's own).
+Request = CreateCoupon | Claim | GrantAction | CloseCoupon | AddCodes | AssignCode | Distribute
+REQUESTS = (CreateCoupon, Claim, GrantAction, CloseCoupon, AddCodes, AssignCode, Distribute)
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,8 +198,13 @@ class Grant:
     user_id: str
     seq: int
     code: str
-    state: str
+    state: GrantState
     granted_at_ms: int
+    request_id: str = ""
+    source: Source = "claim"
+    deadline_ms: int | None = None  # a hold's or a lock's end
+    lock_id: str | None = None
+    redemptions: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +213,20 @@ class CouponStatus:
 
     coupon_id: str
     spec: CouponSpec
-    issued: int
+    issued: int  # units given out and not given back: held ones included
     closed: bool = False
+    held: int = 0
+    codes_left: int | None = None  # uploaded codes not handed out yet
+
+
+@dataclass(frozen=True, slots=True)
+class Plan:
+    """What a distribution gives (or, as a dry run, would give) to whom."""
+
+    strategy: Strategy
+    dry_run: bool
+    granted: tuple[tuple[str, int], ...]
+    skipped: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,6 +240,8 @@ class Decision:
     reply_to: str
     grant: Grant | None = None
     coupon: CouponStatus | None = None
+    plan: Plan | None = None
+    revoked: int = 0
 
 
 def encode(message: Command | Decision | CouponStatus) -> bytes:
@@ -119,17 +256,40 @@ def _status(raw: dict[str, Any]) -> CouponStatus:
     return CouponStatus(**{**raw, "spec": _spec(raw["spec"])})
 
 
+def _plan(raw: dict[str, Any]) -> Plan:
+    return Plan(
+        **{
+            **raw,
+            "granted": tuple((u, n) for u, n in raw["granted"]),
+            "skipped": tuple((u, r) for u, r in raw["skipped"]),
+        }
+    )
+
+
+COMMANDS: dict[str, Any] = {
+    "claim": Claim,
+    "reserve_day": ReserveDay,
+    "day_reserved": DayReserved,
+    "release_day": ReleaseDay,
+    "tick": Tick,
+    "grant_action": GrantAction,
+    "close_coupon": CloseCoupon,
+    "assign_code": AssignCode,
+}
+
+
 def decode_command(payload: bytes) -> Command:
     raw: dict[str, Any] = orjson.loads(payload)
     kind = raw.get("kind")
-    if kind == "claim":
-        return Claim(**raw)
-    if kind == "reserve_day":
-        return ReserveDay(**raw)
-    if kind == "day_reserved":
-        return DayReserved(**raw)
     if kind == "create_coupon":
         return CreateCoupon(**{**raw, "spec": _spec(raw["spec"])})
+    if kind == "add_codes":
+        return AddCodes(**{**raw, "codes": tuple(raw["codes"])})
+    if kind == "distribute":
+        return Distribute(**{**raw, "users": tuple(raw["users"])})
+    if isinstance(kind, str) and kind in COMMANDS:
+        command: Command = COMMANDS[kind](**raw)
+        return command
     raise ValueError(f"unknown command kind {kind!r}")
 
 
@@ -137,11 +297,13 @@ def decode_decision(payload: bytes) -> Decision:
     raw: dict[str, Any] = orjson.loads(payload)
     grant = raw.get("grant")
     coupon = raw.get("coupon")
+    plan = raw.get("plan")
     return Decision(
         **{
             **raw,
             "grant": Grant(**grant) if grant else None,
             "coupon": _status(coupon) if coupon else None,
+            "plan": _plan(plan) if plan else None,
         }
     )
 

@@ -26,11 +26,23 @@ def status_from_row(row: Mapping[str, Any]) -> CouponStatus:
         count=row["count"],
         per_user_limit=row["per_user_limit"],
         daily_rule=row["daily_rule"],
+        hold_seconds=row["hold_seconds"],
+        release_on_disconnect=row["release_on_disconnect"],
+        lock_seconds=row["lock_seconds"],
+        redemptions_per_grant=row["redemptions_per_grant"],
+        redemptions_per_user=row["redemptions_per_user"],
+        code_source=row["code_source"],
+        code_pattern=row["code_pattern"],
+        code_alphabet=row["code_alphabet"],
     )
-    return CouponStatus(str(row["id"]), spec, row["issued"], row["closed"])
+    return CouponStatus(
+        str(row["id"]), spec, row["issued"], row["closed"], row["held"], row["codes_left"]
+    )
 
 
 def grant_from_row(row: Mapping[str, Any], prefix: str = "") -> Grant:
+    deadline = row[f"{prefix}deadline"]
+    lock_id = row[f"{prefix}lock_id"]
     return Grant(
         id=str(row[f"{prefix}id"]),
         coupon_id=str(row[f"{prefix}coupon_id"]),
@@ -39,13 +51,35 @@ def grant_from_row(row: Mapping[str, Any], prefix: str = "") -> Grant:
         code=row[f"{prefix}code"],
         state=row[f"{prefix}state"],
         granted_at_ms=dt_to_ms(row[f"{prefix}granted_at"]),
+        request_id=str(row[f"{prefix}request_id"]),
+        source=row[f"{prefix}source"],
+        deadline_ms=dt_to_ms(deadline) if deadline is not None else None,
+        lock_id=str(lock_id) if lock_id is not None else None,
+        redemptions=row[f"{prefix}redemptions"],
     )
 
 
-DECISION_BY_REQUEST = """
-SELECT d.outcome, d.reason, d.coupon_id,
-       g.id AS g_id, g.coupon_id AS g_coupon_id, g.user_id AS g_user_id, g.seq AS g_seq,
-       g.code AS g_code, g.state AS g_state, g.granted_at AS g_granted_at
+# A grant's columns, in the order the allocator writes them.
+GRANT_FIELDS = (
+    "id",
+    "coupon_id",
+    "user_id",
+    "seq",
+    "code",
+    "state",
+    "granted_at",
+    "request_id",
+    "source",
+    "deadline",
+    "lock_id",
+    "redemptions",
+)
+# The same, prefixed, for queries that join grants to something else.
+GRANT_COLUMNS = ", ".join(f"g.{c} AS g_{c}" for c in GRANT_FIELDS)
+
+
+DECISION_BY_REQUEST = f"""
+SELECT d.outcome, d.reason, d.coupon_id, {GRANT_COLUMNS}
 FROM decisions d LEFT JOIN grants g ON g.id = d.grant_id
 WHERE d.request_id = $1
 """
@@ -76,3 +110,28 @@ SELECT * FROM grants WHERE user_id = $1 ORDER BY granted_at DESC, id LIMIT $2
 """
 
 RECENT_COUPONS = "SELECT * FROM coupons ORDER BY start_time DESC, id LIMIT $1"
+
+GRANT_BY_ID = "SELECT * FROM grants WHERE id = $1"
+
+GRANT_EVENTS = """
+SELECT before, after, cause, request_id, log_partition, log_offset, at
+FROM grant_events WHERE grant_id = $1 ORDER BY id
+"""
+
+# An admin's page of a coupon's grants, in the order they were made (keyset on seq).
+COUPON_GRANTS = """
+SELECT g.*, u.display_name FROM grants g LEFT JOIN users u ON u.id = g.user_id
+WHERE g.coupon_id = $1 AND g.seq > $2 ORDER BY g.seq LIMIT $3
+"""
+
+COUPON_STATS = """
+SELECT count(*) FILTER (WHERE state = 'held') AS held,
+       count(*) FILTER (WHERE state IN ('assigned', 'locked')) AS assigned,
+       count(*) FILTER (WHERE state = 'locked') AS locked,
+       count(*) FILTER (WHERE state = 'redeemed') AS redeemed,
+       count(*) FILTER (WHERE state = 'released') AS released,
+       count(*) FILTER (WHERE state = 'revoked') AS revoked,
+       coalesce(sum(redemptions), 0) AS redemptions,
+       (SELECT count(*) FROM claim_line l WHERE l.coupon_id = $1) AS line
+FROM grants WHERE coupon_id = $1
+"""

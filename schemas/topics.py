@@ -43,7 +43,12 @@ def user_key(user_id: str) -> bytes:
     return b"user:" + user_id.encode()
 
 
-def partition_of(coupon_id: str, partitions: int) -> int:
-    """The partition the producer's default partitioner picks for a coupon's commands."""
-    hashed: int = murmur2(coupon_key(coupon_id))
+def partition_for(key: bytes, partitions: int) -> int:
+    """The partition the producer's default partitioner picks for a key."""
+    hashed: int = murmur2(key)
     return (hashed & 0x7FFFFFFF) % partitions
+
+
+def partition_of(coupon_id: str, partitions: int) -> int:
+    """The partition of a coupon's commands."""
+    return partition_for(coupon_key(coupon_id), partitions)
