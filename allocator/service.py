@@ -10,19 +10,22 @@ between commit and publish loses nothing.
 import asyncio
 import logging
 import time
+import uuid
 from dataclasses import dataclass
 
 import asyncpg
-import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from allocator.core import CoreConfig, Effects, PartitionCore, Record
+from allocator import outbox
+from allocator.core import CoreConfig, PartitionCore
+from allocator.effects import Effects, Record
+from allocator.outbox import Message
 from allocator.store import Fenced, PartitionStore
 from deploy import db, kafka
 from deploy.settings import Settings
-from schemas.messages import ReserveDay, decode_command, encode
-from schemas.topics import Topics, coupon_key, user_key
+from schemas.messages import ReleaseDay, ReserveDay, Tick, decode_command, encode
+from schemas.topics import Topics, coupon_key, partition_of, user_key
 
 log = logging.getLogger(__name__)
 
@@ -43,7 +46,9 @@ UNREADABLE = Counter("coupons_allocator_unreadable_total", "Commands skipped as 
 FAILURES = Counter("coupons_allocator_batch_failures_total", "Batches retried after an error")
 
 RETRY_BACKOFF_S_MAX = 2.0
-Message = tuple[str, bytes, bytes]  # topic, key, value
+TIMER_TICK_MS = 100  # how often deadlines are looked at: a hold lapses at most this late
+TICK_RESEND_S = 1.0  # a Tick not decided by then is sent again
+TICKS = Counter("coupons_allocator_ticks_total", "Timer commands appended to the log")
 
 
 @dataclass(slots=True)
@@ -55,6 +60,7 @@ class Owned:
     core: PartitionCore
     epoch: int
     next_offset: int
+    cold: bool = True  # coupons with deadlines not loaded into the core yet
 
 
 class Allocator:
@@ -67,6 +73,7 @@ class Allocator:
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.problem: str | None = "starting"
+        self.ticking: dict[str, float] = {}  # coupon id: when its Tick was sent
 
     async def start(self) -> None:
         settings = self.settings
@@ -99,7 +106,7 @@ class Allocator:
         store = PartitionStore(self.pool, tp.topic, tp.partition, self.settings.allocator_id)
         ownership = await store.acquire()
         if ownership.outbox:
-            await self._publish(orjson.loads(ownership.outbox))
+            await self._publish(outbox.unpack(ownership.outbox))
         owned = Owned(tp, store, PartitionCore(self.config), ownership.epoch, ownership.next_offset)
         self.owned[tp] = owned
         self.consumer.seek(tp, ownership.next_offset)
@@ -116,14 +123,51 @@ class Allocator:
         assert self.consumer
         while not stop.is_set():
             batches = await self.consumer.getmany(
-                *self.owned, timeout_ms=100, max_records=self.settings.batch_records_max
+                *self.owned, timeout_ms=TIMER_TICK_MS, max_records=self.settings.batch_records_max
             )
             for tp, messages in batches.items():
                 if tp in self.owned:
                     await self._handle(self.owned[tp], messages)
+            await self._tick()
             self._measure_lag()
             if until_idle and not batches and self._caught_up():
                 return
+
+    async def _tick(self) -> None:
+        """Append a Tick for each coupon whose deadline has come: the core reads no clock."""
+        now_ms = int(time.time() * 1000)
+        now = time.monotonic()
+        due: list[Message] = []
+        for owned in list(self.owned.values()):
+            if owned.cold and not await self._warm(owned):
+                continue
+            for coupon_id in owned.core.due(now_ms):
+                sent = self.ticking.get(coupon_id)
+                if sent is not None and now - sent < TICK_RESEND_S:
+                    continue
+                self.ticking[coupon_id] = now
+                tick = Tick(str(uuid.uuid4()), coupon_id, now_ms)
+                due.append((self.topics.commands, coupon_key(coupon_id), encode(tick)))
+        if due:
+            TICKS.inc(len(due))
+            await self._publish(due)
+
+    async def _warm(self, owned: Owned) -> bool:
+        """Load this partition's coupons that have deadlines, so their timers run."""
+        assert self.consumer
+        try:
+            ids = await owned.store.timed_coupons()
+            partitions = len(self.consumer.partitions_for_topic(owned.tp.topic) or {0})
+            mine = {c for c in ids if partition_of(c, partitions) == owned.tp.partition}
+            needs = owned.core.needs([])
+            needs.coupon_ids = mine - set(owned.core.books)
+            loaded, _ = await owned.store.load(needs)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+            self.problem = f"database: {error}"
+            return False
+        owned.core.load(loaded)
+        owned.cold = False
+        return True
 
     def _caught_up(self) -> bool:
         assert self.consumer
@@ -152,7 +196,7 @@ class Allocator:
                 UNREADABLE.inc()  # never decided, never blocks the partition
                 log.error("skipping unreadable command at %d: %s", message.offset, error)
         try:
-            fx, outbox = await self._decide(owned, records, fresh[-1].offset + 1)
+            fx, messages = await self._decide(owned, records, fresh[-1].offset + 1)
         except Fenced as fenced:
             FENCED.inc()
             log.warning("%s: stopping work on this partition", fenced)
@@ -164,13 +208,16 @@ class Allocator:
             self.problem = f"database: {error}"
             log.warning("batch at %d failed (%s); retrying", owned.next_offset, error)
             owned.core = PartitionCore(self.config)
+            owned.cold = True
             assert self.consumer
             self.consumer.seek(owned.tp, owned.next_offset)
             await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2))
             return
         self.problem = None
         owned.next_offset = fx.next_offset
-        await self._publish(outbox)
+        for coupon_id in fx.ticked:
+            self.ticking.pop(coupon_id, None)
+        await self._publish(messages)
         BATCHES.observe(len(records))
         for row in fx.decisions:
             DECISIONS.labels(row.decision.outcome, row.decision.reason or "").inc()
@@ -185,12 +232,11 @@ class Allocator:
             owned.core.load(loaded)
             fx = owned.core.decide(records, decided)
         assert fx.next_offset == next_offset
-        outbox = self._messages(fx)
-        stored = orjson.dumps([[t, k.decode(), v.decode()] for t, k, v in outbox])
+        messages = self._messages(fx)
         started = time.perf_counter()
-        await owned.store.commit(owned.epoch, owned.next_offset, fx, stored)
+        await owned.store.commit(owned.epoch, owned.next_offset, fx, outbox.pack(messages))
         COMMIT_SECONDS.observe(time.perf_counter() - started)
-        return fx, outbox
+        return fx, messages
 
     def _drop(self, owned: Owned) -> None:
         assert self.consumer
@@ -212,27 +258,19 @@ class Allocator:
         for command in fx.commands:
             key = (
                 user_key(command.user_id)
-                if isinstance(command, ReserveDay)
+                if isinstance(command, ReserveDay | ReleaseDay)
                 else coupon_key(command.coupon_id)
             )
             out.append((topics.commands, key, encode(command)))
         return out
 
-    async def _publish(self, messages: list[Message] | list[list[str]]) -> None:
+    async def _publish(self, messages: list[Message]) -> None:
         """Publish until the broker has every message; a crash here replays the outbox."""
         assert self.producer
         attempt = 0
         while True:
             try:
-                futures = [
-                    await self.producer.send(
-                        topic,
-                        key=key if isinstance(key, bytes) else key.encode(),
-                        value=value if isinstance(value, bytes) else value.encode(),
-                    )
-                    for topic, key, value in messages
-                ]
-                await asyncio.gather(*futures)
+                await outbox.send(self.producer, messages)
                 return
             except Exception as error:  # noqa: BLE001 - any broker failure: wait and resend
                 attempt += 1

@@ -6,14 +6,13 @@ guarded by compare-and-set on (epoch, next_offset): the fencing token of invaria
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import datetime
-from typing import Any
 
 import asyncpg
 
-from allocator.core import Effects, Loaded, LoadedCoupon, Needs, Waiting
-from schemas.messages import Claim, CouponStatus, Decision, Grant
-from schemas.readmodel import dt_to_ms, grant_from_row, ms_to_dt, status_from_row
+from allocator.effects import Effects, Loaded, LoadedCoupon, Needs, Waiting
+from allocator.writes import write
+from schemas.messages import Claim, CouponStatus, Decision, Grant, decode_decision
+from schemas.readmodel import GRANT_COLUMNS, dt_to_ms, grant_from_row, status_from_row
 
 
 class Fenced(Exception):
@@ -27,16 +26,41 @@ class Ownership:
     outbox: bytes | None
 
 
-DECIDED_SQL = """
-SELECT d.request_id, d.coupon_id, d.user_id, d.outcome, d.reason, d.decided_at,
-       g.id AS g_id, g.coupon_id AS g_coupon_id, g.user_id AS g_user_id, g.seq AS g_seq,
-       g.code AS g_code, g.state AS g_state, g.granted_at AS g_granted_at
+DECIDED_SQL = f"""
+SELECT d.request_id, d.coupon_id, d.user_id, d.outcome, d.reason, d.decided_at, d.detail,
+       {GRANT_COLUMNS}
 FROM decisions d LEFT JOIN grants g ON g.id = d.grant_id
 WHERE d.request_id = ANY($1::uuid[])
+"""
+GRANTS_SQL = "SELECT * FROM grants WHERE id = ANY($1::uuid[])"
+LIVE_GRANTS_SQL = """
+SELECT * FROM grants WHERE coupon_id = ANY($1::uuid[]) AND state IN ('held', 'assigned', 'locked')
+"""
+PER_USER_SQL = """
+SELECT coupon_id, user_id, count(*) FILTER (WHERE state NOT IN ('released', 'revoked')) AS live,
+       sum(redemptions) AS redeemed
+FROM grants WHERE coupon_id = ANY($1::uuid[]) GROUP BY coupon_id, user_id
+"""
+TIMED_SQL = """
+SELECT * FROM grants WHERE coupon_id = ANY($1::uuid[]) AND state IN ('held', 'locked')
+"""
+LAST_SEQ_SQL = """
+SELECT coupon_id, max(seq) AS last_seq FROM grants
+WHERE coupon_id = ANY($1::uuid[]) GROUP BY coupon_id
+"""
+CODES_SQL = """
+SELECT coupon_id, position, code, grant_id FROM coupon_codes
+WHERE coupon_id = ANY($1::uuid[]) ORDER BY coupon_id, position
+"""
+ASSIGNED_CODES_SQL = """
+SELECT coupon_id, code FROM grants WHERE coupon_id = ANY($1::uuid[]) AND source = 'assign'
 """
 
 
 def decision_from_row(row: asyncpg.Record, coupon: CouponStatus | None) -> Decision:
+    """A stored decision, as its first answer said it (for a retried request)."""
+    if row["detail"] is not None:
+        return decode_decision(row["detail"].encode())
     return Decision(
         request_id=str(row["request_id"]),
         coupon_id=str(row["coupon_id"]),
@@ -74,6 +98,14 @@ class PartitionStore:
         assert row is not None
         return Ownership(row["epoch"], row["next_offset"], row["outbox"])
 
+    async def timed_coupons(self) -> set[str]:
+        """Coupons (of any partition) with a hold, a lock or a line: they have deadlines."""
+        rows = await self.pool.fetch(
+            "SELECT coupon_id FROM grants WHERE state IN ('held', 'locked')"
+            " UNION SELECT coupon_id FROM claim_line"
+        )
+        return {str(r["coupon_id"]) for r in rows}
+
     async def load(self, needs: Needs) -> tuple[Loaded, dict[str, Decision]]:
         async with self.pool.acquire() as conn:
             coupons = await self._coupons(conn, sorted(needs.coupon_ids))
@@ -86,6 +118,13 @@ class PartitionStore:
                     days[row["user_id"]][row["day"].isoformat()] = str(row["request_id"])
                 for user_id in needs.user_ids:
                     days.setdefault(user_id, {})
+            grants: list[Grant] = []
+            if needs.grant_ids:
+                rows = await conn.fetch(GRANTS_SQL, sorted(needs.grant_ids))
+                grants.extend(grant_from_row(r) for r in rows)
+            if needs.live_grants_of:
+                rows = await conn.fetch(LIVE_GRANTS_SQL, sorted(needs.live_grants_of))
+                grants.extend(grant_from_row(r) for r in rows)
             decided: dict[str, Decision] = {}
             if needs.request_ids:
                 rows = await conn.fetch(DECIDED_SQL, sorted(needs.request_ids))
@@ -94,28 +133,40 @@ class PartitionStore:
                 for row in rows:
                     decision = decision_from_row(row, statuses.get(str(row["coupon_id"])))
                     decided[decision.request_id] = decision
-        return Loaded(coupons=coupons, user_days=days), decided
+        return Loaded(coupons=coupons, user_days=days, grants=grants), decided
 
-    async def _statuses(self, conn: Any, coupon_ids: list[str]) -> dict[str, CouponStatus]:
+    async def _statuses(
+        self, conn: asyncpg.Connection, coupon_ids: list[str]
+    ) -> dict[str, CouponStatus]:
         if not coupon_ids:
             return {}
         rows = await conn.fetch("SELECT * FROM coupons WHERE id = ANY($1::uuid[])", coupon_ids)
         return {str(r["id"]): status_from_row(r) for r in rows}
 
-    async def _coupons(self, conn: Any, coupon_ids: list[str]) -> dict[str, LoadedCoupon]:
+    async def _coupons(
+        self, conn: asyncpg.Connection, coupon_ids: list[str]
+    ) -> dict[str, LoadedCoupon]:
         statuses = await self._statuses(conn, coupon_ids)
         if not statuses:
             return {}
         ids = list(statuses)
-        held: defaultdict[str, dict[str, int]] = defaultdict(dict)
-        for row in await conn.fetch(
-            "SELECT coupon_id, user_id, count(*) AS n FROM grants"
-            " WHERE coupon_id = ANY($1::uuid[]) GROUP BY coupon_id, user_id",
-            ids,
-        ):
-            held[str(row["coupon_id"])][row["user_id"]] = row["n"]
-        line: defaultdict[str, list[Waiting]] = defaultdict(list)
-        reserving: defaultdict[str, list[Waiting]] = defaultdict(list)
+        loaded = {cid: LoadedCoupon(status) for cid, status in statuses.items()}
+        for row in await conn.fetch(PER_USER_SQL, ids):
+            coupon = loaded[str(row["coupon_id"])]
+            coupon.per_user[row["user_id"]] = row["live"]
+            coupon.redeemed_by[row["user_id"]] = row["redeemed"]
+        for row in await conn.fetch(LAST_SEQ_SQL, ids):
+            loaded[str(row["coupon_id"])].last_seq = row["last_seq"]
+        for row in await conn.fetch(TIMED_SQL, ids):
+            loaded[str(row["coupon_id"])].grants.append(grant_from_row(row))
+        for row in await conn.fetch(CODES_SQL, ids):
+            coupon = loaded[str(row["coupon_id"])]
+            coupon.codes_taken.append(row["code"])
+            coupon.codes_uploaded = max(coupon.codes_uploaded, row["position"])
+            if row["grant_id"] is None:
+                coupon.codes.append(row["code"])
+        for row in await conn.fetch(ASSIGNED_CODES_SQL, ids):
+            loaded[str(row["coupon_id"])].codes_taken.append(row["code"])
         for row in await conn.fetch(
             "SELECT * FROM claim_line WHERE coupon_id = ANY($1::uuid[]) ORDER BY log_offset", ids
         ):
@@ -127,11 +178,9 @@ class PartitionStore:
                 row["reply_to"],
             )
             waiting = Waiting(claim, row["log_offset"])
-            (reserving if row["reserving"] else line)[claim.coupon_id].append(waiting)
-        return {
-            cid: LoadedCoupon(status, held[cid], line[cid], reserving[cid])
-            for cid, status in statuses.items()
-        }
+            coupon = loaded[claim.coupon_id]
+            (coupon.reserving if row["reserving"] else coupon.line).append(waiting)
+        return loaded
 
     async def commit(self, epoch: int, expected_offset: int, fx: Effects, outbox: bytes) -> None:
         """Write a batch, or raise Fenced and write nothing."""
@@ -154,151 +203,4 @@ class PartitionStore:
             )
             if moved is None:
                 raise Fenced(f"{self.topic}[{self.partition}] epoch {epoch} is no longer ours")
-            await self._write(conn, fx)
-
-    async def _write(self, conn: Any, fx: Effects) -> None:
-        if fx.created:
-            await conn.copy_records_to_table(
-                "coupons",
-                columns=[
-                    "id",
-                    "code",
-                    "message",
-                    "description",
-                    "start_time",
-                    "expiry",
-                    "count",
-                    "per_user_limit",
-                    "daily_rule",
-                    "issued",
-                    "closed",
-                    "created_at",
-                    "created_by",
-                ],
-                records=[_coupon_record(s, fx) for s in fx.created],
-            )
-        if fx.changed:
-            await conn.execute(
-                "UPDATE coupons c SET issued = u.issued, closed = u.closed"
-                " FROM unnest($1::uuid[], $2::int[], $3::bool[]) AS u(id, issued, closed)"
-                " WHERE c.id = u.id",
-                list(fx.changed),
-                [s.issued for s in fx.changed.values()],
-                [s.closed for s in fx.changed.values()],
-            )
-        if fx.grants:
-            await conn.copy_records_to_table(
-                "grants",
-                columns=[
-                    "id",
-                    "coupon_id",
-                    "user_id",
-                    "seq",
-                    "code",
-                    "state",
-                    "granted_at",
-                    "request_id",
-                ],
-                records=[
-                    (
-                        g.id,
-                        g.coupon_id,
-                        g.user_id,
-                        g.seq,
-                        g.code,
-                        g.state,
-                        ms_to_dt(g.granted_at_ms),
-                        request_id,
-                    )
-                    for g, request_id in _grant_requests(fx)
-                ],
-            )
-        if fx.decisions:
-            await conn.copy_records_to_table(
-                "decisions",
-                columns=[
-                    "request_id",
-                    "coupon_id",
-                    "user_id",
-                    "outcome",
-                    "reason",
-                    "grant_id",
-                    "decided_at",
-                    "log_partition",
-                    "log_offset",
-                ],
-                records=[
-                    (
-                        d.request_id,
-                        d.coupon_id,
-                        d.user_id,
-                        d.outcome,
-                        d.reason,
-                        d.grant.id if d.grant else None,
-                        ms_to_dt(d.at_ms),
-                        self.partition,
-                        r.offset,
-                    )
-                    for r in fx.decisions
-                    for d in (r.decision,)
-                ],
-            )
-        if fx.line_removed:
-            await conn.execute(
-                "DELETE FROM claim_line WHERE request_id = ANY($1::uuid[])", list(fx.line_removed)
-            )
-        if fx.line_put:
-            rows = [(w, reserving) for w, reserving in fx.line_put.values()]
-            await conn.execute(
-                """
-                INSERT INTO claim_line AS l
-                    (request_id, coupon_id, user_id, at, reply_to, log_offset, reserving)
-                SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::text[], $4::bigint[],
-                                     $5::text[], $6::bigint[], $7::bool[])
-                ON CONFLICT (request_id) DO UPDATE SET reserving = EXCLUDED.reserving
-                """,
-                [w.claim.request_id for w, _ in rows],
-                [w.claim.coupon_id for w, _ in rows],
-                [w.claim.user_id for w, _ in rows],
-                [w.claim.at_ms for w, _ in rows],
-                [w.claim.reply_to for w, _ in rows],
-                [w.offset for w, _ in rows],
-                [reserving for _, reserving in rows],
-            )
-        if fx.days:
-            await conn.copy_records_to_table(
-                "user_days",
-                columns=["user_id", "day", "request_id", "coupon_id"],
-                records=[
-                    (d.user_id, datetime.fromisoformat(d.day).date(), d.request_id, d.coupon_id)
-                    for d in fx.days
-                ],
-            )
-
-
-def _grant_requests(fx: Effects) -> list[tuple[Grant, str]]:
-    return [(r.decision.grant, r.decision.request_id) for r in fx.decisions if r.decision.grant]
-
-
-def _coupon_record(status: CouponStatus, fx: Effects) -> tuple[Any, ...]:
-    creation = next(
-        r.decision
-        for r in fx.decisions
-        if r.decision.outcome == "created" and r.decision.coupon_id == status.coupon_id
-    )
-    spec = status.spec
-    return (
-        status.coupon_id,
-        spec.code,
-        spec.message,
-        spec.description,
-        ms_to_dt(spec.start_ms),
-        ms_to_dt(spec.expiry_ms),
-        spec.count,
-        spec.per_user_limit,
-        spec.daily_rule,
-        status.issued,
-        status.closed,
-        ms_to_dt(creation.at_ms),
-        creation.user_id,
-    )
+            await write(conn, fx, self.partition)
