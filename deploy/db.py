@@ -61,6 +61,18 @@ async def migrate(url: str, target: int | None = None) -> list[str]:
     return ran
 
 
+async def create_database(admin_url: str, name: str) -> str:
+    """A new, migrated database next to the one `admin_url` names; returns its URL."""
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    await migrate(url)
+    return url
+
+
 async def create_pool(url: str, size_max: int) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
         url, min_size=1, max_size=size_max, command_timeout=10, timeout=5

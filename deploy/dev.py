@@ -15,10 +15,10 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from deploy.auth import mint_token
 from deploy.db import migrate
 from deploy.embedded import start_broker, start_postgres
 from deploy.stack import Part, start_part
-from gateway.auth import mint_token
 
 
 def dev_secrets(data_dir: str | Path) -> dict[str, str]:
@@ -101,6 +101,7 @@ def run_dev(port: int, data_dir: str, demo: bool) -> int:
         started.append(start_part("gateway", env, port, logs))
         print(f"gateway:  http://127.0.0.1:{port}", flush=True)
         print(f"notifier: http://127.0.0.1:{port + 1}", flush=True)
+        print(f"DATABASE_URL={external_db}", flush=True)
         if "COUPONS_JWT_SECRET" not in os.environ:
             print(f"COUPONS_JWT_SECRET={keys['jwt']}  (made up for this stack)", flush=True)
         if demo:

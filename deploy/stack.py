@@ -29,14 +29,21 @@ def _http_ready(url: str) -> bool:
 
 
 def start_part(
-    name: str, env: dict[str, str], port: int, log_dir: Path, label: str | None = None
+    name: str,
+    env: dict[str, str],
+    port: int,
+    log_dir: Path,
+    label: str | None = None,
+    module: str = "deploy.cli",
 ) -> Part:
-    """Run `coupons <name>` as a child process and wait until its /readyz answers 200."""
+    """Run `coupons <name>` (or `python -m <module>`) as a child process and wait until its
+    /readyz answers 200."""
     label = label or name
     log_dir.mkdir(parents=True, exist_ok=True)
+    argv = [sys.executable, "-m", module] + ([name] if module == "deploy.cli" else [])
     process = spawn(
         label,
-        [sys.executable, "-m", "deploy.cli", name],
+        argv,
         log_dir / f"{label}.log",
         15,  # SIGTERM: drain and stop
         env={**os.environ, **env},

@@ -10,7 +10,7 @@ from aiohttp import web
 from deploy import db, kafka
 from deploy.http import add_ops_routes, errors, serve
 from deploy.settings import Settings
-from gateway import claims, coupons
+from gateway import campaigns, claims, coupons, grants
 from gateway.pipeline import GATEWAY, Gateway
 from gateway.replies import Replies
 from gateway.statuses import Statuses
@@ -27,8 +27,17 @@ def build_app(gateway: Gateway) -> web.Application:
     app.router.add_post("/v1/coupons", coupons.create)
     app.router.add_get("/v1/coupons", coupons.list_coupons)
     app.router.add_get("/v1/coupons/{coupon_id}", coupons.get_coupon)
+    app.router.add_delete("/v1/coupons/{coupon_id}", campaigns.close)
     app.router.add_post("/v1/coupons/{coupon_id}/claims", claims.claim)
+    app.router.add_post("/v1/coupons/{coupon_id}/codes", campaigns.upload_codes)
+    app.router.add_post("/v1/coupons/{coupon_id}/assignments", campaigns.assign)
+    app.router.add_post("/v1/coupons/{coupon_id}/distributions", campaigns.distribute)
+    app.router.add_get("/v1/coupons/{coupon_id}/grants", campaigns.list_grants)
+    app.router.add_get("/v1/coupons/{coupon_id}/stats", campaigns.stats)
     app.router.add_get("/v1/users/me/grants", coupons.my_grants)
+    app.router.add_get("/v1/grants/{grant_id}", grants.get_grant)
+    app.router.add_get("/v1/grants/{grant_id}/events", grants.grant_events)
+    app.router.add_post("/v1/grants/{grant_id}/{action}", grants.step)
     return app
 
 

@@ -1,18 +1,16 @@
 """POST /v1/coupons/{coupon_id}/claims: where a claim enters."""
 
 import time
-import uuid
 
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
+from deploy.auth import caller
 from deploy.http import Problem, json_response
 from gateway import requests
-from gateway.auth import caller
 from gateway.pipeline import GATEWAY, rejection
 from schemas.coupons import EDGE_REASONS, grant_view, state_at
 from schemas.messages import Claim
-from schemas.tickets import request_id_for
 
 CLAIMS = Counter("coupons_claims_total", "Claims answered, by outcome", ["outcome"])
 CLAIM_SECONDS = Histogram(
@@ -55,11 +53,7 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     if edge is not None:
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
         raise Problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge)
-    request_id = (
-        request_id_for(settings.ticket_secret, user_id, coupon_id, key)
-        if key
-        else str(uuid.uuid4())
-    )
+    request_id = gateway.request_id(key, user_id, coupon_id)
     command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)
     answer = await gateway.submit(command, wait_s)
     if isinstance(answer, int):

@@ -1,20 +1,26 @@
 """Coupons: admins create them (through the log), anyone reads them."""
 
 import uuid
+from typing import Literal
 
 from aiohttp import web
 
+from deploy.auth import caller
 from deploy.http import Problem, json_response
 from gateway import requests
-from gateway.auth import caller
 from gateway.pipeline import GATEWAY, rejection
 from schemas import readmodel
+from schemas.codes import DEFAULT_ALPHABET, DEFAULT_PATTERN, CodeFormat, InvalidFormat
 from schemas.coupons import coupon_view, grant_view
 from schemas.messages import CouponSpec, CreateCoupon
-from schemas.tickets import request_id_for
 
 COUNT_MAX = 10_000_000
 PER_USER_LIMIT_MAX = 1_000
+HOLD_SECONDS_MAX = 24 * 3600
+LOCK_SECONDS_MAX = 24 * 3600
+REDEMPTIONS_MAX = 1_000_000
+# Codes must be sparse: a made-up code is a real one at most once in this many tries.
+CODE_SPACE_PER_UNIT_MIN = 10_000
 LIST_ITEMS_MAX = 100
 FIELDS = {
     "code",
@@ -25,6 +31,15 @@ FIELDS = {
     "count",
     "per_user_limit",
     "daily_limit",
+    "hold_seconds",
+    "release_on_disconnect",
+    "lock_seconds",
+    "redemptions_per_grant",
+    "redemptions_per_user",
+    "code_source",
+    "code_pattern",
+    "code_prefix",
+    "code_alphabet",
 }
 
 
@@ -38,10 +53,45 @@ def spec_from(body: dict[str, object]) -> CouponSpec:
         count=requests.integer(body, "count", 0, COUNT_MAX),
         per_user_limit=requests.integer(body, "per_user_limit", 1, PER_USER_LIMIT_MAX, default=1),
         daily_rule=requests.boolean(body, "daily_limit", default=True),
+        hold_seconds=requests.integer(body, "hold_seconds", 0, HOLD_SECONDS_MAX, default=0),
+        release_on_disconnect=requests.boolean(body, "release_on_disconnect", default=False),
+        lock_seconds=requests.integer(body, "lock_seconds", 1, LOCK_SECONDS_MAX, default=300),
+        redemptions_per_grant=requests.integer(
+            body, "redemptions_per_grant", 1, REDEMPTIONS_MAX, default=1
+        ),
+        redemptions_per_user=requests.integer(
+            body, "redemptions_per_user", 0, REDEMPTIONS_MAX, default=0
+        ),
+        code_source=_code_source(body),
+        code_pattern=_code_pattern(body),
+        code_alphabet=requests.text(body, "code_alphabet", 32, default=DEFAULT_ALPHABET),
     )
     if spec.start_ms >= spec.expiry_ms:
         raise requests.invalid("expiry must be after start_time")
+    try:
+        code_format = CodeFormat.parse(spec.code_pattern, spec.code_alphabet)
+    except InvalidFormat as error:
+        raise requests.invalid(f"code_pattern: {error}") from error
+    if spec.code_source == "pattern" and code_format.domain < spec.count * CODE_SPACE_PER_UNIT_MIN:
+        raise requests.invalid(
+            f"code_pattern has {code_format.domain} codes; a count of {spec.count} needs at"
+            f" least {spec.count * CODE_SPACE_PER_UNIT_MIN} so that codes cannot be guessed"
+        )
     return spec
+
+
+def _code_source(body: dict[str, object]) -> Literal["pattern", "uploaded"]:
+    source = body.get("code_source", "pattern")
+    if source not in ("pattern", "uploaded"):
+        raise requests.invalid("code_source must be pattern or uploaded")
+    return "uploaded" if source == "uploaded" else "pattern"
+
+
+def _code_pattern(body: dict[str, object]) -> str:
+    """The pattern with `{prefix}` spelled out (by default the coupon's code)."""
+    pattern = requests.text(body, "code_pattern", 200, default=DEFAULT_PATTERN)
+    prefix = requests.text(body, "code_prefix", 32, default=str(body.get("code", "")))
+    return pattern.replace("{prefix}", prefix.upper())
 
 
 async def create(request: web.Request) -> web.Response:
@@ -50,9 +100,7 @@ async def create(request: web.Request) -> web.Response:
     if not who.admin:
         raise Problem(403, "forbidden", "Forbidden", "only an admin may create coupons")
     spec = spec_from(await requests.json_object(request, FIELDS))
-    key = requests.idempotency_key(request)
-    secret = gateway.settings.ticket_secret
-    request_id = request_id_for(secret, who.user_id, "create", key) if key else str(uuid.uuid4())
+    request_id = gateway.request_id(requests.idempotency_key(request), who.user_id, "create")
     coupon_id = str(uuid.uuid5(uuid.UUID(request_id), "coupon"))
     command = CreateCoupon(
         request_id, coupon_id, who.user_id, spec, gateway.now_ms(), gateway.reply_topic

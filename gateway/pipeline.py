@@ -2,7 +2,9 @@
 
 import asyncio
 import time
+import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 from aiohttp import web
@@ -11,11 +13,12 @@ from aiokafka.errors import KafkaError
 
 from deploy.http import Problem, json_response, problem
 from deploy.settings import Settings
+from gateway import requests
 from gateway.replies import Replies
 from gateway.statuses import Statuses
 from schemas import readmodel
-from schemas.messages import Claim, CouponStatus, CreateCoupon, Decision, encode
-from schemas.tickets import mint
+from schemas.messages import CouponStatus, Decision, Request, encode
+from schemas.tickets import mint, request_id_for
 from schemas.topics import Topics, coupon_key, partition_of
 
 
@@ -49,7 +52,23 @@ class Gateway:
         self.statuses.learn(status)
         return status
 
-    async def submit(self, command: Claim | CreateCoupon, wait_s: float) -> Decision | int:
+    def request_id(self, key: str | None, user_id: str, scope: str) -> str:
+        """A request's id: derived from its Idempotency-Key (`requests.idempotency_key`),
+        so a retry names the same request; a fresh one without a key."""
+        if key is None:
+            return str(uuid.uuid4())
+        return request_id_for(self.settings.ticket_secret, user_id, scope, key)
+
+    async def decide(self, request: web.Request, command: Request) -> Decision | web.Response:
+        """Hand a command on; its decision, or a 202 with a ticket when it comes late."""
+        settings = self.settings
+        wait_s = requests.wait_s(request, settings.claim_wait_s_default, settings.claim_wait_s_max)
+        answer = await self.submit(command, wait_s)
+        if isinstance(answer, int):
+            return await self.pending(command, answer)
+        return answer
+
+    async def submit(self, command: Request, wait_s: float) -> Decision | int:
         """Produce a command; its decision if it comes within `wait_s`, else its offset."""
         future = self.replies.expect(command.request_id)
         try:
@@ -88,7 +107,7 @@ class Gateway:
             return None
         return max(offset - (done or 0) + 1, 1)
 
-    async def pending(self, command: Claim | CreateCoupon, offset: int) -> web.Response:
+    async def pending(self, command: Request, offset: int) -> web.Response:
         ticket = self.ticket(command.coupon_id, command.request_id)
         position = await self.position(command.request_id, command.coupon_id, offset)
         return json_response(
@@ -103,15 +122,18 @@ def _partition(producer: AIOKafkaProducer, topic: str, coupon_id: str) -> int:
     return partition_of(coupon_id, len(partitions))
 
 
-def rejection(decision: Decision, ticket: str) -> web.Response:
+def rejection(
+    decision: Decision, ticket: str, title: str = "Claim rejected", **extra: Any
+) -> web.Response:
     reason = decision.reason or "rejected"
     return problem(
         409,
         reason.replace("_", "-"),
-        "Claim rejected",
+        title,
         REJECTION_DETAILS.get(reason, reason),
         reason=reason,
         ticket=ticket,
+        **extra,
     )
 
 
@@ -124,6 +146,21 @@ REJECTION_DETAILS = {
     "daily_limit": "you already received a coupon today",
     "unknown_coupon": "no such coupon",
     "conflict": "a coupon with this id exists already",
+    "invalid_coupon": "the coupon's code pattern cannot make codes",
+    "unknown_grant": "no such grant",
+    "locked": "the grant is locked by another request: unlock it or wait for the lock to lapse",
+    "already_redeemed": "the grant has been redeemed",
+    "invalid_transition": "the grant is not in a state that allows this",
+    "hold_expired": "the hold ran out before it was confirmed; the unit went to the next person",
+    "revoked": "the grant was revoked when its coupon was closed",
+    "redemption_limit": "you have made as many redemptions of this coupon as it allows",
+    "wrong_code_source": "this coupon makes its own codes; codes cannot be uploaded to it",
+    "duplicate_code": "a code in the upload is repeated or was uploaded before",
+    "unknown_code": "this code was not uploaded to this coupon",
+    "code_taken": "this code has been handed out already",
+    "code_conflict": "this code has the shape of the coupon's pattern, so it could be generated",
+    "per_user_limit": "someone on the list cannot hold that many more grants",
+    "insufficient_units": "not enough units are left to give everyone the same",
 }
 
 

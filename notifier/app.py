@@ -1,4 +1,5 @@
-"""The notifier process: forwards decisions to gateways and answers ticket polls."""
+"""The notifier process: forwards decisions to gateways, answers ticket polls and
+keeps live streams."""
 
 import asyncio
 import logging
@@ -8,7 +9,7 @@ from aiohttp import web
 from deploy import db, kafka
 from deploy.http import add_ops_routes, errors, serve
 from deploy.settings import Settings
-from notifier import tickets
+from notifier import streams, tickets
 from notifier.forwarder import Forwarder
 from schemas.topics import Topics
 
@@ -22,6 +23,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     offsets = kafka.consumer(settings)
     await offsets.start()
     await offsets.topics()
+    assert forwarder.producer is not None
+    live = streams.Streams(
+        pool, forwarder.producer, Topics(settings.topic_prefix), settings.jwt_secret
+    )
+    forwarder.on_decision = live.publish
     forwarding = asyncio.create_task(forwarder.run(stop))
 
     async def readiness() -> str | None:
@@ -34,13 +40,16 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     app[tickets.TICKET_SECRET] = settings.ticket_secret
     app[tickets.TOPICS] = Topics(settings.topic_prefix)
     app[tickets.OFFSETS] = offsets
+    app[streams.STREAMS] = live
     app.router.add_get("/v1/tickets/{ticket}", tickets.ticket)
+    app.router.add_get("/v1/users/me/events", streams.my_events)
     add_ops_routes(app, readiness)
     runner = await serve(app, settings.host, settings.notifier_port)
     log.info("notifier listening on %s:%d", settings.host, settings.notifier_port)
     try:
         await stop.wait()
     finally:
+        live.closing = True
         await runner.cleanup()
         forwarding.cancel()
         await asyncio.gather(forwarding, return_exceptions=True)

@@ -7,6 +7,8 @@ and gateways ignore replies they are not waiting for.
 import asyncio
 import logging
 import time
+from collections.abc import Callable
+from typing import Any
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -34,6 +36,7 @@ class Forwarder:
         self.topics = Topics(settings.topic_prefix)
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.on_decision: Callable[[dict[str, Any], bytes], None] | None = None  # live streams
 
     async def start(self) -> None:
         await kafka.ensure_topics(self.settings, kafka.core_topics(self.settings))
@@ -76,6 +79,8 @@ class Forwarder:
         futures = []
         for message in messages:
             decision = orjson.loads(message.value)
+            if self.on_decision is not None:
+                self.on_decision(decision, message.value)
             reply_to = decision.get("reply_to")
             if not reply_to:
                 continue

@@ -1,0 +1,264 @@
+"""Running a campaign (admins only): close, upload codes, assign a code, distribute in
+bulk, list the grants and read the statistics."""
+
+import csv
+import io
+from typing import Any, cast
+
+from aiohttp import web
+
+from deploy.auth import Caller, caller
+from deploy.http import Problem, json_response
+from gateway import requests
+from gateway.pipeline import GATEWAY, Gateway, rejection
+from schemas import readmodel
+from schemas.coupons import coupon_view, grant_view
+from schemas.messages import (
+    AddCodes,
+    AssignCode,
+    CloseCoupon,
+    CouponStatus,
+    Decision,
+    Distribute,
+    Plan,
+    Request,
+    Strategy,
+)
+
+CODES_PER_UPLOAD_MAX = 10_000
+CODE_CHARS_MAX = 64
+USERS_PER_DISTRIBUTION_MAX = 5_000
+USER_ID_CHARS_MAX = 200
+PAGE_ITEMS_MAX = 500
+STRATEGIES = ("fcfs", "random", "equal")
+
+
+async def _admin(request: web.Request, doing: str) -> tuple[Gateway, Caller, CouponStatus]:
+    gateway = request.app[GATEWAY]
+    who = caller(request, gateway.settings.jwt_secret)
+    if not who.admin:
+        raise Problem(403, "forbidden", "Forbidden", f"only an admin may {doing}")
+    coupon_id = requests.coupon_id(request)
+    status = await gateway.coupon(coupon_id)
+    if status is None:
+        raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {coupon_id}")
+    return gateway, who, status
+
+
+async def _decided(
+    request: web.Request, gateway: Gateway, command: Request, title: str
+) -> Decision | web.Response:
+    """The applied decision, or the response that says why there is none (yet)."""
+    answer = await gateway.decide(request, command)
+    if isinstance(answer, web.Response):
+        return answer
+    if answer.outcome == "rejected":
+        return rejection(answer, gateway.ticket(command.coupon_id, command.request_id), title)
+    return answer
+
+
+def _learn(gateway: Gateway, answer: Decision) -> CouponStatus:
+    """The coupon as the decision left it, known to this gateway's edge answers at once."""
+    assert answer.coupon is not None, "a decision about a whole coupon carries its status"
+    gateway.statuses.learn(answer.coupon)
+    return answer.coupon
+
+
+async def close(request: web.Request) -> web.Response:
+    gateway, who, status = await _admin(request, "close coupons")
+    revoke = request.query.get("revoke", "false").lower() in ("1", "true", "yes")
+    scope = f"{status.coupon_id}/close/{revoke}"
+    command = CloseCoupon(
+        gateway.request_id(requests.idempotency_key(request), who.user_id, scope),
+        status.coupon_id,
+        who.user_id,
+        revoke,
+        gateway.now_ms(),
+        gateway.reply_topic,
+    )
+    answer = await _decided(request, gateway, command, "Cannot close the coupon")
+    if isinstance(answer, web.Response):
+        return answer
+    coupon = _learn(gateway, answer)
+    return json_response({**coupon_view(coupon, gateway.now_ms()), "revoked": answer.revoked})
+
+
+async def upload_codes(request: web.Request) -> web.Response:
+    gateway, who, status = await _admin(request, "upload codes")
+    codes = await _codes(request)
+    command = AddCodes(
+        gateway.request_id(
+            requests.idempotency_key(request), who.user_id, f"{status.coupon_id}/codes"
+        ),
+        status.coupon_id,
+        who.user_id,
+        codes,
+        gateway.now_ms(),
+        gateway.reply_topic,
+    )
+    answer = await _decided(request, gateway, command, "Codes not added")
+    if isinstance(answer, web.Response):
+        return answer
+    return json_response({"added": len(codes), "codes_left": _learn(gateway, answer).codes_left})
+
+
+async def _codes(request: web.Request) -> tuple[str, ...]:
+    """Codes from a JSON body `{"codes": [...]}` or a CSV body (first column; a header
+    named `code` is skipped)."""
+    if request.content_type == "text/csv":
+        text = (await request.read()).decode("utf-8-sig", errors="strict")
+        rows = [row for row in csv.reader(io.StringIO(text)) if row and row[0].strip()]
+        codes = [row[0].strip() for row in rows]
+        if codes and codes[0].lower() == "code":
+            codes = codes[1:]
+    else:
+        body = await requests.json_object(request, {"codes"})
+        raw = body.get("codes")
+        if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
+            raise requests.invalid("codes must be a list of strings")
+        codes = [c.strip() for c in raw]
+    if not 1 <= len(codes) <= CODES_PER_UPLOAD_MAX:
+        raise requests.invalid(f"an upload has 1 to {CODES_PER_UPLOAD_MAX} codes")
+    bad = [c for c in codes if not c or len(c) > CODE_CHARS_MAX or not c.isprintable()]
+    if bad:
+        raise requests.invalid(
+            f"codes are 1 to {CODE_CHARS_MAX} printable characters; not {bad[0]!r}"
+        )
+    return tuple(codes)
+
+
+async def assign(request: web.Request) -> web.Response:
+    gateway, who, status = await _admin(request, "assign codes")
+    body = await requests.json_object(request, {"user_id", "code"})
+    owner = requests.text(body, "user_id", USER_ID_CHARS_MAX)
+    code = requests.text(body, "code", CODE_CHARS_MAX)
+    command = AssignCode(
+        gateway.request_id(
+            requests.idempotency_key(request),
+            who.user_id,
+            f"{status.coupon_id}/assign/{owner}/{code}",
+        ),
+        status.coupon_id,
+        who.user_id,
+        owner,
+        code,
+        gateway.now_ms(),
+        gateway.reply_topic,
+    )
+    answer = await _decided(request, gateway, command, "Code not assigned")
+    if isinstance(answer, web.Response):
+        return answer
+    assert answer.grant is not None
+    location = f"/v1/grants/{answer.grant.id}"
+    return json_response(grant_view(answer.grant), status=201, headers={"Location": location})
+
+
+async def distribute(request: web.Request) -> web.Response:
+    gateway, who, status = await _admin(request, "distribute coupons")
+    body = await requests.json_object(request, {"users", "strategy", "per_user", "seed", "dry_run"})
+    users = body.get("users")
+    if (
+        not isinstance(users, list)
+        or not 1 <= len(users) <= USERS_PER_DISTRIBUTION_MAX
+        or not all(isinstance(u, str) and 0 < len(u) <= USER_ID_CHARS_MAX for u in users)
+    ):
+        raise requests.invalid(
+            f"users must list 1 to {USERS_PER_DISTRIBUTION_MAX} user ids"
+            f" of at most {USER_ID_CHARS_MAX} characters"
+        )
+    strategy = body.get("strategy", "fcfs")
+    if strategy not in STRATEGIES:
+        raise requests.invalid(f"strategy must be one of {', '.join(STRATEGIES)}")
+    per_user = requests.integer(body, "per_user", 1, status.spec.per_user_limit, default=1)
+    if strategy != "equal" and per_user != 1:
+        raise requests.invalid("per_user applies to the equal strategy only")
+    dry_run = requests.boolean(body, "dry_run", default=False)
+    key = requests.idempotency_key(request)
+    request_id = gateway.request_id(key, who.user_id, f"{status.coupon_id}/distribute/{dry_run}")
+    command = Distribute(
+        request_id,
+        status.coupon_id,
+        who.user_id,
+        tuple(users),
+        cast(Strategy, strategy),
+        per_user,
+        requests.text(body, "seed", 200, default=request_id),
+        dry_run,
+        gateway.now_ms(),
+        gateway.reply_topic,
+    )
+    answer = await gateway.decide(request, command)
+    if isinstance(answer, web.Response):
+        return answer
+    if answer.outcome == "rejected":
+        ticket = gateway.ticket(status.coupon_id, request_id)
+        plan = _plan_view(answer.plan, command.seed) if answer.plan else None
+        return rejection(answer, ticket, "Not distributed", plan=plan)
+    assert answer.plan is not None
+    return json_response(_plan_view(answer.plan, command.seed), status=200 if dry_run else 201)
+
+
+def _plan_view(plan: Plan, seed: str) -> dict[str, Any]:
+    return {
+        "strategy": plan.strategy,
+        "dry_run": plan.dry_run,
+        "seed": seed,
+        "granted": sum(n for _, n in plan.granted),
+        "plan": [{"user_id": u, "grants": n} for u, n in plan.granted],
+        "skipped": [{"user_id": u, "reason": r} for u, r in plan.skipped],
+    }
+
+
+async def list_grants(request: web.Request) -> web.Response:
+    gateway, _, status = await _admin(request, "list a coupon's grants")
+    after = _query_int(request, "after", 0, 2**31 - 1, 0)
+    limit = _query_int(request, "limit", 1, PAGE_ITEMS_MAX, 100)
+    rows = await gateway.pool.fetch(readmodel.COUPON_GRANTS, status.coupon_id, after, limit)
+    items = [
+        {
+            **grant_view(readmodel.grant_from_row(r)),
+            "seq": r["seq"],
+            "display_name": r["display_name"],
+        }
+        for r in rows
+    ]
+    page: dict[str, Any] = {"items": items}
+    if len(rows) == limit:
+        page["next"] = (
+            f"/v1/coupons/{status.coupon_id}/grants?after={rows[-1]['seq']}&limit={limit}"
+        )
+    return json_response(page)
+
+
+def _query_int(request: web.Request, name: str, low: int, high: int, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not low <= int(raw) <= high:
+        raise requests.invalid(f"{name} must be an integer from {low} to {high}")
+    return int(raw)
+
+
+async def stats(request: web.Request) -> web.Response:
+    gateway, _, status = await _admin(request, "read a coupon's statistics")
+    row = await gateway.pool.fetchrow(readmodel.COUPON_STATS, status.coupon_id)
+    fresh = await gateway.pool.fetchrow(readmodel.COUPON_BY_ID, status.coupon_id)
+    assert row is not None and fresh is not None
+    current = readmodel.status_from_row(fresh)
+    return json_response(
+        {
+            "coupon_id": current.coupon_id,
+            "count": current.spec.count,
+            "issued": current.issued,
+            "held": row["held"],
+            "assigned": row["assigned"],
+            "locked": row["locked"],
+            "redeemed": row["redeemed"],
+            "redemptions": row["redemptions"],
+            "released": row["released"],
+            "revoked": row["revoked"],
+            "remaining": max(current.spec.count - current.issued, 0),
+            "line": row["line"],
+            "codes_left": current.codes_left,
+        }
+    )

@@ -1,0 +1,143 @@
+"""GET /v1/users/me/events: a person's live stream (server-sent events).
+
+It opens with the person's grants, then carries every decision about them as it leaves
+the allocator. When a person's last stream here closes, their held grants on coupons that
+ask for it (`release_on_disconnect`) are released, through the log like any other step,
+so the unit passes to the next person in line at once.
+"""
+
+import asyncio
+import logging
+import time
+import uuid
+from collections import defaultdict
+from typing import Any
+
+import asyncpg
+import orjson
+from aiohttp import web
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
+from prometheus_client import Counter, Gauge
+
+from deploy.auth import caller
+from deploy.http import Problem
+from schemas import readmodel
+from schemas.coupons import grant_view
+from schemas.messages import GrantAction, encode
+from schemas.topics import Topics, coupon_key
+
+log = logging.getLogger(__name__)
+
+QUEUE_EVENTS_MAX = 256  # a stream this far behind is closed: its reader is not reading
+STREAMS_PER_PERSON_MAX = 8
+LIVENESS_CHECK_S = 0.5  # how soon a closed connection is noticed
+KEEPALIVE_S = 15.0
+SNAPSHOT_GRANTS_MAX = 100
+OPEN = Gauge("coupons_notifier_streams_open", "Live streams open")
+RELEASED = Counter(
+    "coupons_notifier_disconnect_releases_total", "Holds released because streams closed"
+)
+
+HELD_ON_DISCONNECT = """
+SELECT g.id, g.coupon_id FROM grants g JOIN coupons c ON c.id = g.coupon_id
+WHERE g.user_id = $1 AND g.state = 'held' AND c.release_on_disconnect
+"""
+
+
+class Streams:
+    def __init__(
+        self, pool: asyncpg.Pool, producer: AIOKafkaProducer, topics: Topics, jwt_secret: str
+    ) -> None:
+        self.pool = pool
+        self.producer = producer
+        self.topics = topics
+        self.jwt_secret = jwt_secret
+        self.open: defaultdict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
+        self.closing = False  # when this notifier stops, its people did not leave
+
+    def publish(self, decision: dict[str, Any], payload: bytes) -> None:
+        """Hand a decision to the streams of the person it is about."""
+        for queue in list(self.open.get(decision.get("user_id", ""), ())):
+            if queue.full():
+                continue  # the stream is closed by its handler when it sees the overflow
+            queue.put_nowait(_event("decision", payload))
+
+    async def stream(self, request: web.Request) -> web.StreamResponse:
+        who = caller(request, self.jwt_secret)
+        if len(self.open[who.user_id]) >= STREAMS_PER_PERSON_MAX:
+            raise Problem(
+                429,
+                "too-many-streams",
+                "Too many streams",
+                f"at most {STREAMS_PER_PERSON_MAX} streams per person; close one first",
+                headers={"Retry-After": "5"},
+            )
+        queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_EVENTS_MAX)
+        self.open[who.user_id].add(queue)
+        OPEN.inc()
+        try:
+            response = web.StreamResponse(
+                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
+            )
+            await response.prepare(request)
+            rows = await self.pool.fetch(readmodel.GRANTS_OF_USER, who.user_id, SNAPSHOT_GRANTS_MAX)
+            grants = [grant_view(readmodel.grant_from_row(r)) for r in rows]
+            await response.write(_event("grants", orjson.dumps({"items": grants})))
+            await self._pump(request, response, queue)
+        finally:
+            self.open[who.user_id].discard(queue)
+            OPEN.dec()
+            if not self.open[who.user_id]:
+                del self.open[who.user_id]
+                if not self.closing:
+                    await self._release(who.user_id)
+        return response
+
+    async def _pump(
+        self, request: web.Request, response: web.StreamResponse, queue: asyncio.Queue[bytes]
+    ) -> None:
+        quiet_since = time.monotonic()
+        while request.transport is not None and not request.transport.is_closing():
+            if queue.full():
+                return  # too far behind: better to reconnect and read the snapshot
+            try:
+                event = await asyncio.wait_for(queue.get(), LIVENESS_CHECK_S)
+            except TimeoutError:
+                if time.monotonic() - quiet_since < KEEPALIVE_S:
+                    continue
+                event = b": keep-alive\n\n"
+            try:
+                await response.write(event)
+            except (ConnectionResetError, RuntimeError):
+                return
+            quiet_since = time.monotonic()
+
+    async def _release(self, user_id: str) -> None:
+        """The person is gone: release their holds on coupons that ask for it."""
+        try:
+            rows = await self.pool.fetch(HELD_ON_DISCONNECT, user_id)
+            now_ms = int(time.time() * 1000)
+            for row in rows:
+                coupon_id, grant_id = str(row["coupon_id"]), str(row["id"])
+                command = GrantAction(
+                    str(uuid.uuid4()), coupon_id, user_id, grant_id, "disconnect", now_ms, ""
+                )
+                await self.producer.send_and_wait(
+                    self.topics.commands, encode(command), key=coupon_key(coupon_id)
+                )
+                RELEASED.inc()
+        except (OSError, asyncpg.PostgresError, KafkaError) as error:
+            # The hold then lapses at its deadline as usual: nothing is lost, only later.
+            log.warning("could not release the holds of a closed stream: %s", error)
+
+
+def _event(name: str, data: bytes) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
+
+
+STREAMS = web.AppKey("streams", Streams)
+
+
+async def my_events(request: web.Request) -> web.StreamResponse:
+    return await request.app[STREAMS].stream(request)
