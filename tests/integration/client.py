@@ -26,6 +26,7 @@ async def create_coupon(
     start: datetime | None = None,
     expiry: datetime | None = None,
     daily_limit: bool = True,
+    **fields: Any,
 ) -> dict[str, Any]:
     start = start or datetime.now(UTC) - timedelta(seconds=1)
     body = {
@@ -35,6 +36,7 @@ async def create_coupon(
         "expiry": (expiry or start + timedelta(days=1)).isoformat(),
         "count": count,
         "daily_limit": daily_limit,
+        **fields,
     }
     answer = await post(
         session, f"{stack.gateway_url}/v1/coupons", stack.token("admin", True), body
@@ -54,10 +56,12 @@ async def post(
     async with session.post(
         url, json=body, headers={"Authorization": f"Bearer {token}", **(headers or {})}
     ) as response:
-        payload = await response.json(content_type=None)
-        return Answer(
-            response.status, payload, dict(response.headers), time.perf_counter() - started
-        )
+        return await _answer(response, started)
+
+
+async def _answer(response: aiohttp.ClientResponse, started: float) -> Answer:
+    payload = await response.json(content_type=None)
+    return Answer(response.status, payload, dict(response.headers), time.perf_counter() - started)
 
 
 async def claim(
@@ -73,6 +77,27 @@ async def claim(
         headers["Idempotency-Key"] = key
     url = f"{stack.gateway_url}/v1/coupons/{coupon_id}/claims"
     return await post(session, url, stack.token(user), {}, headers)
+
+
+async def get(session: aiohttp.ClientSession, url: str, token: str | None = None) -> Answer:
+    started = time.perf_counter()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    async with session.get(url, headers=headers) as response:
+        return await _answer(response, started)
+
+
+async def step(
+    session: aiohttp.ClientSession,
+    stack: Stack,
+    grant_id: str,
+    action: str,
+    user: str,
+    body: dict[str, Any] | None = None,
+    admin: bool = False,
+) -> Answer:
+    """confirm, cancel, lock, unlock or redeem a grant, as `user`."""
+    url = f"{stack.gateway_url}/v1/grants/{grant_id}/{action}"
+    return await post(session, url, stack.token(user, admin), body or {}, {"Prefer": "wait=10"})
 
 
 async def poll_ticket(

@@ -11,11 +11,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from deploy.db import migrate
+from deploy.auth import mint_token
+from deploy.db import create_database
 from deploy.dev import stack_env
 from deploy.embedded import Broker, Postgres, free_port, start_broker, start_postgres
 from deploy.stack import Part, start_part
-from gateway.auth import mint_token
 
 SECRET = "integration-secret-" + uuid.uuid4().hex
 
@@ -81,20 +81,9 @@ class Stack:
         return await asyncpg.connect(self.database_url)
 
 
-async def _create_database(admin_url: str, name: str) -> str:
-    conn = await asyncpg.connect(admin_url)
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    await migrate(url)
-    return url
-
-
 def build_stack(infra: Infra, name: str, allocator_partitions: list[str] | None) -> Stack:
     database = f"t_{uuid.uuid4().hex[:12]}"
-    url = asyncio.run(_create_database(infra.postgres.url, database))
+    url = asyncio.run(create_database(infra.postgres.url, database))
     gateway_port, notifier_port = free_port(), free_port()
     env = stack_env(
         infra.broker.bootstrap_servers, url, SECRET, "codes-" + SECRET, gateway_port, f"{database}."

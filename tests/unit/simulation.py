@@ -4,19 +4,21 @@ Only the log is simulated; the cores are the production ones. Commands the cores
 are appended to the partition of their key, as the IO shell would produce them.
 """
 
+import uuid
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC
 
-from allocator.core import CoreConfig, Effects, Loaded, PartitionCore, Record
-from schemas.messages import Command, Decision, ReserveDay
+from allocator.core import CoreConfig, PartitionCore
+from allocator.effects import Effects, Loaded, Record
+from schemas.messages import Command, Decision, Grant, ReleaseDay, ReserveDay, Tick
 from schemas.topics import coupon_key, user_key
 
 SECRET = b"test-secret"
 
 
 def key_of(command: Command) -> bytes:
-    if isinstance(command, ReserveDay):
+    if isinstance(command, ReserveDay | ReleaseDay):
         return user_key(command.user_id)
     return coupon_key(command.coupon_id)
 
@@ -69,3 +71,19 @@ class Cluster:
     def drain(self, batch_max: int = 7) -> None:
         while any(self.step(p, batch_max) for p in range(self.partitions)):
             pass
+
+    def tick(self, now_ms: int) -> None:
+        """What the allocator's timer does: a Tick for every coupon with a deadline due."""
+        for core in self.cores:
+            for coupon_id in core.due(now_ms):
+                name = f"tick/{coupon_id}/{now_ms}"
+                self.append(Tick(str(uuid.uuid5(uuid.NAMESPACE_OID, name)), coupon_id, now_ms))
+        self.drain()
+
+    def grants(self) -> dict[str, Grant]:
+        """Every grant as it stands now."""
+        latest: dict[str, Grant] = {}
+        for fx in self.effects:
+            latest.update(fx.new_grants)
+            latest.update(fx.grant_changes)
+        return latest

@@ -5,7 +5,8 @@ from collections import Counter, defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allocator.core import CoreConfig, PartitionCore, Record, day_of
+from allocator.core import CoreConfig, PartitionCore, day_of
+from allocator.effects import Record
 from schemas.messages import Claim, CouponSpec, CreateCoupon, DayReserved, ReserveDay
 from tests.unit.simulation import SECRET, Cluster
 
@@ -57,7 +58,7 @@ def test_exactly_count_grants_first_come_first_served() -> None:
 def test_time_window_and_one_per_person() -> None:
     cluster = run(
         [
-            create(1, 5),
+            create(1, 5, daily=False),
             claim(1, 1, "early", at=NOON - 1),
             claim(2, 1, "alice"),
             claim(3, 1, "alice"),
@@ -166,7 +167,9 @@ def test_invariants_hold_for_any_sequence(coupons, claims, partitions, batch_max
     # Invariant 2: one per person per coupon; one per person per day on daily coupons.
     assert len({(g.coupon_id, g.user_id) for g in grants}) == len(grants)
     daily = {coupon_id(n) for n, (_, d) in enumerate(coupons) if d}
-    days = [(g.user_id, day_of(g.granted_at_ms, CoreConfig(b"").day_zone)) for g in grants]
+    claimed_at = {c.request_id: c.at_ms for c in claim_commands}
+    zone = CoreConfig(b"").day_zone
+    days = [(g.user_id, day_of(claimed_at[g.request_id], zone)) for g in grants]
     daily_days = [day for g, day in zip(grants, days, strict=True) if g.coupon_id in daily]
     assert len(set(daily_days)) == len(daily_days)
     # Invariant 3: nobody refused as sold out came before someone who won.
