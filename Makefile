@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: all install run test unit integration lint types clean
+.PHONY: all install run test unit integration lint types bench clean
 
 all: lint types test
 
@@ -15,6 +16,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 install: $(STAMP)
+
+$(BENCH_STAMP): $(STAMP)
+	$(BIN)/pip install --quiet -e '.[dev,bench]'
+	touch $(BENCH_STAMP)
 
 run: install
 	$(BIN)/coupons dev --demo
@@ -32,7 +37,12 @@ lint: install
 	$(BIN)/ruff check .
 
 types: install
-	$(BIN)/mypy gateway allocator notifier schemas deploy
+	$(BIN)/mypy gateway allocator notifier schemas deploy bench
+
+# The noon burst, sustained grants and replay, against the baseline and the ceiling;
+# the report goes to bench/results/. BENCH_ARGS passes options: make bench BENCH_ARGS='--users 20000'
+bench: $(BENCH_STAMP)
+	$(BIN)/coupons bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -40,29 +40,58 @@ def _part(name: str) -> int:
     return _serve(run)
 
 
-def _migrate(args: argparse.Namespace) -> int:
+def _database_url() -> str | None:
     import os
-
-    from deploy.db import migrate
 
     url = os.environ.get("DATABASE_URL")
     if not url:
-        print("coupons: DATABASE_URL is not set", file=sys.stderr)
+        print("coupons: DATABASE_URL is not set (`coupons dev` prints it)", file=sys.stderr)
+    return url
+
+
+def _migrate(args: argparse.Namespace) -> int:
+    from deploy.db import migrate
+
+    url = _database_url()
+    if not url:
         return 2
     for step in asyncio.run(migrate(url, args.target)) or ["already up to date"]:
         print(step)
     return 0
 
 
+def _users(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deploy.users import BadFile, import_users, read_users
+
+    url = _database_url()
+    if not url:
+        return 2
+    try:
+        rows = read_users(Path(args.file))
+    except (BadFile, OSError) as error:
+        print(f"coupons: {error}", file=sys.stderr)
+        return 2
+    print(f"imported {asyncio.run(import_users(url, rows))} users")
+    return 0
+
+
 def _token(args: argparse.Namespace) -> int:
     import os
 
+    from deploy.auth import mint_token
     from deploy.dev import dev_secrets
-    from gateway.auth import mint_token
 
     secret = os.environ.get("COUPONS_JWT_SECRET") or dev_secrets(args.data_dir)["jwt"]
     print(mint_token(secret, args.sub, admin=args.admin, ttl_s=args.ttl))
     return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from bench.run import run
+
+    return run(args)
 
 
 def _dev(args: argparse.Namespace) -> int:
@@ -86,6 +115,14 @@ def main(argv: list[str] | None = None) -> int:
         commands.add_parser(name, help=f"run the {name}, configured by environment variables")
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--target", type=int, default=None, help="migrate up or down to this")
+    bench = commands.add_parser("bench", help="measure against the baseline and the ceiling")
+    from bench.options import add_arguments
+
+    add_arguments(bench)
+    users = commands.add_parser("users", help="manage the users table")
+    users_do = users.add_subparsers(dest="users_command", required=True)
+    users_import = users_do.add_parser("import", help="add or update users from a CSV file")
+    users_import.add_argument("file", help="CSV with the columns id and display_name")
     token = commands.add_parser("token", help="print a JWT for the local stack")
     token.add_argument("--sub", required=True, help="the user id")
     token.add_argument("--admin", action="store_true", help="grant the admin role")
@@ -94,7 +131,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("gateway", "allocator", "notifier"):
         return _part(args.command)
-    return {"dev": _dev, "migrate": _migrate, "token": _token}[args.command](args)
+    handlers = {"dev": _dev, "migrate": _migrate, "token": _token, "users": _users, "bench": _bench}
+    return handlers[args.command](args)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,113 @@
+"""The report: a table on the terminal, every figure in JSON, latency over time in a PNG."""
+
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from bench.load import cores
+from bench.scenarios import Run
+
+
+def machine() -> dict[str, Any]:
+    memory_kb = 0
+    meminfo = Path("/proc/meminfo")
+    if meminfo.exists():
+        first = meminfo.read_text().splitlines()[0].split()
+        memory_kb = int(first[1])
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        names = [line for line in cpuinfo.read_text().splitlines() if line.startswith("model name")]
+        model = names[0].split(":", 1)[1].strip() if names else ""
+    return {
+        "cores": cores(),
+        "cpu": model,
+        "memory_gib": round(memory_kb / 1024 / 1024, 1),
+        "python": platform.python_version(),
+        "system": platform.platform(),
+    }
+
+
+def ratios(figures: list[dict[str, Any]]) -> dict[str, float]:
+    """ours / baseline and ours / ceiling, per scenario, on throughput."""
+    by = {(f["scenario"], f["system"]): f["throughput_per_s"] for f in figures}
+    out: dict[str, float] = {}
+    for (scenario, system), ours in by.items():
+        if system != "ours":
+            continue
+        for other in ("baseline", "ceiling"):
+            if (scenario, other) in by and by[(scenario, other)]:
+                out[f"{scenario}: ours/{other}"] = round(ours / by[(scenario, other)], 2)
+    return out
+
+
+def table(figures: list[dict[str, Any]], replay: dict[str, Any] | None) -> Table:
+    grid = Table(title="coupons bench")
+    for column in ("scenario", "system", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
+                   "outcomes", "checks", "gen CPU"):  # fmt: skip
+        grid.add_column(column, justify="right" if column.endswith(("s", "ms", "CPU")) else "left")
+    for f in figures:
+        checks = f["checks"]
+        verdict = "" if not checks else ("ok" if checks["ok"] else "FAILED")
+        if checks:
+            verdict += f" ({checks['grants']} grants)"
+        grid.add_row(
+            f["scenario"], f["system"], f"{f['throughput_per_s']:,.0f}", str(f["p50_ms"]),
+            str(f["p95_ms"]), str(f["p99_ms"]), str(f["max_ms"]),
+            " ".join(f"{k}:{v}" for k, v in f["outcomes"].items()), verdict,
+            f"{f['generator_cpu_share']:.0%}",
+        )  # fmt: skip
+    if replay is not None:
+        grid.add_row(
+            "replay", "ours", f"{replay['decisions_per_s']:,.0f}", "", "", "", "",
+            f"{replay['decided']} decided", "ok" if replay["checks"]["ok"] else "FAILED", "",
+        )  # fmt: skip
+    return grid
+
+
+def plot(runs: list[Run], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(figsize=(10, 5))
+    for run in runs:
+        axes.scatter(
+            run.result.sent, [x * 1000 for x in run.result.latency], s=1, alpha=0.4,
+            label=run.system,
+        )  # fmt: skip
+    axes.set_xlabel("seconds since the coupon went live (request sent)")
+    axes.set_ylabel("latency (ms)")
+    axes.set_yscale("log")
+    axes.set_title("burst: latency over time")
+    axes.legend(markerscale=8)
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def write(
+    out: Path, stamp: str, settings: dict[str, Any], figures: list[dict[str, Any]],
+    replay: dict[str, Any] | None, console: Console,
+) -> Path:  # fmt: skip
+    out.mkdir(parents=True, exist_ok=True)
+    compared = ratios(figures)
+    document = {
+        "when": stamp,
+        "machine": machine(),
+        "settings": settings,
+        "runs": figures,
+        "replay": replay,
+        "ratios": compared,
+    }
+    path = out / f"bench-{stamp}.json"
+    path.write_text(json.dumps(document, indent=2))
+    console.print(table(figures, replay))
+    for name, value in compared.items():
+        console.print(f"  {name} = {value}")
+    return path

@@ -1,0 +1,72 @@
+"""`coupons bench`: the noon burst, sustained grants and replay, side by side with the
+baseline and the ceiling, on this machine, in one run."""
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from bench import report, scenarios, systems
+
+
+def run(args: argparse.Namespace) -> int:
+    console = Console(width=max(Console().width, 140))
+    started = time.monotonic()
+
+    def log(line: str) -> None:
+        console.print(f"[dim]{time.monotonic() - started:6.1f} s[/dim] {line}")
+
+    wanted = set(args.scenarios.split(","))
+    stamp = time.strftime("%Y%m%dT%H%M%S")
+    out = Path(args.out)
+    with tempfile.TemporaryDirectory(prefix="coupons-bench-") as tmp:
+        stack = systems.start(Path(tmp), log)
+        try:
+            figures, burst_runs, replayed = _measure(args, stack, wanted, console, log)
+        finally:
+            stack.stop()
+    settings: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "handler"}
+    path = report.write(out, stamp, settings, figures, replayed, console)
+    if burst_runs:
+        report.plot(burst_runs, out / f"bench-{stamp}-burst.png")
+    ok = all(f["checks"].get("ok", True) for f in figures)
+    ok = ok and (replayed is None or replayed["checks"]["ok"])
+    log(f"report: {path} ({'all checks passed' if ok else 'CHECKS FAILED'})")
+    return 0 if ok else 1
+
+
+def _measure(
+    args: argparse.Namespace, stack: systems.Systems, wanted: set[str], console: Console,
+    log: Callable[[str], None],
+) -> tuple[list[dict[str, Any]], list[scenarios.Run], dict[str, Any] | None]:  # fmt: skip
+    figures: list[dict[str, Any]] = []
+    burst_runs: list[scenarios.Run] = []
+    replayed = None
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())  # fmt: skip
+    with Progress(*columns, console=console) as bar:
+
+        def progress(label: str, total: int) -> Callable[[int], None]:
+            task = bar.add_task(label, total=total)
+            return lambda done: bar.update(task, completed=done)
+
+        if "burst" in wanted:
+            burst_runs = scenarios.claims(
+                stack, "burst", ("ceiling", "baseline", "ours"), args.users, args.count,
+                args.connections, args.generators, progress,
+            )  # fmt: skip
+            figures += [r.figures() for r in burst_runs]
+        if "sustained" in wanted:
+            runs = scenarios.claims(
+                stack, "sustained", ("baseline", "ours"), args.sustained_users,
+                args.sustained_users, args.connections, args.generators, progress,
+            )  # fmt: skip
+            figures += [r.figures() for r in runs]
+        if "replay" in wanted:
+            replayed = scenarios.replay(stack, args.replay_commands, log)
+    return figures, burst_runs, replayed

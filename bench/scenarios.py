@@ -1,0 +1,257 @@
+"""The scenarios: each measured on our stack and on what it is compared with, by the same
+load generator, with the outcome checked against PostgreSQL afterwards."""
+
+import asyncio
+import time
+import uuid
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import asyncpg
+
+from bench.load import Result, Target, cores, generate
+from bench.systems import Systems
+from deploy import kafka
+from deploy.db import create_database
+from deploy.embedded import free_port
+from deploy.settings import Settings
+from deploy.stack import start_part
+from schemas.messages import Claim, CouponSpec, CreateCoupon, encode
+from schemas.topics import Topics, coupon_key
+
+Progress = Callable[[str, int], Callable[[int], None]]  # (label, total) -> update(done)
+REPLAY_COUPONS = 4
+REPLAY_TIMEOUT_S = 300.0
+
+
+@dataclass
+class Run:
+    scenario: str
+    system: str
+    result: Result
+    checks: dict[str, Any] = field(default_factory=dict)
+
+    def figures(self) -> dict[str, Any]:
+        result = self.result
+        latency = sorted(result.latency)
+        answered = len(latency)
+        wall = result.wall_s or 1e-9
+        return {
+            "scenario": self.scenario,
+            "system": self.system,
+            "requests": answered,
+            "seconds": round(wall, 3),
+            "throughput_per_s": round(answered / wall, 1),
+            "p50_ms": _ms(latency, 0.50),
+            "p95_ms": _ms(latency, 0.95),
+            "p99_ms": _ms(latency, 0.99),
+            "max_ms": round(latency[-1] * 1000, 1) if latency else None,
+            "outcomes": {str(k): v for k, v in sorted(Counter(result.status).items())},
+            "transport_errors": result.errors,
+            "generator_cpu_share": round(result.cpu_s / (wall * cores()), 3),
+            "checks": self.checks,
+        }
+
+
+def _ms(ordered: list[float], fraction: float) -> float | None:
+    if not ordered:
+        return None
+    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 1)
+
+
+def _target(systems: Systems, system: str, coupon_id: str) -> Target:
+    port = systems.port("gateway" if system == "ours" else system)
+    return Target("127.0.0.1", port, f"/v1/coupons/{coupon_id}/claims", systems.secret)
+
+
+async def _baseline_coupon(systems: Systems, count: int) -> str:
+    coupon_id = str(uuid.uuid4())
+    now = datetime.now(UTC)
+    conn = await asyncpg.connect(systems.baseline_db)
+    try:
+        await conn.execute(
+            "INSERT INTO baseline_coupons (id, count, start_time, expiry) VALUES ($1, $2, $3, $4)",
+            coupon_id,
+            count,
+            now - timedelta(seconds=1),
+            now + timedelta(days=1),
+        )
+    finally:
+        await conn.close()
+    return coupon_id
+
+
+async def _grants(systems: Systems, system: str, coupon_id: str) -> tuple[int, int]:
+    """(grants, distinct people) in the system's database."""
+    url, table = (
+        (systems.ours_db, "grants")
+        if system == "ours"
+        else (systems.baseline_db, "baseline_grants")
+    )
+    conn = await asyncpg.connect(url)
+    try:
+        row = await conn.fetchrow(
+            f"SELECT count(*) AS n, count(DISTINCT user_id) AS people FROM {table}"
+            " WHERE coupon_id = $1",
+            coupon_id,
+        )
+    finally:
+        await conn.close()
+    assert row is not None
+    return int(row["n"]), int(row["people"])
+
+
+def _coupon(systems: Systems, system: str, count: int) -> str:
+    if system == "ours":
+        return systems.create_coupon(count)
+    if system == "baseline":
+        return asyncio.run(_baseline_coupon(systems, count))
+    return str(uuid.uuid4())  # the ceiling answers without looking
+
+
+def claims(
+    systems: Systems,
+    scenario: str,
+    systems_measured: tuple[str, ...],
+    users: int,
+    count: int,
+    connections: int,
+    generators: int,
+    progress: Progress,
+) -> list[Run]:
+    """Everyone claims one coupon of `count` units at once, on each system in turn."""
+    runs = []
+    for system in systems_measured:
+        coupon_id = _coupon(systems, system, count)
+        result = generate(
+            _target(systems, system, coupon_id),
+            users,
+            connections,
+            generators,
+            f"{scenario}-{system}-",
+            progress(f"{scenario}: {system}", users),
+        )
+        run = Run(scenario, system, result)
+        if system != "ceiling":
+            grants, people = asyncio.run(_grants(systems, system, coupon_id))
+            answered_granted = result.status.count(201)
+            run.checks = {
+                "grants": grants,
+                "expected_grants": min(count, users),
+                "people_with_a_grant": people,
+                "granted_answers": answered_granted,
+                "ok": grants == min(count, users) == people == answered_granted,
+            }
+        runs.append(run)
+    return runs
+
+
+def replay(systems: Systems, commands: int, log: Callable[[str], None]) -> dict[str, Any]:
+    """`commands` claims already in the log; a fresh allocator decides and writes them all."""
+    prefix = f"replay{uuid.uuid4().hex[:6]}."
+    database = asyncio.run(create_database(systems.postgres.url, prefix.rstrip(".")))
+    env = {**systems.env, "COUPONS_TOPIC_PREFIX": prefix, "DATABASE_URL": database}
+    settings = Settings.from_env(env)
+    log(f"replay: writing {commands} claims to the log")
+    written = asyncio.run(_write_log(settings, commands))
+    port = free_port()
+    started = time.monotonic()
+    allocator = start_part(
+        "allocator", {**env, "ALLOCATOR_PORT": str(port)}, port, systems.root / "logs", "replayer"
+    )
+    try:
+        log("replay: a fresh allocator is deciding them")
+        decided, first, last = asyncio.run(_wait_decided(database, written, started))
+        inside = _allocator_figures(allocator.url)
+    finally:
+        allocator.process.stop()
+    span = max(last - first, 1e-9)
+    return {
+        "scenario": "replay",
+        "system": "ours",
+        "commands": written,
+        "decided": decided,
+        "seconds_first_to_last_commit": round(span, 3),
+        "decisions_per_s": round(decided / span, 1),
+        "seconds_from_process_start": round(time.monotonic() - started, 3),
+        "allocator": inside,
+        "checks": {"ok": decided == written},
+    }
+
+
+def _allocator_figures(url: str) -> dict[str, float]:
+    """Where the allocator's time went, from its own metrics: batches and commit time."""
+    import urllib.request
+
+    with urllib.request.urlopen(f"{url}/metrics", timeout=10) as response:
+        text = response.read().decode()
+    values = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith(
+            ("coupons_allocator_batch_records_", "coupons_allocator_commit_seconds_")
+        ):
+            values[name] = float(value)
+    batches = values.get("coupons_allocator_batch_records_count", 0) or 1
+    return {
+        "batches": batches,
+        "records_per_batch": round(
+            values.get("coupons_allocator_batch_records_sum", 0) / batches, 1
+        ),
+        "commit_seconds_total": round(values.get("coupons_allocator_commit_seconds_sum", 0), 3),
+        "commit_ms_per_batch": round(
+            1000 * values.get("coupons_allocator_commit_seconds_sum", 0) / batches, 2
+        ),
+    }
+
+
+async def _write_log(settings: Settings, claims_total: int) -> int:
+    """Coupons (half as many units as claims) and the claims, straight onto the log."""
+    topics = Topics(settings.topic_prefix)
+    await kafka.ensure_topics(settings, kafka.core_topics(settings))
+    producer = kafka.producer(settings, linger_ms=5)
+    await producer.start()
+    now_ms = int(time.time() * 1000)
+    try:
+        coupon_ids = [str(uuid.uuid4()) for _ in range(REPLAY_COUPONS)]
+        units = max(1, claims_total // (2 * REPLAY_COUPONS))
+        messages: list[tuple[str, Any]] = []
+        for coupon_id in coupon_ids:
+            spec = CouponSpec("REPLAY", "", "", now_ms - 1000, now_ms + 86_400_000, units, 1, False)
+            messages.append(
+                (coupon_id, CreateCoupon(str(uuid.uuid4()), coupon_id, "bench", spec, now_ms, ""))
+            )
+        for index in range(claims_total):
+            coupon_id = coupon_ids[index % REPLAY_COUPONS]
+            messages.append(
+                (coupon_id, Claim(str(uuid.uuid4()), coupon_id, f"replay-{index}", now_ms, ""))
+            )
+        futures = []
+        for coupon_id, command in messages:
+            futures.append(
+                await producer.send(topics.commands, encode(command), key=coupon_key(coupon_id))
+            )
+        await asyncio.gather(*futures)
+        return len(messages)
+    finally:
+        await producer.stop()
+
+
+async def _wait_decided(database: str, expected: int, started: float) -> tuple[int, float, float]:
+    """Wait (bounded) until every command is decided; (decided, first and last commit)."""
+    conn = await asyncpg.connect(database)
+    try:
+        while True:
+            row = await conn.fetchrow(
+                "SELECT count(*) AS n, extract(epoch FROM min(committed_at)) AS first,"
+                " extract(epoch FROM max(committed_at)) AS last FROM decisions"
+            )
+            assert row is not None
+            if row["n"] >= expected or time.monotonic() - started > REPLAY_TIMEOUT_S:
+                return int(row["n"]), float(row["first"] or 0), float(row["last"] or 0)
+            await asyncio.sleep(0.05)
+    finally:
+        await conn.close()

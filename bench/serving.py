@@ -1,0 +1,25 @@
+"""Serving a comparison app the way the gateway is served, until SIGTERM or SIGINT."""
+
+import asyncio
+import signal
+
+from aiohttp import web
+
+from deploy.http import serve
+
+
+async def ready(_: web.Request) -> web.Response:
+    return web.Response(text="ready")
+
+
+async def serve_until_stopped(app: web.Application, port: int) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    runner = await serve(app, "127.0.0.1", port)
+    print(f"listening on 127.0.0.1:{port}", flush=True)
+    try:
+        await stop.wait()
+    finally:
+        await runner.cleanup()
