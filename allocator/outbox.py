@@ -6,11 +6,8 @@ escaping a whole batch of them again cost more than deciding it.
 
 import struct
 
-from aiokafka import AIOKafkaProducer
+from deploy.produce import Message
 
-from schemas.topics import partition_for
-
-Message = tuple[str, bytes, bytes]  # topic, key, value
 FRAME = struct.Struct(">HII")
 
 
@@ -35,29 +32,3 @@ def unpack(stored: bytes) -> list[Message]:
         messages.append((topic, key, stored[at : at + value_len]))
         at += value_len
     return messages
-
-
-async def send(producer: AIOKafkaProducer, messages: list[Message]) -> None:
-    """Hand every message to the broker in batches per partition, in order; wait for all.
-    One batch per partition instead of one send() per message: per-message sends from a
-    busy loop are where aiokafka spends its time."""
-    groups: dict[tuple[str, int], list[tuple[bytes, bytes]]] = {}
-    partitions: dict[str, int] = {}
-    for topic, key, value in messages:
-        if topic not in partitions:
-            partitions[topic] = len(await producer.partitions_for(topic))
-        groups.setdefault((topic, partition_for(key, partitions[topic])), []).append((key, value))
-    futures = []
-    for (topic, partition), items in groups.items():
-        batch = producer.create_batch()
-        for key, value in items:
-            if batch.append(key=key, value=value, timestamp=None) is None:
-                batch.close()
-                futures.append(await producer.send_batch(batch, topic, partition=partition))
-                batch = producer.create_batch()
-                appended = batch.append(key=key, value=value, timestamp=None)
-                assert appended is not None, "a message larger than a whole batch"
-        batch.close()
-        futures.append(await producer.send_batch(batch, topic, partition=partition))
-    for future in futures:
-        await future

@@ -20,9 +20,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from allocator import outbox
 from allocator.core import CoreConfig, PartitionCore
 from allocator.effects import Effects, Record
-from allocator.outbox import Message
 from allocator.store import Fenced, PartitionStore
 from deploy import db, kafka
+from deploy.produce import Message, send_all
 from deploy.settings import Settings
 from schemas.messages import ReleaseDay, ReserveDay, Tick, decode_command, encode
 from schemas.topics import Topics, coupon_key, partition_of, user_key
@@ -270,7 +270,7 @@ class Allocator:
         attempt = 0
         while True:
             try:
-                await outbox.send(self.producer, messages)
+                await send_all(self.producer, messages)
                 return
             except Exception as error:  # noqa: BLE001 - any broker failure: wait and resend
                 attempt += 1

@@ -17,6 +17,7 @@ from bench.systems import Systems
 from deploy import kafka
 from deploy.db import create_database
 from deploy.embedded import free_port
+from deploy.produce import send_all
 from deploy.settings import Settings
 from deploy.stack import start_part
 from schemas.messages import Claim, CouponSpec, CreateCoupon, encode
@@ -229,12 +230,9 @@ async def _write_log(settings: Settings, claims_total: int) -> int:
             messages.append(
                 (coupon_id, Claim(str(uuid.uuid4()), coupon_id, f"replay-{index}", now_ms, ""))
             )
-        futures = []
-        for coupon_id, command in messages:
-            futures.append(
-                await producer.send(topics.commands, encode(command), key=coupon_key(coupon_id))
-            )
-        await asyncio.gather(*futures)
+        await send_all(
+            producer, [(topics.commands, coupon_key(c), encode(command)) for c, command in messages]
+        )
         return len(messages)
     finally:
         await producer.stop()

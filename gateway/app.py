@@ -9,6 +9,7 @@ from aiohttp import web
 
 from deploy import db, kafka
 from deploy.http import add_ops_routes, errors, serve
+from deploy.produce import Batcher
 from deploy.settings import Settings
 from gateway import campaigns, claims, coupons, grants
 from gateway.pipeline import GATEWAY, Gateway
@@ -54,7 +55,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     for part in (replies, statuses):
         await part.consumer.start()
         await part.start()
-    gateway = Gateway(settings, topics, reply_topic, pool, producer, replies, statuses)
+    batcher = Batcher(producer)
+    gateway = Gateway(settings, topics, reply_topic, pool, producer, batcher, replies, statuses)
 
     async def readiness() -> str | None:
         if not replies.healthy:
@@ -63,12 +65,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
     app = build_app(gateway)
     add_ops_routes(app, readiness)
-    runner = await serve(app, settings.host, settings.gateway_port)
+    runner = await serve(app, settings.host, settings.gateway_port, settings.gateway_reuse_port)
     log.info("gateway %s listening on %s:%d", gateway_id, settings.host, settings.gateway_port)
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
+        await batcher.stop()
         for part in (replies, statuses):
             await part.stop()
             await part.consumer.stop()

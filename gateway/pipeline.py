@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from deploy.http import Problem, json_response, problem
+from deploy.produce import Batcher
 from deploy.settings import Settings
 from gateway import requests
 from gateway.replies import Replies
@@ -29,6 +30,7 @@ class Gateway:
     reply_topic: str
     pool: asyncpg.Pool
     producer: AIOKafkaProducer
+    batcher: Batcher
     replies: Replies
     statuses: Statuses
 
@@ -72,9 +74,9 @@ class Gateway:
         """Produce a command; its decision if it comes within `wait_s`, else its offset."""
         future = self.replies.expect(command.request_id)
         try:
-            metadata = await asyncio.wait_for(
-                self.producer.send_and_wait(
-                    self.topics.commands, encode(command), key=coupon_key(command.coupon_id)
+            offset = await asyncio.wait_for(
+                self.batcher.send(
+                    self.topics.commands, coupon_key(command.coupon_id), encode(command)
                 ),
                 timeout=self.settings.produce_timeout_s,
             )
@@ -91,7 +93,7 @@ class Gateway:
             return await asyncio.wait_for(asyncio.shield(future), wait_s)
         except TimeoutError:
             self.replies.forget(command.request_id)
-            return int(metadata.offset)
+            return offset
 
     async def position(self, request_id: str, coupon_id: str, offset: int) -> int | None:
         """How many are ahead of a pending request (itself included), if we can tell."""

@@ -16,6 +16,7 @@ from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 
 from deploy import kafka
+from deploy.produce import Message, send_all
 from deploy.settings import Settings
 from schemas.topics import Topics
 
@@ -76,7 +77,7 @@ class Forwarder:
     async def _forward(self, messages: list) -> None:  # type: ignore[type-arg]
         assert self.producer
         now = time.time()
-        futures = []
+        replies: list[Message] = []
         for message in messages:
             decision = orjson.loads(message.value)
             if self.on_decision is not None:
@@ -86,6 +87,6 @@ class Forwarder:
                 continue
             DECISION_LATENCY.observe(max(now - decision["at_ms"] / 1000, 0))
             key = decision["request_id"].encode()
-            futures.append(await self.producer.send(reply_to, key=key, value=message.value))
-        await asyncio.gather(*futures)
-        FORWARDED.inc(len(futures))
+            replies.append((reply_to, key, message.value))
+        await send_all(self.producer, replies)
+        FORWARDED.inc(len(replies))

@@ -22,6 +22,7 @@ from prometheus_client import Counter, Gauge
 
 from deploy.auth import caller
 from deploy.http import Problem
+from deploy.produce import send_all
 from schemas import readmodel
 from schemas.coupons import grant_view
 from schemas.messages import GrantAction, encode
@@ -123,8 +124,8 @@ class Streams:
                 command = GrantAction(
                     str(uuid.uuid4()), coupon_id, user_id, grant_id, "disconnect", now_ms, ""
                 )
-                await self.producer.send_and_wait(
-                    self.topics.commands, encode(command), key=coupon_key(coupon_id)
+                await send_all(
+                    self.producer, [(self.topics.commands, coupon_key(coupon_id), encode(command))]
                 )
                 RELEASED.inc()
         except (OSError, asyncpg.PostgresError, KafkaError) as error:
