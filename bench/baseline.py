@@ -11,14 +11,13 @@ the gateway, access logs off.
     python -m bench.baseline     # PORT, DATABASE_URL, COUPONS_JWT_SECRET from the environment
 """
 
-import asyncio
 import os
 import uuid
 
 import asyncpg
 from aiohttp import web
 
-from bench.serving import ready, serve_until_stopped
+from bench.serving import ready, run, serve_until_stopped
 from deploy.auth import caller
 from deploy.http import json_response, problem
 from gateway import requests
@@ -100,4 +99,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

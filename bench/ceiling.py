@@ -4,13 +4,12 @@
     python -m bench.ceiling      # PORT, COUPONS_JWT_SECRET from the environment
 """
 
-import asyncio
 import os
 
 import orjson
 from aiohttp import web
 
-from bench.serving import ready, serve_until_stopped
+from bench.serving import ready, run, serve_until_stopped
 from deploy.auth import caller
 from gateway import requests
 
@@ -41,4 +40,4 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    asyncio.run(main())
+    run(main())

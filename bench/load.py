@@ -157,13 +157,9 @@ def run_slice(part: Slice) -> Result:
         shared.ready.value += 1
     while shared.start_at.value == 0:
         time.sleep(0.005)
-    try:
-        import uvloop
+    import uvloop
 
-        runner: Callable[..., Result] = uvloop.run
-    except ImportError:
-        runner = asyncio.run
-    return runner(_send_all(part, requests, shared.done, shared.start_at.value))
+    return uvloop.run(_send_all(part, requests, shared.done, shared.start_at.value))
 
 
 async def _send_all(

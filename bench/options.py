@@ -15,4 +15,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--generators", type=int, default=max(1, (os.cpu_count() or 1) // 2),
                         help="load generator processes")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes per HTTP front (gateway, baseline, ceiling)")  # fmt: skip
     parser.add_argument("--out", default="bench/results", help="where the report goes")

@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     stamp = time.strftime("%Y%m%dT%H%M%S")
     out = Path(args.out)
     with tempfile.TemporaryDirectory(prefix="coupons-bench-") as tmp:
-        stack = systems.start(Path(tmp), log)
+        stack = systems.start(Path(tmp), log, args.workers)
         try:
             figures, burst_runs, replayed = _measure(args, stack, wanted, console, log)
         finally:

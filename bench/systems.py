@@ -15,7 +15,7 @@ from deploy.auth import mint_token
 from deploy.db import create_database
 from deploy.dev import stack_env
 from deploy.embedded import Broker, Postgres, free_port, start_broker, start_postgres
-from deploy.stack import Part, start_part
+from deploy.stack import Part, start_part, wait_listening
 
 COMMAND_PARTITIONS = 4
 
@@ -61,7 +61,8 @@ class Systems:
         return coupon_id
 
 
-def start(root: Path, log: Callable[[str], None]) -> Systems:
+def start(root: Path, log: Callable[[str], None], workers: int = 1) -> Systems:
+    """Every system, each HTTP front with `workers` processes sharing its port."""
     secret = secrets.token_urlsafe(32)
     log("starting the broker and PostgreSQL")
     broker = start_broker(root / "broker")
@@ -93,14 +94,19 @@ def start(root: Path, log: Callable[[str], None]) -> Systems:
             "allocator", {**env, "ALLOCATOR_PORT": str(allocator_port)}, allocator_port, logs
         )
         systems.parts["notifier"] = start_part("notifier", env, notifier_port, logs)
-        systems.parts["gateway"] = start_part("gateway", env, gateway_port, logs)
+        workers_env = {**env, "GATEWAY_WORKERS": str(workers)}
+        systems.parts["gateway"] = start_part("gateway", workers_env, gateway_port, logs)
+        wait_listening(gateway_port, workers)
         log("starting the baseline and the ceiling")
         for name in ("baseline", "ceiling"):
             port = free_port()
             extra = {"PORT": str(port), "DATABASE_URL": baseline_db}
-            systems.parts[name] = start_part(
-                name, {**env, **extra}, port, logs, module=f"bench.{name}"
-            )
+            for worker in range(workers):  # one at a time: the baseline creates its schema
+                label = name if worker == 0 else f"{name}-{worker}"
+                systems.parts[label] = start_part(
+                    name, {**env, **extra}, port, logs, label=label, module=f"bench.{name}"
+                )
+                wait_listening(port, worker + 1)
     except BaseException:
         systems.stop()
         raise

@@ -26,13 +26,34 @@ def _serve(runner: Runner) -> int:
             loop.add_signal_handler(sig, stop.set)
         await runner(settings, stop)
 
-    asyncio.run(main())
+    with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as loop:
+        loop.run(main())
     return 0
 
 
-def _part(name: str) -> int:
+def _loop_factory(name: str) -> Callable[[], asyncio.AbstractEventLoop] | None:
+    """uvloop unless told otherwise: the same asyncio API, a faster loop and socket layer."""
+    if name == "asyncio":
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
+def _part(name: str, workers: int | None = None) -> int:
     if name == "gateway":
         from gateway.app import run
+
+        try:
+            count = workers or Settings.from_env().gateway_workers
+        except SettingsError as error:
+            print(f"coupons: {error}", file=sys.stderr)
+            return 2
+        if count > 1:
+            from deploy.workers import supervise
+
+            asyncio.run(supervise(count))
+            return 0
     elif name == "allocator":
         from allocator.app import run
     else:
@@ -111,8 +132,16 @@ def main(argv: list[str] | None = None) -> int:
     dev.add_argument("--port", type=int, default=8080, help="gateway port; notifier is port+1")
     dev.add_argument("--data-dir", default=".data", help="where PostgreSQL keeps its files")
     dev.add_argument("--demo", action="store_true", help="create a live demo coupon")
-    for name in ("gateway", "allocator", "notifier"):
-        commands.add_parser(name, help=f"run the {name}, configured by environment variables")
+    parts = {
+        name: commands.add_parser(name, help=f"run the {name}, configured by environment variables")
+        for name in ("gateway", "allocator", "notifier")
+    }
+    parts["gateway"].add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes sharing the port (SO_REUSEPORT); default GATEWAY_WORKERS or 1",
+    )
     migrate = commands.add_parser("migrate", help="bring the database schema up to date")
     migrate.add_argument("--target", type=int, default=None, help="migrate up or down to this")
     bench = commands.add_parser("bench", help="measure against the baseline and the ceiling")
@@ -130,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--data-dir", default=".data", help="the local stack's data folder")
     args = parser.parse_args(argv)
     if args.command in ("gateway", "allocator", "notifier"):
-        return _part(args.command)
+        return _part(args.command, getattr(args, "workers", None))
     handlers = {"dev": _dev, "migrate": _migrate, "token": _token, "users": _users, "bench": _bench}
     return handlers[args.command](args)
 

@@ -114,8 +114,12 @@ def add_ops_routes(app: web.Application, readiness: Readiness) -> None:
     app.router.add_get("/metrics", metrics)
 
 
-async def serve(app: web.Application, host: str, port: int) -> web.AppRunner:
+async def serve(
+    app: web.Application, host: str, port: int, reuse_port: bool = False
+) -> web.AppRunner:
+    """Listen; with `reuse_port`, beside other processes on the same port (SO_REUSEPORT)."""
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
-    await web.TCPSite(runner, host, port, reuse_address=True, backlog=4096).start()
+    site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096)
+    await site.start()
     return runner

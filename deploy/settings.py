@@ -32,6 +32,9 @@ class Settings:
     allocator_partitions: tuple[int, ...] | None = None
     allocator_id: str = "allocator"
     gateway_id: str = ""
+    gateway_workers: int = 1
+    gateway_reuse_port: bool = False
+    event_loop: str = "uvloop"
     kafka_fetch_wait_ms: int = 10
     batch_records_max: int = 2000
     claim_wait_s_default: float = 2.0
@@ -80,6 +83,9 @@ class Settings:
                 ),
                 allocator_id=env.get("ALLOCATOR_ID", f"allocator-{os.getpid()}"),
                 gateway_id=env.get("GATEWAY_ID", ""),
+                gateway_workers=int(env.get("GATEWAY_WORKERS", "1")),
+                gateway_reuse_port=env.get("GATEWAY_REUSE_PORT", "") == "1",
+                event_loop=env.get("COUPONS_EVENT_LOOP", "uvloop"),
                 kafka_fetch_wait_ms=int(env.get("KAFKA_FETCH_WAIT_MS", "10")),
                 batch_records_max=int(env.get("ALLOCATOR_BATCH_RECORDS_MAX", "2000")),
                 claim_wait_s_default=float(env.get("CLAIM_WAIT_S_DEFAULT", "2")),
@@ -87,6 +93,10 @@ class Settings:
                 db_pool_size_max=int(env.get("DB_POOL_SIZE_MAX", "10")),
             )
             settings.day_zone  # noqa: B018 - fail at start on an unknown zone
+            if settings.event_loop not in ("uvloop", "asyncio"):
+                raise ValueError(f"COUPONS_EVENT_LOOP: {settings.event_loop!r}")
+            if settings.gateway_workers < 1:
+                raise ValueError("GATEWAY_WORKERS must be at least 1")
         except (ValueError, KeyError) as error:
             raise SettingsError(f"bad setting: {error}") from error
         return settings

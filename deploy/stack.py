@@ -64,3 +64,19 @@ def wait_part(part: Part, timeout_s: float = READY_TIMEOUT_S) -> None:
             part.process.kill()
             raise TimeoutError(f"{part.name} not ready after {timeout_s}s")
         time.sleep(0.05)
+
+
+def listening(port: int) -> int:
+    """How many sockets listen on a local TCP port (/proc/net/tcp; state 0A is LISTEN)."""
+    rows = [line.split() for line in Path("/proc/net/tcp").read_text().splitlines()[1:]]
+    return sum(1 for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "0A")
+
+
+def wait_listening(port: int, count: int, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Until exactly `count` processes listen on the port: workers that share it by
+    SO_REUSEPORT, all started, or one of them gone."""
+    deadline = time.monotonic() + timeout_s
+    while (found := listening(port)) != count:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{found} listeners on port {port} after {timeout_s}s, not {count}")
+        time.sleep(0.05)
