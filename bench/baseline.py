@@ -18,7 +18,7 @@ import asyncpg
 from aiohttp import web
 
 from bench.serving import ready, run, serve_until_stopped
-from deploy.auth import caller
+from deploy.auth import Verifier, caller
 from deploy.http import json_response, problem
 from gateway import requests
 
@@ -49,7 +49,7 @@ INSERT INTO baseline_grants (id, coupon_id, user_id) VALUES ($1, $2, $3)
 ON CONFLICT (coupon_id, user_id) DO NOTHING RETURNING granted_at
 """
 POOL = web.AppKey("pool", asyncpg.Pool)
-SECRET = web.AppKey("secret", str)
+VERIFIER = web.AppKey("verifier", Verifier)
 
 
 class AlreadyClaimed(Exception):
@@ -57,7 +57,7 @@ class AlreadyClaimed(Exception):
 
 
 async def claim(request: web.Request) -> web.Response:
-    who = caller(request, request.app[SECRET])
+    who = caller(request, request.app[VERIFIER])
     coupon_id = requests.coupon_id(request)
     await requests.json_object(request, {"user_id"})
     grant_id = str(uuid.uuid4())
@@ -81,7 +81,7 @@ async def build_app(database_url: str, secret: str) -> web.Application:
     await pool.execute(SCHEMA)
     app = web.Application()
     app[POOL] = pool
-    app[SECRET] = secret
+    app[VERIFIER] = Verifier(secret)
     app.router.add_post("/v1/coupons/{coupon_id}/claims", claim)
     app.router.add_get("/readyz", ready)
 

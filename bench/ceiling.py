@@ -10,17 +10,17 @@ import orjson
 from aiohttp import web
 
 from bench.serving import ready, run, serve_until_stopped
-from deploy.auth import caller
+from deploy.auth import Verifier, caller
 from gateway import requests
 
 ANSWER = orjson.dumps({"type": "about:blank", "title": "Claim rejected", "status": 409,
                        "detail": "every unit of this coupon has been given out",
                        "reason": "sold_out"})  # fmt: skip
-SECRET = web.AppKey("secret", str)
+VERIFIER = web.AppKey("verifier", Verifier)
 
 
 async def claim(request: web.Request) -> web.Response:
-    caller(request, request.app[SECRET])
+    caller(request, request.app[VERIFIER])
     requests.coupon_id(request)
     await requests.json_object(request, {"user_id"})
     return web.Response(body=ANSWER, status=409, content_type="application/problem+json")
@@ -28,7 +28,7 @@ async def claim(request: web.Request) -> web.Response:
 
 def build_app(secret: str) -> web.Application:
     app = web.Application()
-    app[SECRET] = secret
+    app[VERIFIER] = Verifier(secret)
     app.router.add_post("/v1/coupons/{coupon_id}/claims", claim)
     app.router.add_get("/readyz", ready)
     return app

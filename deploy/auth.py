@@ -1,16 +1,26 @@
-"""Who is asking: a Bearer JWT (HS256 with a shared secret), its `sub` and roles."""
+"""Who is asking: a Bearer JWT, its `sub` and roles.
+
+Tokens are HS256 with a shared secret or RS256 with the issuer's public key; the verifier
+accepts exactly the one configured algorithm (never `none`, and never an HS256 token signed
+with an RS256 public key). `exp` and `sub` are required; `aud` and `iss` are checked when
+configured; clock-skew leeway is bounded.
+"""
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 import jwt
 from aiohttp import web
 
 from deploy.http import Problem
 
-ALGORITHMS = ["HS256"]
-LEEWAY_S = 30
+LEEWAY_S_DEFAULT = 30
+LEEWAY_S_MAX = 300
+SUB_CHARS_MAX = 200
 TOKEN_TTL_S_DEFAULT = 24 * 3600
+
+Algorithm = Literal["HS256", "RS256"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -19,31 +29,76 @@ class Caller:
     admin: bool
 
 
-def mint_token(secret: str, sub: str, admin: bool = False, ttl_s: int = TOKEN_TTL_S_DEFAULT) -> str:
+@dataclass(frozen=True)
+class Verifier:
+    key: str = field(repr=False)  # the HS256 secret or the RS256 public key (PEM)
+    algorithm: Algorithm = "HS256"
+    audience: str | None = None
+    issuer: str | None = None
+    leeway_s: int = LEEWAY_S_DEFAULT
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.leeway_s <= LEEWAY_S_MAX:
+            raise ValueError(f"JWT leeway must be 0 to {LEEWAY_S_MAX} s, not {self.leeway_s}")
+        if self.algorithm == "RS256" and "PUBLIC KEY" not in self.key:
+            raise ValueError("an RS256 key must be a PEM public key")
+        # Parse the key now, so a bad one stops the process at start, not at each request.
+        try:
+            jwt.get_algorithm_by_name(self.algorithm).prepare_key(self.key)
+        except (jwt.PyJWTError, ValueError, TypeError) as error:
+            raise ValueError(f"the {self.algorithm} key cannot be used: {error}") from error
+
+    def verify(self, token: str) -> Caller:
+        required = ["exp", "sub"] + (["aud"] if self.audience else []) + (
+            ["iss"] if self.issuer else []
+        )
+        try:
+            claims = jwt.decode(
+                token,
+                self.key,
+                algorithms=[self.algorithm],
+                audience=self.audience,
+                issuer=self.issuer,
+                leeway=self.leeway_s,
+                options={"require": required, "verify_aud": self.audience is not None},
+            )
+        except jwt.PyJWTError as error:
+            raise Problem(401, "unauthenticated", "Invalid token", str(error)) from error
+        sub = claims["sub"]
+        if not isinstance(sub, str) or not sub or len(sub) > SUB_CHARS_MAX:
+            raise Problem(401, "unauthenticated", "Invalid token", "sub must be a short string")
+        roles = claims.get("roles", [])
+        return Caller(user_id=sub, admin=isinstance(roles, list) and "admin" in roles)
+
+
+def mint_token(
+    key: str,
+    sub: str,
+    admin: bool = False,
+    ttl_s: int = TOKEN_TTL_S_DEFAULT,
+    algorithm: Algorithm = "HS256",
+    **claims: object,
+) -> str:
+    """A token as an issuer makes it: HS256 with the shared secret, or RS256 with the
+    issuer's private key (PEM). Extra claims (`aud`, `iss`) go in as given."""
     now = int(time.time())
-    claims = {"sub": sub, "iat": now, "exp": now + ttl_s, "roles": ["admin"] if admin else []}
-    return jwt.encode(claims, secret, algorithm="HS256")
+    body = {"sub": sub, "iat": now, "exp": now + ttl_s, "roles": ["admin"] if admin else []}
+    return jwt.encode({**body, **claims}, key, algorithm=algorithm)
 
 
-def caller(request: web.Request, secret: str) -> Caller:
+def caller(request: web.Request, verifier: Verifier) -> Caller:
+    """The request's caller, verified once per request (the rate limiter may ask first)."""
+    known = request.get(CALLER)
+    if isinstance(known, Caller):
+        return known
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token:
+    if scheme.lower() != "bearer" or not token.strip():
         raise Problem(
             401, "unauthenticated", "Authentication required", "send Authorization: Bearer <token>"
         )
-    try:
-        claims = jwt.decode(
-            token.strip(),
-            secret,
-            algorithms=ALGORITHMS,
-            leeway=LEEWAY_S,
-            options={"require": ["exp", "sub"]},
-        )
-    except jwt.PyJWTError as error:
-        raise Problem(401, "unauthenticated", "Invalid token", str(error)) from error
-    sub = claims["sub"]
-    roles = claims.get("roles", [])
-    if not isinstance(sub, str) or not sub or len(sub) > 200:
-        raise Problem(401, "unauthenticated", "Invalid token", "sub must be a short string")
-    return Caller(user_id=sub, admin=isinstance(roles, list) and "admin" in roles)
+    request[CALLER] = who = verifier.verify(token.strip())
+    return who
+
+
+CALLER = "coupons.caller"

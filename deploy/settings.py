@@ -10,6 +10,9 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
+from deploy.auth import LEEWAY_S_DEFAULT, Verifier
+from deploy.limits import Limits, parse_networks
+
 
 class SettingsError(ValueError):
     pass
@@ -19,8 +22,10 @@ class SettingsError(ValueError):
 class Settings:
     kafka_bootstrap_servers: str
     database_url: str
-    jwt_secret: str = field(repr=False)
+    jwt: Verifier
     code_secret: str = field(repr=False)
+    ticket_key: str = field(repr=False, default="")
+    environment: str = "development"
     topic_prefix: str = ""
     commands_partitions: int = 4
     day_zone_name: str = "UTC"
@@ -41,6 +46,8 @@ class Settings:
     claim_wait_s_max: float = 10.0
     produce_timeout_s: float = 5.0
     db_pool_size_max: int = 10
+    limits: Limits = field(default_factory=Limits)
+    produce_queue_max: int = 20_000
 
     @property
     def day_zone(self) -> tzinfo:
@@ -48,26 +55,28 @@ class Settings:
 
     @property
     def ticket_secret(self) -> bytes:
-        return hashlib.sha256(b"tickets\0" + self.jwt_secret.encode()).digest()
+        return hashlib.sha256(b"tickets\0" + self.ticket_key.encode()).digest()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
         env = os.environ if env is None else env
-        missing = [
-            name
-            for name in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "COUPONS_JWT_SECRET")
-            if not env.get(name)
-        ]
+        missing = [n for n in ("KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL") if not env.get(n)]
         if missing:
             raise SettingsError(f"missing environment variables: {', '.join(missing)}")
-        jwt_secret = env["COUPONS_JWT_SECRET"]
+        try:
+            verifier = _verifier(env)
+        except ValueError as error:
+            raise SettingsError(f"bad setting: {error}") from error
+        secrets = _secrets(env)
         partitions = env.get("ALLOCATOR_PARTITIONS", "").strip()
         try:
             settings = cls(
                 kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
                 database_url=env["DATABASE_URL"],
-                jwt_secret=jwt_secret,
-                code_secret=env.get("COUPONS_CODE_SECRET") or jwt_secret,
+                jwt=verifier,
+                code_secret=secrets["COUPONS_CODE_SECRET"],
+                ticket_key=secrets["COUPONS_TICKET_SECRET"],
+                environment=env.get("COUPONS_ENV", "development"),
                 topic_prefix=env.get("COUPONS_TOPIC_PREFIX", ""),
                 commands_partitions=int(env.get("COUPONS_COMMAND_PARTITIONS", "4")),
                 day_zone_name=env.get("COUPONS_DAY_TIMEZONE", "UTC"),
@@ -91,6 +100,15 @@ class Settings:
                 claim_wait_s_default=float(env.get("CLAIM_WAIT_S_DEFAULT", "2")),
                 claim_wait_s_max=float(env.get("CLAIM_WAIT_S_MAX", "10")),
                 db_pool_size_max=int(env.get("DB_POOL_SIZE_MAX", "10")),
+                limits=Limits(
+                    user_per_s=float(env.get("RATE_LIMIT_USER_PER_S", "10")),
+                    user_burst=float(env.get("RATE_LIMIT_USER_BURST", "20")),
+                    address_per_s=float(env.get("RATE_LIMIT_ADDRESS_PER_S", "500")),
+                    address_burst=float(env.get("RATE_LIMIT_ADDRESS_BURST", "1000")),
+                    trusted_proxies=parse_networks(env.get("COUPONS_TRUSTED_PROXIES", "")),
+                    in_flight_max=int(env.get("COUPONS_IN_FLIGHT_MAX", "10000")),
+                ),
+                produce_queue_max=int(env.get("GATEWAY_PRODUCE_QUEUE_MAX", "20000")),
             )
             settings.day_zone  # noqa: B018 - fail at start on an unknown zone
             if settings.event_loop not in ("uvloop", "asyncio"):
@@ -100,3 +118,64 @@ class Settings:
         except (ValueError, KeyError) as error:
             raise SettingsError(f"bad setting: {error}") from error
         return settings
+
+
+PRODUCTION_SECRET_CHARS_MIN = 32
+PLACEHOLDERS = ("secret", "changeme", "change-me", "change_me", "password", "example", "test")
+
+
+def _public_key(env: Mapping[str, str]) -> str:
+    if env.get("COUPONS_JWT_PUBLIC_KEY_FILE"):
+        try:
+            with open(env["COUPONS_JWT_PUBLIC_KEY_FILE"]) as file:
+                return file.read()
+        except OSError as error:
+            raise SettingsError(f"COUPONS_JWT_PUBLIC_KEY_FILE: {error}") from error
+    return env.get("COUPONS_JWT_PUBLIC_KEY", "")
+
+
+def _verifier(env: Mapping[str, str]) -> Verifier:
+    secret, public_key = env.get("COUPONS_JWT_SECRET", ""), _public_key(env)
+    if bool(secret) == bool(public_key):
+        raise SettingsError(
+            "set exactly one of COUPONS_JWT_SECRET (HS256) and COUPONS_JWT_PUBLIC_KEY or "
+            "COUPONS_JWT_PUBLIC_KEY_FILE (RS256)"
+        )
+    return Verifier(
+        secret or public_key,
+        "HS256" if secret else "RS256",
+        audience=env.get("COUPONS_JWT_AUDIENCE") or None,
+        issuer=env.get("COUPONS_JWT_ISSUER") or None,
+        leeway_s=int(env.get("COUPONS_JWT_LEEWAY_S", str(LEEWAY_S_DEFAULT))),
+    )
+
+
+def _secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """The code and ticket secrets. In development they default to the HS256 secret; in
+    production (COUPONS_ENV=production) each must be set, long, not a placeholder, and
+    different from the others."""
+    names = ("COUPONS_CODE_SECRET", "COUPONS_TICKET_SECRET")
+    production = env.get("COUPONS_ENV", "development") == "production"
+    if env.get("COUPONS_ENV", "development") not in ("development", "production"):
+        raise SettingsError("COUPONS_ENV must be development or production")
+    fallback = "" if production else env.get("COUPONS_JWT_SECRET", "")
+    found = {name: env.get(name) or fallback for name in names}
+    unset = [name for name, value in found.items() if not value]
+    if unset:
+        why = "in production" if production else "with an RS256 key (no shared secret)"
+        raise SettingsError(f"{', '.join(unset)} must be set {why}")
+    if production:
+        given = {**found, "COUPONS_JWT_SECRET": env.get("COUPONS_JWT_SECRET", "")}
+        for name, value in given.items():
+            if not value:
+                continue
+            if len(value) < PRODUCTION_SECRET_CHARS_MIN:
+                raise SettingsError(
+                    f"{name} is shorter than {PRODUCTION_SECRET_CHARS_MIN} characters"
+                )
+            if any(word in value.lower() for word in PLACEHOLDERS):
+                raise SettingsError(f"{name} looks like a placeholder, not a secret")
+        values = [v for v in given.values() if v]
+        if len(set(values)) != len(values):
+            raise SettingsError("production secrets must differ from each other")
+    return found

@@ -35,7 +35,7 @@ STRATEGIES = ("fcfs", "random", "equal")
 
 async def _admin(request: web.Request, doing: str) -> tuple[Gateway, Caller, CouponStatus]:
     gateway = request.app[GATEWAY]
-    who = caller(request, gateway.settings.jwt_secret)
+    who = caller(request, gateway.settings.jwt)
     if not who.admin:
         raise Problem(403, "forbidden", "Forbidden", f"only an admin may {doing}")
     coupon_id = requests.coupon_id(request)

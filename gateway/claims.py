@@ -35,7 +35,7 @@ async def claim(request: web.Request) -> web.Response:
 async def _claim(request: web.Request) -> tuple[web.Response, str]:
     gateway = request.app[GATEWAY]
     settings = gateway.settings
-    who = caller(request, settings.jwt_secret)
+    who = caller(request, settings.jwt)
     coupon_id = requests.coupon_id(request)
     body = await requests.json_object(request, {"user_id"})
     user_id = who.user_id

@@ -96,7 +96,7 @@ def _code_pattern(body: dict[str, object]) -> str:
 
 async def create(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    who = caller(request, gateway.settings.jwt_secret)
+    who = caller(request, gateway.settings.jwt)
     if not who.admin:
         raise Problem(403, "forbidden", "Forbidden", "only an admin may create coupons")
     spec = spec_from(await requests.json_object(request, FIELDS))
@@ -145,6 +145,6 @@ async def get_coupon(request: web.Request) -> web.Response:
 
 async def my_grants(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    who = caller(request, gateway.settings.jwt_secret)
+    who = caller(request, gateway.settings.jwt)
     rows = await gateway.pool.fetch(readmodel.GRANTS_OF_USER, who.user_id, LIST_ITEMS_MAX)
     return json_response({"items": [grant_view(readmodel.grant_from_row(r)) for r in rows]})

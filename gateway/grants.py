@@ -23,7 +23,7 @@ ACTIONS: frozenset[str] = frozenset({"confirm", "cancel", "lock", "unlock", "red
 async def _grant(request: web.Request) -> tuple[Caller, Grant]:
     """The grant named in the path, if the caller may see it (its owner, or an admin)."""
     gateway = request.app[GATEWAY]
-    who = caller(request, gateway.settings.jwt_secret)
+    who = caller(request, gateway.settings.jwt)
     raw = request.match_info["grant_id"]
     try:
         grant_id = str(uuid.UUID(raw))

@@ -20,7 +20,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from deploy.auth import caller
+from deploy.auth import Verifier, caller
 from deploy.http import Problem
 from deploy.produce import send_all
 from schemas import readmodel
@@ -48,12 +48,12 @@ WHERE g.user_id = $1 AND g.state = 'held' AND c.release_on_disconnect
 
 class Streams:
     def __init__(
-        self, pool: asyncpg.Pool, producer: AIOKafkaProducer, topics: Topics, jwt_secret: str
+        self, pool: asyncpg.Pool, producer: AIOKafkaProducer, topics: Topics, verifier: Verifier
     ) -> None:
         self.pool = pool
         self.producer = producer
         self.topics = topics
-        self.jwt_secret = jwt_secret
+        self.verifier = verifier
         self.open: defaultdict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
         self.closing = False  # when this notifier stops, its people did not leave
 
@@ -65,7 +65,7 @@ class Streams:
             queue.put_nowait(_event("decision", payload))
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
-        who = caller(request, self.jwt_secret)
+        who = caller(request, self.verifier)
         if len(self.open[who.user_id]) >= STREAMS_PER_PERSON_MAX:
             raise Problem(
                 429,
