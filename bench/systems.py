@@ -83,6 +83,9 @@ def start(root: Path, log: Callable[[str], None], workers: int = 1) -> Systems:
             "NOTIFIER_PORT": str(notifier_port),
             "NOTIFIER_PUBLIC_URL": f"http://127.0.0.1:{notifier_port}",
             "COUPONS_COMMAND_PARTITIONS": str(COMMAND_PARTITIONS),
+            # The whole load comes from one address; the per-person limit stays on (each
+            # person claims once), and in-flight and queue bounds are the defaults.
+            "RATE_LIMIT_ADDRESS_PER_S": "0",
         }
     )
     systems = Systems(root, secret, broker, postgres, env, ours_db, baseline_db)

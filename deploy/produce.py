@@ -58,6 +58,10 @@ async def send_all(producer: AIOKafkaProducer, messages: list[Message]) -> None:
     await asyncio.gather(*(future for future, _ in sent))
 
 
+class Saturated(Exception):
+    """The produce queue is full: shed the request rather than queue without bound."""
+
+
 class Batcher:
     """Many concurrent senders, few batches.
 
@@ -68,14 +72,27 @@ class Batcher:
     undelivered batch per partition), what arrives queues up for the next. A failed batch
     fails each of its senders with the broker's error."""
 
-    def __init__(self, producer: AIOKafkaProducer) -> None:
+    def __init__(self, producer: AIOKafkaProducer, queued_max: int = 20_000) -> None:
         self.producer = producer
+        self.queued_max = queued_max
+        self.pending = 0  # handed to send() and not answered yet
         self.counts: dict[str, int] = {}
         self.queued: dict[tuple[str, int], list[Queued]] = {}
         self.flushing: set[tuple[str, int]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
 
     async def send(self, topic: str, key: bytes, value: bytes) -> int:
+        """The message's offset once the broker has it; `Saturated` at once when
+        `queued_max` messages are waiting already."""
+        if self.pending >= self.queued_max:
+            raise Saturated(f"{self.pending} messages are waiting for the broker")
+        self.pending += 1
+        try:
+            return await self._send(topic, key, value)
+        finally:
+            self.pending -= 1
+
+    async def _send(self, topic: str, key: bytes, value: bytes) -> int:
         count = self.counts.get(topic)
         if count is None:
             count = self.counts[topic] = await partition_count(self.producer, topic)

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from deploy import db, kafka
 from deploy.http import add_ops_routes, errors, serve
+from deploy.limits import guard
 from deploy.produce import Batcher
 from deploy.settings import Settings
 from gateway import campaigns, claims, coupons, grants
@@ -23,7 +24,8 @@ BODY_BYTES_MAX = 64 * 1024
 
 
 def build_app(gateway: Gateway) -> web.Application:
-    app = web.Application(middlewares=[errors], client_max_size=BODY_BYTES_MAX)
+    limited = guard(gateway.settings.limits, gateway.settings.jwt)
+    app = web.Application(middlewares=[errors, limited], client_max_size=BODY_BYTES_MAX)
     app[GATEWAY] = gateway
     app.router.add_post("/v1/coupons", coupons.create)
     app.router.add_get("/v1/coupons", coupons.list_coupons)
@@ -55,7 +57,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     for part in (replies, statuses):
         await part.consumer.start()
         await part.start()
-    batcher = Batcher(producer)
+    batcher = Batcher(producer, settings.produce_queue_max)
     gateway = Gateway(settings, topics, reply_topic, pool, producer, batcher, replies, statuses)
 
     async def readiness() -> str | None:

@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from deploy.http import Problem, json_response, problem
-from deploy.produce import Batcher
+from deploy.produce import Batcher, Saturated
 from deploy.settings import Settings
 from gateway import requests
 from gateway.replies import Replies
@@ -80,6 +80,15 @@ class Gateway:
                 ),
                 timeout=self.settings.produce_timeout_s,
             )
+        except Saturated as error:
+            self.replies.forget(command.request_id)
+            raise Problem(
+                503,
+                "overloaded",
+                "Service overloaded",
+                f"the request was not accepted ({error}); retry shortly",
+                headers={"Retry-After": "1"},
+            ) from error
         except (KafkaError, TimeoutError) as error:
             self.replies.forget(command.request_id)
             raise Problem(

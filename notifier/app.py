@@ -8,12 +8,15 @@ from aiohttp import web
 
 from deploy import db, kafka
 from deploy.http import add_ops_routes, errors, serve
+from deploy.limits import guard
 from deploy.settings import Settings
 from notifier import streams, tickets
 from notifier.forwarder import Forwarder
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
+
+STREAM_PATH = "/v1/users/me/events"
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -25,7 +28,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     await offsets.topics()
     assert forwarder.producer is not None
     live = streams.Streams(
-        pool, forwarder.producer, Topics(settings.topic_prefix), settings.jwt_secret
+        pool, forwarder.producer, Topics(settings.topic_prefix), settings.jwt
     )
     forwarder.on_decision = live.publish
     forwarding = asyncio.create_task(forwarder.run(stop))
@@ -35,14 +38,15 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             return "forwarder stopped"
         return await db.unreachable(pool)
 
-    app = web.Application(middlewares=[errors], client_max_size=16 * 1024)
+    limited = guard(settings.limits, settings.jwt, streaming=lambda r: r.path == STREAM_PATH)
+    app = web.Application(middlewares=[errors, limited], client_max_size=16 * 1024)
     app[tickets.POOL] = pool
     app[tickets.TICKET_SECRET] = settings.ticket_secret
     app[tickets.TOPICS] = Topics(settings.topic_prefix)
     app[tickets.OFFSETS] = offsets
     app[streams.STREAMS] = live
     app.router.add_get("/v1/tickets/{ticket}", tickets.ticket)
-    app.router.add_get("/v1/users/me/events", streams.my_events)
+    app.router.add_get(STREAM_PATH, streams.my_events)
     add_ops_routes(app, readiness)
     runner = await serve(app, settings.host, settings.notifier_port)
     log.info("notifier listening on %s:%d", settings.host, settings.notifier_port)

@@ -81,7 +81,12 @@ class Stack:
         return await asyncpg.connect(self.database_url)
 
 
-def build_stack(infra: Infra, name: str, allocator_partitions: list[str] | None) -> Stack:
+def build_stack(
+    infra: Infra,
+    name: str,
+    allocator_partitions: list[str] | None,
+    extra_env: dict[str, str] | None = None,
+) -> Stack:
     database = f"t_{uuid.uuid4().hex[:12]}"
     url = asyncio.run(create_database(infra.postgres.url, database))
     gateway_port, notifier_port = free_port(), free_port()
@@ -93,6 +98,11 @@ def build_stack(infra: Infra, name: str, allocator_partitions: list[str] | None)
             "NOTIFIER_PORT": str(notifier_port),
             "NOTIFIER_PUBLIC_URL": f"http://127.0.0.1:{notifier_port}",
             "COUPONS_COMMAND_PARTITIONS": "4",
+            # Every test client is 127.0.0.1 and many act fast as one person: limits are
+            # tested on their own (test_limits.py), off elsewhere.
+            "RATE_LIMIT_ADDRESS_PER_S": "0",
+            "RATE_LIMIT_USER_PER_S": "0",
+            **(extra_env or {}),
         }
     )
     stack = Stack(infra, env, url, infra.root / "logs" / name)
@@ -111,11 +121,13 @@ def build_stack(infra: Infra, name: str, allocator_partitions: list[str] | None)
 def stack(infra: Infra, request: pytest.FixtureRequest) -> Iterator[Stack]:
     marker = request.node.get_closest_marker("allocators")
     partitions = list(marker.args) if marker else None
-    built = build_stack(infra, request.node.name, partitions)
+    settings = request.node.get_closest_marker("stack_env")
+    built = build_stack(infra, request.node.name, partitions, settings.kwargs if settings else None)
     yield built
     built.stop()
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "allocators(*partitions): one allocator per argument")
+    config.addinivalue_line("markers", "stack_env(**variables): extra environment for the stack")
     os.environ.setdefault("COUPONS_TEST", "1")

@@ -1,0 +1,169 @@
+"""Bounds on what one process accepts: token buckets per person and per client address,
+and a cap on requests in flight. Past a bound the answer is immediate (429 or 503, with
+Retry-After), so memory and wait times stay flat however hard clients push.
+
+Limits are per process: N gateways allow N times the rate. That is the point of them here,
+protecting each process; a global quota would need shared state.
+"""
+
+import ipaddress
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from aiohttp import web
+from aiohttp.typedefs import Handler, Middleware
+from prometheus_client import Counter, Gauge
+
+from deploy.auth import Caller, Verifier, caller
+from deploy.http import Problem, problem
+
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+@dataclass
+class TokenBuckets:
+    """One bucket per key, `rate_per_s` tokens a second up to `burst`. At most `keys_max`
+    buckets are kept: the least recently used goes first (it comes back full, which is what
+    an idle bucket would be anyway)."""
+
+    rate_per_s: float
+    burst: float
+    keys_max: int = 100_000
+    buckets: dict[str, tuple[float, float]] = field(default_factory=dict)  # tokens, when
+
+    def take(self, key: str, now: float) -> float:
+        """Take a token: 0 when there was one, else the seconds until there will be."""
+        tokens, then = self.buckets.pop(key, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - then) * self.rate_per_s)
+        wait = 0.0
+        if tokens >= 1:
+            tokens -= 1
+        else:
+            wait = (1 - tokens) / self.rate_per_s
+        self.buckets[key] = (tokens, now)  # re-inserted: the dict's order is recency
+        if len(self.buckets) > self.keys_max:
+            del self.buckets[next(iter(self.buckets))]
+        return wait
+
+
+def parse_networks(text: str) -> tuple[Network, ...]:
+    """`10.0.0.0/8, 192.168.1.7` → networks; raises ValueError on a bad one."""
+    return tuple(ipaddress.ip_network(part.strip()) for part in text.split(",") if part.strip())
+
+
+def client_address(request: web.Request, trusted: tuple[Network, ...]) -> str:
+    """The peer's address; behind trusted proxies, the nearest address in X-Forwarded-For
+    that is not one of them. Without trusted proxies the header is ignored: anybody can
+    write it."""
+    peer = request.remote or ""
+    if not trusted or not _within(peer, trusted):
+        return peer
+    hops = [h.strip() for h in request.headers.get("X-Forwarded-For", "").split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _within(hop, trusted):
+            return hop
+    return peer
+
+
+def _within(address: str, networks: tuple[Network, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def too_many(wait_s: float, what: str) -> web.Response:
+    return problem(
+        429,
+        "rate-limited",
+        "Too many requests",
+        f"too many requests from this {what}; retry after the delay in Retry-After",
+        headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
+    )
+
+
+def overloaded() -> web.Response:
+    return problem(
+        503,
+        "overloaded",
+        "Service overloaded",
+        "this gateway has as many requests in flight as it takes; retry shortly",
+        headers={"Retry-After": "1"},
+    )
+
+
+@dataclass(frozen=True)
+class Limits:
+    user_per_s: float = 10.0  # 0: no limit
+    user_burst: float = 20.0
+    address_per_s: float = 500.0
+    address_burst: float = 1000.0
+    trusted_proxies: tuple[Network, ...] = ()
+    in_flight_max: int = 10_000
+
+    def __post_init__(self) -> None:
+        for per_s, burst in ((self.user_per_s, self.user_burst),
+                             (self.address_per_s, self.address_burst)):  # fmt: skip
+            if per_s < 0 or (per_s > 0 and burst < 1):
+                raise ValueError("a rate limit needs a rate of 0 (off) or more, and a burst of 1+")
+        if self.in_flight_max < 1:
+            raise ValueError("COUPONS_IN_FLIGHT_MAX must be at least 1")
+
+
+def guard(
+    limits: Limits,
+    verifier: Verifier,
+    streaming: Callable[[web.Request], bool] = lambda _: False,
+    clock: Callable[[], float] = time.monotonic,
+) -> Middleware:
+    """A middleware for the /v1/ routes: requests in flight, then the client address's
+    bucket, then the person's (when the request carries a valid token; a bad one is the
+    handler's 401). Live streams are not counted in flight; they are long by design."""
+    by_address = TokenBuckets(limits.address_per_s, limits.address_burst)
+    by_user = TokenBuckets(limits.user_per_s, limits.user_burst)
+    in_flight = 0
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+        nonlocal in_flight
+        if not request.path.startswith("/v1/"):
+            return await handler(request)  # probes and metrics are never limited
+        counted = not streaming(request)
+        if counted and in_flight >= limits.in_flight_max:
+            IN_FLIGHT_SHED.inc()
+            return overloaded()
+        now = clock()
+        if limits.address_per_s > 0:
+            wait = by_address.take(client_address(request, limits.trusted_proxies), now)
+            if wait:
+                RATE_LIMITED.labels("address").inc()
+                return too_many(wait, "address")
+        if limits.user_per_s > 0 and "Authorization" in request.headers:
+            try:
+                who: Caller | None = caller(request, verifier)
+            except Problem:
+                who = None
+            if who is not None and (wait := by_user.take(who.user_id, now)):
+                RATE_LIMITED.labels("user").inc()
+                return too_many(wait, "user")
+        if not counted:
+            return await handler(request)
+        in_flight += 1
+        IN_FLIGHT.set(in_flight)
+        try:
+            return await handler(request)
+        finally:
+            in_flight -= 1
+            IN_FLIGHT.set(in_flight)
+
+    return middleware
+
+
+IN_FLIGHT = Gauge("coupons_http_in_flight", "Requests being handled (live streams not counted)")
+RATE_LIMITED = Counter("coupons_rate_limited_total", "Requests refused with 429", ["key"])
+IN_FLIGHT_SHED = Counter(
+    "coupons_shed_total", "Requests refused with 503 because too many were in flight"
+)
