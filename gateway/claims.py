@@ -8,9 +8,10 @@ from prometheus_client import Counter, Histogram
 from deploy.auth import caller
 from deploy.http import Problem, json_response
 from gateway import requests
-from gateway.pipeline import GATEWAY, rejection
+from gateway.pipeline import GATEWAY, Gateway, refusal, rejection
+from schemas import readmodel
 from schemas.coupons import EDGE_REASONS, grant_view, state_at
-from schemas.messages import Claim
+from schemas.messages import Claim, Grant
 
 CLAIMS = Counter("coupons_claims_total", "Claims answered, by outcome", ["outcome"])
 CLAIM_SECONDS = Histogram(
@@ -49,11 +50,16 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     if status is None:
         raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {coupon_id}")
     now_ms = gateway.now_ms()
+    request_id = gateway.request_id(key, user_id, coupon_id)
     edge = EDGE_REASONS.get(state_at(status, now_ms))
     if edge is not None:
+        # A retry (same Idempotency-Key) may have been decided before the coupon sold out,
+        # through another gateway: that decision is the answer, not the edge's.
+        earlier = await _earlier(gateway, request_id, coupon_id) if key is not None else None
+        if earlier is not None:
+            return earlier
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
         raise Problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge)
-    request_id = gateway.request_id(key, user_id, coupon_id)
     command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)
     answer = await gateway.submit(command, wait_s)
     if isinstance(answer, int):
@@ -61,6 +67,22 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     ticket = gateway.ticket(coupon_id, request_id)
     if answer.grant is None:
         return rejection(answer, ticket), answer.reason or "rejected"
-    body_out = {"ticket": ticket, "status": "granted", "grant": grant_view(answer.grant)}
-    location = f"/v1/grants/{answer.grant.id}"
-    return json_response(body_out, status=201, headers={"Location": location}), "granted"
+    return _granted(ticket, answer.grant), "granted"
+
+
+def _granted(ticket: str, grant: Grant) -> web.Response:
+    body = {"ticket": ticket, "status": "granted", "grant": grant_view(grant)}
+    return json_response(body, status=201, headers={"Location": f"/v1/grants/{grant.id}"})
+
+
+async def _earlier(
+    gateway: Gateway, request_id: str, coupon_id: str
+) -> tuple[web.Response, str] | None:
+    """The decision this request already has, if any."""
+    row = await gateway.pool.fetchrow(readmodel.DECISION_BY_REQUEST, request_id)
+    if row is None:
+        return None
+    ticket = gateway.ticket(coupon_id, request_id)
+    if row["g_id"] is not None:
+        return _granted(ticket, readmodel.grant_from_row(row, "g_")), "granted"
+    return refusal(row["reason"], ticket), row["reason"] or "rejected"

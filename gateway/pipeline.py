@@ -136,7 +136,13 @@ def _partition(producer: AIOKafkaProducer, topic: str, coupon_id: str) -> int:
 def rejection(
     decision: Decision, ticket: str, title: str = "Claim rejected", **extra: Any
 ) -> web.Response:
-    reason = decision.reason or "rejected"
+    return refusal(decision.reason, ticket, title, **extra)
+
+
+def refusal(
+    reason: str | None, ticket: str, title: str = "Claim rejected", **extra: Any
+) -> web.Response:
+    reason = reason or "rejected"
     return problem(
         409,
         reason.replace("_", "-"),
