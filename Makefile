@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: all install run test unit integration lint types bench clean
+.PHONY: all install run test unit integration faults lint types bench clean
 
 all: lint types test
 
@@ -32,6 +32,11 @@ unit: install
 
 integration: install
 	$(BIN)/pytest -q tests/integration
+
+# Parts SIGKILLed, PostgreSQL and the broker stopped, under load; each test prints what it
+# did and what it checked. Also part of `make test`.
+faults: install
+	$(BIN)/pytest -q -s tests/faults
 
 lint: install
 	$(BIN)/ruff check .

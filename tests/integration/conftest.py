@@ -27,18 +27,25 @@ class Infra:
     root: Path
 
 
-@pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    root = tmp_path_factory.mktemp("stack")
+def running_infra(root: Path) -> Iterator[Infra]:
+    """A broker and a PostgreSQL for as long as the generator lives; stopped by PID."""
     broker = start_broker(root / "broker")
     try:
         postgres = start_postgres(root / "postgres")
     except BaseException:
         broker.process.stop()
         raise
-    yield Infra(broker, postgres, root)
-    postgres.process.stop()
-    broker.process.stop()
+    infra = Infra(broker, postgres, root)
+    try:
+        yield infra
+    finally:
+        infra.postgres.process.stop()  # the one running now: a fault test may restart it
+        infra.broker.process.stop()
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
+    yield from running_infra(tmp_path_factory.mktemp("stack"))
 
 
 @dataclass
@@ -50,6 +57,7 @@ class Stack:
     gateway: Part | None = None
     notifier: Part | None = None
     allocators: list[Part] = field(default_factory=list)
+    extra: list[Part] = field(default_factory=list)  # parts a test started; stopped with it
 
     @property
     def gateway_url(self) -> str:
@@ -72,8 +80,16 @@ class Stack:
         self.allocators.append(part)
         return part
 
+    def start_gateway(self, label: str) -> Part:
+        """Another gateway on the same broker and database."""
+        port = free_port()
+        part = start_part("gateway", {**self.env, "GATEWAY_PORT": str(port)}, port,
+                          self.log_dir, label=label)  # fmt: skip
+        self.extra.append(part)
+        return part
+
     def stop(self) -> None:
-        for part in [self.gateway, self.notifier, *self.allocators]:
+        for part in [self.gateway, self.notifier, *self.allocators, *self.extra]:
             if part is not None:
                 part.process.stop()
 
