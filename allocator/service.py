@@ -20,7 +20,7 @@ from prometheus_client import Counter, Gauge, Histogram
 from allocator import outbox
 from allocator.core import CoreConfig, PartitionCore
 from allocator.effects import Effects, Record
-from allocator.store import Fenced, PartitionStore
+from allocator.store import Fenced, Landed, Ownership, PartitionStore
 from deploy import db, kafka
 from deploy.produce import Message, send_all
 from deploy.settings import Settings
@@ -105,11 +105,9 @@ class Allocator:
         assert self.pool and self.consumer
         store = PartitionStore(self.pool, tp.topic, tp.partition, self.settings.allocator_id)
         ownership = await store.acquire()
-        if ownership.outbox:
-            await self._publish(outbox.unpack(ownership.outbox))
         owned = Owned(tp, store, PartitionCore(self.config), ownership.epoch, ownership.next_offset)
         self.owned[tp] = owned
-        self.consumer.seek(tp, ownership.next_offset)
+        await self._resume(owned, ownership)
         log.info(
             "took %s[%d] at epoch %d offset %d",
             tp.topic,
@@ -162,8 +160,10 @@ class Allocator:
             needs = owned.core.needs([])
             needs.coupon_ids = mine - set(owned.core.books)
             loaded, _ = await owned.store.load(needs)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except (*db.UNAVAILABLE, asyncpg.PostgresError) as error:
             self.problem = f"database: {error}"
+            if self.pool:
+                await db.forget_connections(self.pool)
             return False
         owned.core.load(loaded)
         owned.cold = False
@@ -202,10 +202,18 @@ class Allocator:
             log.warning("%s: stopping work on this partition", fenced)
             self._drop(owned)
             return
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as error:
+        except Landed as landed:
+            # Our last commit landed unheard: what it decided is durable; its messages are
+            # in the outbox. Publish them, and go on from the row's offset with a cold core.
+            log.warning("%s[%d]: %s; resuming there", *owned.tp, landed)
+            await self._resume(owned, landed.ownership)
+            return
+        except (*db.UNAVAILABLE, asyncpg.PostgresError) as error:
             # Nothing was committed: forget what the core decided and read it again.
             FAILURES.inc()
             self.problem = f"database: {error}"
+            if self.pool:
+                await db.forget_connections(self.pool)
             log.warning("batch at %d failed (%s); retrying", owned.next_offset, error)
             owned.core = PartitionCore(self.config)
             owned.cold = True
@@ -237,6 +245,17 @@ class Allocator:
         await owned.store.commit(owned.epoch, owned.next_offset, fx, outbox.pack(messages))
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         return fx, messages
+
+    async def _resume(self, owned: Owned, ownership: Ownership) -> None:
+        """Carry on from the partition row as stored: publish its outbox (consumers take
+        repeats), forget what the core held, read on from the row's offset."""
+        assert self.consumer
+        if ownership.outbox:
+            await self._publish(outbox.unpack(ownership.outbox))
+        owned.core = PartitionCore(self.config)
+        owned.cold = True
+        owned.next_offset = ownership.next_offset
+        self.consumer.seek(owned.tp, ownership.next_offset)
 
     def _drop(self, owned: Owned) -> None:
         assert self.consumer

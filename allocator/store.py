@@ -19,6 +19,15 @@ class Fenced(Exception):
     """Another allocator took the partition: this one must not write to it again."""
 
 
+class Landed(Exception):
+    """An earlier commit of ours landed though we never heard (the connection died before
+    its answer): the row is still ours but further on. Carry on from where it stands."""
+
+    def __init__(self, ownership: "Ownership") -> None:
+        super().__init__(f"the partition row is at {ownership.next_offset}")
+        self.ownership = ownership
+
+
 @dataclass(frozen=True, slots=True)
 class Ownership:
     epoch: int
@@ -202,5 +211,13 @@ class PartitionStore:
                 expected_offset,
             )
             if moved is None:
+                row = await conn.fetchrow(
+                    "SELECT epoch, next_offset, outbox FROM allocator_partitions"
+                    " WHERE topic = $1 AND partition = $2",
+                    self.topic,
+                    self.partition,
+                )
+                if row is not None and row["epoch"] == epoch:
+                    raise Landed(Ownership(epoch, row["next_offset"], row["outbox"]))
                 raise Fenced(f"{self.topic}[{self.partition}] epoch {epoch} is no longer ours")
             await write(conn, fx, self.partition)

@@ -7,6 +7,24 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
+# What a lost, stopped or restarting database raises. InternalClientError is asyncpg's
+# protocol state after a connection died mid-operation (MagicStack/asyncpg#1069): such a
+# connection must not be used again (`forget_connections`).
+UNAVAILABLE: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+)
+
+
+async def forget_connections(pool: asyncpg.Pool) -> None:
+    """After a database failure: open fresh connections rather than reuse broken ones."""
+    await pool.expire_connections()
+
+
 MIGRATIONS_TABLE = """
 CREATE TABLE IF NOT EXISTS schema_migrations (
     version     integer PRIMARY KEY,

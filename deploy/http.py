@@ -4,10 +4,11 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-import asyncpg
 import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
+
+from deploy.db import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +79,7 @@ async def errors(
         if http.status < 400:
             raise
         response = problem(http.status, "http", http.reason, http.text or http.reason)
-    except (
-        OSError,
-        asyncpg.PostgresConnectionError,
-        asyncpg.InterfaceError,
-        asyncpg.CannotConnectNowError,
-        TimeoutError,
-    ) as error:
+    except UNAVAILABLE as error:
         log.warning("dependency failure on %s: %s", name, error)
         response = unavailable("a dependency is unavailable; retry shortly")
     except Exception:

@@ -11,6 +11,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
+from deploy import db
 from deploy.http import Problem, json_response, problem
 from deploy.produce import Batcher, Saturated
 from deploy.settings import Settings
@@ -114,7 +115,7 @@ class Gateway:
             done = await self.pool.fetchval(
                 readmodel.PARTITION_NEXT_OFFSET, self.topics.commands, partition
             )
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+        except (*db.UNAVAILABLE, asyncpg.PostgresError):
             return None
         return max(offset - (done or 0) + 1, 1)
 
