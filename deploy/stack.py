@@ -5,12 +5,16 @@ import sys
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from deploy.embedded import Process, spawn
 
 READY_TIMEOUT_S = 60.0
+POLL_INTERVAL_S = 0.05  # between looks at a condition that has a deadline
+T = TypeVar("T")
 
 
 @dataclass
@@ -63,7 +67,7 @@ def wait_part(part: Part, timeout_s: float = READY_TIMEOUT_S) -> None:
         if time.monotonic() > deadline:
             part.process.kill()
             raise TimeoutError(f"{part.name} not ready after {timeout_s}s")
-        time.sleep(0.05)
+        time.sleep(POLL_INTERVAL_S)
 
 
 def listening(port: int) -> int:
@@ -72,11 +76,23 @@ def listening(port: int) -> int:
     return sum(1 for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "0A")
 
 
+def wait_until(
+    found: Callable[[], T | None], timeout_s: float, why: Callable[[], str]
+) -> T:
+    """Look until `found()` gives something (not None), at most `timeout_s`."""
+    deadline = time.monotonic() + timeout_s
+    while (result := found()) is None:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{why()} after {timeout_s}s")
+        time.sleep(POLL_INTERVAL_S)
+    return result
+
+
 def wait_listening(port: int, count: int, timeout_s: float = READY_TIMEOUT_S) -> None:
     """Until exactly `count` processes listen on the port: workers that share it by
     SO_REUSEPORT, all started, or one of them gone."""
-    deadline = time.monotonic() + timeout_s
-    while (found := listening(port)) != count:
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{found} listeners on port {port} after {timeout_s}s, not {count}")
-        time.sleep(0.05)
+    wait_until(
+        lambda: True if listening(port) == count else None,
+        timeout_s,
+        lambda: f"{listening(port)} listeners on port {port}, not {count}",
+    )

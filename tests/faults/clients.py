@@ -7,6 +7,7 @@ import time
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 
 import aiohttp
@@ -83,6 +84,19 @@ async def paced(
             await asyncio.sleep(delay)
         running.append(asyncio.create_task(client()))
     return list(await asyncio.gather(*running))
+
+
+def sustained_load(
+    http: aiohttp.ClientSession, stack: Stack, coupon: str, prefix: str, users: int,
+    per_s: float, wait_s: float = 2,
+) -> "asyncio.Task[list[Outcome]]":  # fmt: skip
+    """`users` careful clients on the stack's gateway, started at `per_s`, running."""
+    clients = [
+        partial(claim_until_answered, http, stack, [stack.gateway_url], coupon, f"{prefix}{i}",
+                wait_s)  # fmt: skip
+        for i in range(users)
+    ]
+    return asyncio.create_task(paced(clients, per_s))
 
 
 async def poll_until_decided(

@@ -2,13 +2,18 @@
 
 import asyncio
 import time
-from functools import partial
 
 import aiohttp
 import pytest
 
 from deploy.stack import start_part
-from tests.faults.clients import check, claim_until_answered, paced, report, stored_grants
+from tests.faults.clients import (
+    check,
+    claim_until_answered,
+    report,
+    stored_grants,
+    sustained_load,
+)
 from tests.integration.client import POLL_INTERVAL_S, create_coupon
 from tests.integration.conftest import Stack
 from tests.integration.test_burst import grants_of, wait_for_grants
@@ -29,11 +34,7 @@ async def test_the_allocator_killed_again_and_again_mid_load(stack: Stack) -> No
     users, count = 1500, 1200  # a sustained load of 300 claims a second, for five seconds
     async with http() as session:
         coupon = (await create_coupon(session, stack, count))["id"]
-        urls = [stack.gateway_url]
-        load = asyncio.create_task(paced([
-            partial(claim_until_answered, session, stack, urls, coupon, f"u{i}")
-            for i in range(users)
-        ], per_s=300))  # fmt: skip
+        load = sustained_load(session, stack, coupon, "u", users, per_s=300)
         kills = [0]
         for round_ in range(1, 4):
             # Each restarted allocator decides some claims before it is killed too.

@@ -7,12 +7,11 @@ import signal
 import time
 import urllib.error
 import urllib.request
-from functools import partial
 
 import pytest
 
 from deploy.embedded import start_postgres
-from tests.faults.clients import check, claim_until_answered, paced, report, stored_grants
+from tests.faults.clients import check, report, stored_grants, sustained_load
 from tests.faults.test_crashes import http, pending_answers_reach
 from tests.integration.client import POLL_INTERVAL_S, create_coupon, post
 from tests.integration.conftest import Infra, Stack
@@ -44,10 +43,7 @@ async def test_postgres_stopped_and_started_again(infra: Infra, stack: Stack) ->
     users, count = 1200, 1000
     async with http() as session:
         coupon = (await create_coupon(session, stack, count))["id"]
-        load = asyncio.create_task(paced([
-            partial(claim_until_answered, session, stack, [stack.gateway_url], coupon, f"p{i}", 1)
-            for i in range(users)
-        ], per_s=200))  # fmt: skip
+        load = sustained_load(session, stack, coupon, "p", users, per_s=200, wait_s=1)
         await wait_for_grants(stack, coupon, count // 10, timeout_s=60)
         infra.postgres.process.stop()
         down_at = time.monotonic()
@@ -74,10 +70,7 @@ async def test_the_broker_frozen_then_thawed(infra: Infra, stack: Stack) -> None
     broker = infra.broker.process.pid
     async with http() as session:
         coupon = (await create_coupon(session, stack, count))["id"]
-        load = asyncio.create_task(paced([
-            partial(claim_until_answered, session, stack, [stack.gateway_url], coupon, f"b{i}", 1)
-            for i in range(users)
-        ], per_s=100))  # fmt: skip
+        load = sustained_load(session, stack, coupon, "b", users, per_s=100, wait_s=1)
         await wait_for_grants(stack, coupon, count // 10, timeout_s=60)
         os.kill(broker, signal.SIGSTOP)  # the broker stops answering; nothing is refused
         try:

@@ -3,21 +3,19 @@
 import asyncio
 import os
 import signal
-import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
 from deploy.embedded import free_port
-from deploy.stack import start_part, wait_listening
+from deploy.stack import start_part, wait_listening, wait_until
 from tests.integration.client import create_coupon, post
 from tests.integration.conftest import Stack
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 30.0
-POLL_S = 0.05
 
 
 def children(pid: int) -> set[int]:
@@ -26,13 +24,11 @@ def children(pid: int) -> set[int]:
 
 
 def wait_for_children(pid: int, count: int, other_than: frozenset[int] = frozenset()) -> set[int]:
-    deadline = time.monotonic() + WAIT_S
-    while time.monotonic() < deadline:
-        found = children(pid)
-        if len(found) == count and not found & other_than:
-            return found
-        time.sleep(POLL_S)
-    raise AssertionError(f"supervisor {pid} has children {children(pid)}, wanted {count}")
+    def found() -> set[int] | None:
+        now = children(pid)
+        return now if len(now) == count and not now & other_than else None
+
+    return wait_until(found, WAIT_S, lambda: f"supervisor {pid} has children {children(pid)}")
 
 
 async def claims(stack: Stack, url: str, coupon: str, users: list[str]) -> list[int]:
