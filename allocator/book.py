@@ -80,6 +80,11 @@ class CouponBook:
         else:
             self.timed.discard(grant.id)
 
+    def settled(self) -> bool:
+        """Whether PostgreSQL holds all of it: nothing timed, nobody in line or waiting for
+        a day. Such a book can be dropped and read back without changing a decision."""
+        return not (self.timed or self.line or self.reserving or self.pending)
+
     @property
     def uploaded(self) -> bool:
         return self.spec.code_source == "uploaded"

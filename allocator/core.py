@@ -82,15 +82,43 @@ class PartitionCore:
         self.books: dict[str, CouponBook] = {}
         self.user_days: dict[str, dict[str, str]] = {}
         self._touched: set[str] = set()
+        self._named: tuple[set[str], set[str]] = (set(), set())  # coupons, people
+        self._named_at: tuple[dict[str, float], dict[str, float]] = ({}, {})
+
+    def forget_idle(self, now: float, idle_s: float) -> int:
+        """Drop coupons and people no command has named for `idle_s` (by the caller's clock)
+        whose whole state PostgreSQL holds: a coupon with nothing timed and nobody in line
+        or waiting for a day; any person's days. A command that names them again reads them
+        back, as after a restart. Keeps memory to the working set; returns how many went."""
+        cutoff = now - idle_s
+        coupons, people = self._named_at
+        for named, named_at in zip(self._named, self._named_at, strict=True):
+            named_at.update(dict.fromkeys(named, now))
+            named.clear()
+        idle_books = [
+            c for c, book in self.books.items() if coupons.get(c, now) < cutoff and book.settled()
+        ]
+        idle_people = [u for u in self.user_days if people.get(u, now) < cutoff]
+        for coupon_id in idle_books:
+            del self.books[coupon_id]
+        for user_id in idle_people:
+            del self.user_days[user_id]
+        self._named_at = (
+            {c: coupons.get(c, now) for c in self.books},
+            {u: people.get(u, now) for u in self.user_days},
+        )
+        return len(idle_books) + len(idle_people)
 
     def needs(self, records: Iterable[Record]) -> Needs:
         needs = Needs()
         for record in records:
             command = record.command
             if isinstance(command, ReserveDay | ReleaseDay):
+                self._named[1].add(command.user_id)
                 if command.user_id not in self.user_days:
                     needs.user_ids.add(command.user_id)
                 continue
+            self._named[0].add(command.coupon_id)
             book = self.books.get(command.coupon_id)
             if book is None:
                 needs.coupon_ids.add(command.coupon_id)

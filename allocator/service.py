@@ -49,6 +49,10 @@ RETRY_BACKOFF_S_MAX = 2.0
 TIMER_TICK_MS = 100  # how often deadlines are looked at: a hold lapses at most this late
 TICK_RESEND_S = 1.0  # a Tick not decided by then is sent again
 TICKS = Counter("coupons_allocator_ticks_total", "Timer commands appended to the log")
+FORGOTTEN = Counter(
+    "coupons_allocator_forgotten_total", "Idle coupons and people dropped from memory"
+)
+FORGET_EVERY_S = 5.0
 
 
 @dataclass(slots=True)
@@ -74,6 +78,7 @@ class Allocator:
         self.consumer: AIOKafkaConsumer | None = None
         self.problem: str | None = "starting"
         self.ticking: dict[str, float] = {}  # coupon id: when its Tick was sent
+        self.forget_at = 0.0  # monotonic time of the next look for idle state
 
     async def start(self) -> None:
         settings = self.settings
@@ -127,6 +132,7 @@ class Allocator:
                 if tp in self.owned:
                     await self._handle(self.owned[tp], messages)
             await self._tick()
+            self._forget_idle()
             self._measure_lag()
             if until_idle and not batches and self._caught_up():
                 return
@@ -168,6 +174,15 @@ class Allocator:
         owned.core.load(loaded)
         owned.cold = False
         return True
+
+    def _forget_idle(self) -> None:
+        """Between batches, now and then: memory holds the working set, not the history."""
+        now, idle_s = time.monotonic(), self.settings.forget_idle_s
+        if now < self.forget_at:
+            return
+        self.forget_at = now + min(FORGET_EVERY_S, idle_s)
+        for owned in self.owned.values():
+            FORGOTTEN.inc(owned.core.forget_idle(now, idle_s))
 
     def _caught_up(self) -> bool:
         assert self.consumer

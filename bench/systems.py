@@ -61,8 +61,11 @@ class Systems:
         return coupon_id
 
 
-def start(root: Path, log: Callable[[str], None], workers: int = 1) -> Systems:
-    """Every system, each HTTP front with `workers` processes sharing its port."""
+def start(
+    root: Path, log: Callable[[str], None], workers: int = 1, compared: bool = True
+) -> Systems:
+    """Our stack, and unless `compared` is False the baseline and the ceiling; each HTTP
+    front with `workers` processes sharing its port."""
     secret = secrets.token_urlsafe(32)
     log("starting the broker and PostgreSQL")
     broker = start_broker(root / "broker")
@@ -100,8 +103,9 @@ def start(root: Path, log: Callable[[str], None], workers: int = 1) -> Systems:
         workers_env = {**env, "GATEWAY_WORKERS": str(workers)}
         systems.parts["gateway"] = start_part("gateway", workers_env, gateway_port, logs)
         wait_listening(gateway_port, workers)
-        log("starting the baseline and the ceiling")
-        for name in ("baseline", "ceiling"):
+        if compared:
+            log("starting the baseline and the ceiling")
+        for name in ("baseline", "ceiling") if compared else ():
             port = free_port()
             extra = {"PORT": str(port), "DATABASE_URL": baseline_db}
             for worker in range(workers):  # one at a time: the baseline creates its schema

@@ -115,6 +115,12 @@ def _bench(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _soak(args: argparse.Namespace) -> int:
+    from bench.soak import run
+
+    return run(args)
+
+
 def _dev(args: argparse.Namespace) -> int:
     from deploy.dev import run_dev
 
@@ -148,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     from bench.options import add_arguments
 
     add_arguments(bench)
+    soak = commands.add_parser("soak", help="a long steady load; every process's memory sampled")
+    from bench.soak import add_arguments as add_soak_arguments
+
+    add_soak_arguments(soak)
     users = commands.add_parser("users", help="manage the users table")
     users_do = users.add_subparsers(dest="users_command", required=True)
     users_import = users_do.add_parser("import", help="add or update users from a CSV file")
@@ -160,7 +170,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("gateway", "allocator", "notifier"):
         return _part(args.command, getattr(args, "workers", None))
-    handlers = {"dev": _dev, "migrate": _migrate, "token": _token, "users": _users, "bench": _bench}
+    handlers = {
+        "dev": _dev,
+        "migrate": _migrate,
+        "token": _token,
+        "users": _users,
+        "bench": _bench,
+        "soak": _soak,
+    }
     return handlers[args.command](args)
 
 

@@ -42,6 +42,7 @@ class Settings:
     event_loop: str = "uvloop"
     kafka_fetch_wait_ms: int = 10
     batch_records_max: int = 2000
+    forget_idle_s: float = 60.0
     claim_wait_s_default: float = 2.0
     claim_wait_s_max: float = 10.0
     produce_timeout_s: float = 5.0
@@ -97,6 +98,7 @@ class Settings:
                 event_loop=env.get("COUPONS_EVENT_LOOP", "uvloop"),
                 kafka_fetch_wait_ms=int(env.get("KAFKA_FETCH_WAIT_MS", "10")),
                 batch_records_max=int(env.get("ALLOCATOR_BATCH_RECORDS_MAX", "2000")),
+                forget_idle_s=float(env.get("ALLOCATOR_FORGET_IDLE_S", "60")),
                 claim_wait_s_default=float(env.get("CLAIM_WAIT_S_DEFAULT", "2")),
                 claim_wait_s_max=float(env.get("CLAIM_WAIT_S_MAX", "10")),
                 db_pool_size_max=int(env.get("DB_POOL_SIZE_MAX", "10")),

@@ -341,3 +341,24 @@ def test_replaying_a_lifecycle_log_reproduces_it(
     assert replay.grants() == live.grants()
     events = [e for fx in live.effects for e in fx.events]
     assert [e for fx in replay.effects for e in fx.events] == events
+
+
+# -- memory -------------------------------------------------------------------------------
+
+
+def test_only_settled_state_idle_long_enough_is_forgotten() -> None:
+    cluster = Cluster(1)
+    cluster.append(coupon(1, 5, hold_seconds=60))
+    cluster.append(coupon(2, 5, daily_rule=True))
+    cluster.drain()
+    granted(cluster, "a")  # coupon 1: a hold, timed until confirmed
+    send(cluster, Claim(rid(), coupon_id(2), "b", NOON + 1, "r"))  # coupon 2: assigned
+    core = cluster.cores[0]
+    assert core.forget_idle(now=0.0, idle_s=10) == 0  # everything named just now
+    assert core.forget_idle(now=9.0, idle_s=10) == 0
+    assert core.forget_idle(now=11.0, idle_s=10) == 2  # coupon 2 and person b's days
+    assert set(core.books) == {coupon_id(1)}  # the held grant keeps coupon 1
+    assert core.user_days == {}
+    send(cluster, Claim(rid(), coupon_id(1), "c", NOON + 2, "r"))  # named again at 20
+    assert core.forget_idle(now=20.0, idle_s=10) == 0
+    assert set(core.books) == {coupon_id(1)}
