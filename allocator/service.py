@@ -17,8 +17,8 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from allocator import outbox
-from allocator.core import CoreConfig, PartitionCore
+from allocator import logs, outbox
+from allocator.core import CoreConfig, PartitionCore, day_of
 from allocator.effects import Effects, Record
 from allocator.store import Fenced, Landed, Ownership, PartitionStore
 from deploy import db, kafka
@@ -53,6 +53,15 @@ FORGOTTEN = Counter(
     "coupons_allocator_forgotten_total", "Idle coupons and people dropped from memory"
 )
 FORGET_EVERY_S = 5.0
+NEW_LOGS = Counter(
+    "coupons_allocator_new_logs_total",
+    "Partitions found in a log other than the one their stored position belongs to",
+)
+LOG_CHECK_EVERY_S = 1.0  # while a partition is paused for a log that may be new
+# Every partition's mark is looked at this often anyway: a new log that grew past the stored
+# position before it was read shows no end below the position. Re-reading it from its start
+# then decides nothing twice: requests already decided get their first decision back.
+LOG_VERIFY_EVERY_S = 5.0
 
 
 @dataclass(slots=True)
@@ -63,8 +72,13 @@ class Owned:
     store: PartitionStore
     core: PartitionCore
     epoch: int
-    next_offset: int
+    next_offset: int  # a position: log offset + base
     cold: bool = True  # coupons with deadlines not loaded into the core yet
+    base: int = 0  # added to this log's offsets to make positions (allocator/logs.py)
+    log_id: str | None = None
+    log_mark: int | None = None
+    suspect: bool = False  # the log may not be the one the position belongs to: paused
+    checked_at: float = 0.0
 
 
 class Allocator:
@@ -110,9 +124,14 @@ class Allocator:
         assert self.pool and self.consumer
         store = PartitionStore(self.pool, tp.topic, tp.partition, self.settings.allocator_id)
         ownership = await store.acquire()
-        owned = Owned(tp, store, PartitionCore(self.config), ownership.epoch, ownership.next_offset)
+        owned = Owned(
+            tp, store, PartitionCore(self.config), ownership.epoch, ownership.next_offset,
+            base=ownership.log_base, log_id=ownership.log_id, log_mark=ownership.log_mark,
+        )  # fmt: skip
         self.owned[tp] = owned
         await self._resume(owned, ownership)
+        self._suspect(owned)  # not one record is decided before its log is known
+        await self._check_log(owned)
         log.info(
             "took %s[%d] at epoch %d offset %d",
             tp.topic,
@@ -131,6 +150,7 @@ class Allocator:
             for tp, messages in batches.items():
                 if tp in self.owned:
                     await self._handle(self.owned[tp], messages)
+            await self._watch_logs()
             await self._tick()
             self._forget_idle()
             self._measure_lag()
@@ -186,32 +206,123 @@ class Allocator:
 
     def _caught_up(self) -> bool:
         assert self.consumer
-        return all(
-            (self.consumer.highwater(tp) or 0) <= owned.next_offset
-            for tp, owned in self.owned.items()
-        )
+        ends = {tp: (self.consumer.highwater(tp) or 0) + o.base for tp, o in self.owned.items()}
+        return all(not o.suspect and ends[tp] <= o.next_offset for tp, o in self.owned.items())
 
     def _measure_lag(self) -> None:
         assert self.consumer
         for tp, owned in self.owned.items():
             highwater = self.consumer.highwater(tp)
             if highwater is not None:
-                LAG.labels(str(tp.partition)).set(max(highwater - owned.next_offset, 0))
+                lag = highwater + owned.base - owned.next_offset
+                LAG.labels(str(tp.partition)).set(max(lag, 0))
+
+    # -- which log (allocator/logs.py) ----------------------------------------------------
+
+    def _suspect(self, owned: Owned) -> None:
+        """Stop deciding this partition until its log is known to be the position's."""
+        assert self.consumer
+        owned.suspect = True
+        self.consumer.pause(owned.tp)
+
+    async def _watch_logs(self) -> None:
+        """A log end below the position means the broker may have started a new log."""
+        assert self.consumer
+        for owned in list(self.owned.values()):
+            highwater = self.consumer.highwater(owned.tp)
+            if highwater is not None and highwater + owned.base < owned.next_offset:
+                self._suspect(owned)
+            every = LOG_CHECK_EVERY_S if owned.suspect else LOG_VERIFY_EVERY_S
+            if time.monotonic() - owned.checked_at >= every:
+                await self._check_log(owned)
+
+    async def _check_log(self, owned: Owned) -> None:
+        assert self.consumer
+        owned.checked_at = time.monotonic()
+        try:
+            if owned.log_id is None or owned.log_mark is None:
+                await self._mark(owned, owned.base)  # a partition seen for the first time
+            else:
+                verdict = await logs.check(self.settings, owned.tp, owned.log_mark, owned.log_id)
+                if verdict is logs.Verdict.UNKNOWN:
+                    self.problem = "broker: cannot tell which log a partition holds"
+                    return
+                if verdict is logs.Verdict.NEW:
+                    await self._new_log(owned)
+        except Fenced as fenced:
+            FENCED.inc()
+            log.warning("%s: stopping work on this partition", fenced)
+            self._drop(owned)
+            return
+        except (*db.UNAVAILABLE, asyncpg.PostgresError, *kafka.ERRORS) as error:
+            self.problem = f"checking the log: {error}"
+            return
+        owned.suspect = False
+        self.consumer.resume(owned.tp)
+        self.problem = None
+
+    async def _new_log(self, owned: Owned) -> None:
+        """The broker holds a new log: go on from its first record. What the old log held
+        beyond the position is gone; positions go on growing from where they were."""
+        assert self.consumer
+        tp = owned.tp
+        start = (await self.consumer.beginning_offsets([tp]))[tp]
+        log.warning(
+            "%s[%d]: the log is not the one position %d belongs to; going on from its offset %d",
+            *tp, owned.next_offset, start,
+        )  # fmt: skip
+        NEW_LOGS.inc()
+        await self._mark(owned, owned.next_offset - start)
+        owned.core = PartitionCore(self.config)
+        owned.cold = True
+        self.consumer.seek(tp, start)
+        await self._ask_days_again(owned)
+
+    async def _mark(self, owned: Owned, base: int) -> None:
+        assert self.producer
+        log_id, payload = logs.new_mark()
+        tp = owned.tp
+        sent = await self.producer.send_and_wait(tp.topic, payload, partition=tp.partition)
+        await owned.store.mark_log(owned.epoch, log_id, sent.offset, base)
+        owned.log_id, owned.log_mark, owned.base = log_id, sent.offset, base
+
+    async def _ask_days_again(self, owned: Owned) -> None:
+        """Claims waiting for a person's day asked for it in a log that is gone: ask again.
+        The person's partition answers the same request the same way, so asking twice is
+        safe."""
+        assert self.consumer
+        partitions = len(self.consumer.partitions_for_topic(owned.tp.topic) or {0})
+        mine = owned.tp.partition
+        waiting = await owned.store.reserving(lambda c: partition_of(c, partitions) == mine)
+        again: list[Message] = []
+        for w in waiting:
+            claim = w.claim
+            day = day_of(claim.at_ms, self.config.day_zone)
+            ask = ReserveDay(claim.request_id, claim.coupon_id, claim.user_id, day, claim.at_ms)
+            again.append((self.topics.commands, user_key(claim.user_id), encode(ask)))
+        if again:
+            log.warning("%s[%d]: asking again for %d days", *owned.tp, len(again))
+            await self._publish(again)
 
     async def _handle(self, owned: Owned, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
-        # Positions below the committed offset were decided already (a seek raced a fetch).
-        fresh = [m for m in messages if m.offset >= owned.next_offset]
+        if owned.suspect:
+            return  # fetched before the pause: read again once the log is known
+        # Positions below the committed one were decided already (a seek raced a fetch).
+        base = owned.base
+        fresh = [m for m in messages if m.offset + base >= owned.next_offset]
         if not fresh:
             return
         records = []
         for message in fresh:
+            if logs.is_mark(message.value):
+                continue
             try:
-                records.append(Record(message.offset, decode_command(message.value or b"")))
+                records.append(Record(message.offset + base, decode_command(message.value or b"")))
             except (ValueError, TypeError, KeyError) as error:
                 UNREADABLE.inc()  # never decided, never blocks the partition
                 log.error("skipping unreadable command at %d: %s", message.offset, error)
         try:
-            fx, messages = await self._decide(owned, records, fresh[-1].offset + 1)
+            fx, messages = await self._decide(owned, records, fresh[-1].offset + base + 1)
         except Fenced as fenced:
             FENCED.inc()
             log.warning("%s: stopping work on this partition", fenced)
@@ -233,7 +344,7 @@ class Allocator:
             owned.core = PartitionCore(self.config)
             owned.cold = True
             assert self.consumer
-            self.consumer.seek(owned.tp, owned.next_offset)
+            self.consumer.seek(owned.tp, owned.next_offset - owned.base)
             await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2))
             return
         self.problem = None
@@ -254,7 +365,7 @@ class Allocator:
             loaded, decided = await owned.store.load(needs)
             owned.core.load(loaded)
             fx = owned.core.decide(records, decided)
-        assert fx.next_offset == next_offset
+        fx.next_offset = next_offset  # past the last record read, decided, mark or unreadable
         messages = self._messages(fx)
         started = time.perf_counter()
         await owned.store.commit(owned.epoch, owned.next_offset, fx, outbox.pack(messages))
@@ -270,7 +381,7 @@ class Allocator:
         owned.core = PartitionCore(self.config)
         owned.cold = True
         owned.next_offset = ownership.next_offset
-        self.consumer.seek(owned.tp, ownership.next_offset)
+        self.consumer.seek(owned.tp, ownership.next_offset - owned.base)
 
     def _drop(self, owned: Owned) -> None:
         assert self.consumer

@@ -5,6 +5,7 @@ guarded by compare-and-set on (epoch, next_offset): the fencing token of invaria
 """
 
 from collections import defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -30,9 +31,14 @@ class Landed(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Ownership:
+    """The partition row: offsets here are positions (log offset + `log_base`)."""
+
     epoch: int
     next_offset: int
     outbox: bytes | None
+    log_id: str | None = None
+    log_mark: int | None = None  # the log offset of the mark `log_id`
+    log_base: int = 0
 
 
 DECIDED_SQL = f"""
@@ -98,14 +104,43 @@ class PartitionStore:
             VALUES ($1, $2, 1, $3)
             ON CONFLICT (topic, partition) DO UPDATE
                 SET epoch = p.epoch + 1, owner = EXCLUDED.owner, updated_at = clock_timestamp()
-            RETURNING epoch, next_offset, outbox
+            RETURNING epoch, next_offset, outbox, log_id, log_mark, log_base
             """,
             self.topic,
             self.partition,
             self.owner,
         )
         assert row is not None
-        return Ownership(row["epoch"], row["next_offset"], row["outbox"])
+        log_id = str(row["log_id"]) if row["log_id"] is not None else None
+        return Ownership(
+            row["epoch"], row["next_offset"], row["outbox"], log_id, row["log_mark"],
+            row["log_base"],
+        )  # fmt: skip
+
+    async def mark_log(self, epoch: int, log_id: str, mark: int, base: int) -> None:
+        """Record the log the position now belongs to, or raise Fenced."""
+        moved = await self.pool.fetchval(
+            """
+            UPDATE allocator_partitions
+            SET log_id = $1, log_mark = $2, log_base = $3, log_started_at = clock_timestamp(),
+                updated_at = clock_timestamp()
+            WHERE topic = $4 AND partition = $5 AND epoch = $6
+            RETURNING 1
+            """,
+            log_id,
+            mark,
+            base,
+            self.topic,
+            self.partition,
+            epoch,
+        )
+        if moved is None:
+            raise Fenced(f"{self.topic}[{self.partition}] epoch {epoch} is no longer ours")
+
+    async def reserving(self, coupon_ids_of: Callable[[str], bool]) -> list[Waiting]:
+        """Claims of this partition's coupons waiting for a person's day to be reserved."""
+        rows = await self.pool.fetch("SELECT * FROM claim_line WHERE reserving ORDER BY log_offset")
+        return [_waiting(row) for row in rows if coupon_ids_of(str(row["coupon_id"]))]
 
     async def timed_coupons(self) -> set[str]:
         """Coupons (of any partition) with a hold, a lock or a line: they have deadlines."""
@@ -179,14 +214,8 @@ class PartitionStore:
         for row in await conn.fetch(
             "SELECT * FROM claim_line WHERE coupon_id = ANY($1::uuid[]) ORDER BY log_offset", ids
         ):
-            claim = Claim(
-                str(row["request_id"]),
-                str(row["coupon_id"]),
-                row["user_id"],
-                row["at"],
-                row["reply_to"],
-            )
-            waiting = Waiting(claim, row["log_offset"])
+            waiting = _waiting(row)
+            claim = waiting.claim
             coupon = loaded[claim.coupon_id]
             (coupon.reserving if row["reserving"] else coupon.line).append(waiting)
         return loaded
@@ -221,3 +250,10 @@ class PartitionStore:
                     raise Landed(Ownership(epoch, row["next_offset"], row["outbox"]))
                 raise Fenced(f"{self.topic}[{self.partition}] epoch {epoch} is no longer ours")
             await write(conn, fx, self.partition)
+
+
+def _waiting(row: asyncpg.Record) -> Waiting:
+    claim = Claim(
+        str(row["request_id"]), str(row["coupon_id"]), row["user_id"], row["at"], row["reply_to"]
+    )
+    return Waiting(claim, row["log_offset"])

@@ -8,13 +8,14 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
 from deploy.settings import Settings
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_MS = 10_000
+ERRORS = (KafkaError, TimeoutError, OSError)  # the broker is away or refused: try again later
 
 
 def producer(settings: Settings, linger_ms: int = 1) -> AIOKafkaProducer:
@@ -42,6 +43,18 @@ def consumer(
         request_timeout_ms=REQUEST_TIMEOUT_MS,
         isolation_level="read_uncommitted",
     )
+
+
+async def follow_new_logs(consumer: AIOKafkaConsumer) -> None:
+    """For a reader that follows logs live (replies, statuses, decisions to forward): when
+    a log ends below the reader's position, the broker restarted empty (the embedded one
+    keeps its logs in memory). Go on from the new log's start instead of waiting, unheard,
+    for it to grow past the old position."""
+    for tp in consumer.assignment():
+        end = consumer.highwater(tp)
+        if end is not None and await consumer.position(tp) > end:
+            log.warning("%s[%d] ends at %d, below our position: a new log", *tp, end)
+            await consumer.seek_to_beginning(tp)
 
 
 async def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:

@@ -5,6 +5,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from deploy import kafka
 from schemas.messages import Decision, decode_decision
 
 log = logging.getLogger(__name__)
@@ -51,6 +52,7 @@ class Replies:
     async def _read(self) -> None:
         while True:
             batches = await self.consumer.getmany(timeout_ms=100)
+            await kafka.follow_new_logs(self.consumer)
             for messages in batches.values():
                 for message in messages:
                     future = self.waiting.pop((message.key or b"").decode(), None)

@@ -5,6 +5,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from deploy import kafka
 from schemas.messages import CouponStatus, decode_status
 
 log = logging.getLogger(__name__)
@@ -40,6 +41,7 @@ class Statuses:
     async def _read(self) -> None:
         while True:
             batches = await self.consumer.getmany(timeout_ms=200)
+            await kafka.follow_new_logs(self.consumer)
             for messages in batches.values():
                 for message in messages:
                     try:

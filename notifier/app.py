@@ -26,6 +26,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     offsets = kafka.consumer(settings)
     await offsets.start()
     await offsets.topics()
+    tails = kafka.consumer(settings, max_records=2000)
+    await tails.start()
     assert forwarder.producer is not None
     live = streams.Streams(
         pool, forwarder.producer, Topics(settings.topic_prefix), settings.jwt
@@ -44,6 +46,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     app[tickets.TICKET_SECRET] = settings.ticket_secret
     app[tickets.TOPICS] = Topics(settings.topic_prefix)
     app[tickets.OFFSETS] = offsets
+    app[tickets.TAILS] = tickets.Tails(tails)
     app[streams.STREAMS] = live
     app.router.add_get("/v1/tickets/{ticket}", tickets.ticket)
     app.router.add_get(STREAM_PATH, streams.my_events)
@@ -59,4 +62,5 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await asyncio.gather(forwarding, return_exceptions=True)
         await forwarder.stop()
         await offsets.stop()
+        await tails.stop()
         await pool.close()

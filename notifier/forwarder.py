@@ -62,6 +62,7 @@ class Forwarder:
         assert self.consumer and self.producer
         while not stop.is_set():
             batches = await self.consumer.getmany(timeout_ms=100)
+            await kafka.follow_new_logs(self.consumer)
             if not batches:
                 continue
             try:

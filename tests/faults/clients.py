@@ -27,6 +27,7 @@ class Outcome:
     grant_id: str | None = None
     broken: int = 0  # connections that broke under it
     shed: int = 0  # 503s it was told to retry after
+    resent: int = 0  # times its ticket said the request was lost, so it sent it again
 
 
 @dataclass
@@ -42,11 +43,30 @@ async def claim_until_answered(
     wait_s: float = 2,
 ) -> Outcome:  # fmt: skip
     outcome = Outcome(user)
-    headers = {"Prefer": f"wait={wait_s}", "Idempotency-Key": f"claim-{user}"}
+    while True:
+        body = await _claim_once(http, stack, urls, coupon, outcome, wait_s)
+        if body.get("reason") != "lost" or outcome.resent >= ATTEMPTS_MAX:
+            break
+        outcome.resent += 1  # as the ticket says: send it again, with the same key
+    if body.get("status") == "granted":
+        outcome.final = "granted"
+    else:
+        outcome.final = body.get("reason") or "unanswered"
+    outcome.grant_id = (body.get("grant") or {}).get("id")
+    return outcome
+
+
+async def _claim_once(
+    http: aiohttp.ClientSession, stack: Stack, urls: list[str], coupon: str, outcome: Outcome,
+    wait_s: float,
+) -> dict[str, Any]:  # fmt: skip
+    """One claim, retried until some answer comes; the decision, or {} without one."""
+    headers = {"Prefer": f"wait={wait_s}", "Idempotency-Key": f"claim-{outcome.user}"}
+    outcome.answer = None
     for attempt in range(ATTEMPTS_MAX):
         url = f"{urls[attempt % len(urls)]}/v1/coupons/{coupon}/claims"
         try:
-            answer = await post(http, url, stack.token(user), {}, headers)
+            answer = await post(http, url, stack.token(outcome.user), {}, headers)
         except (TimeoutError, aiohttp.ClientError):
             outcome.broken += 1
             await asyncio.sleep(RETRY_PAUSE_S)
@@ -58,18 +78,10 @@ async def claim_until_answered(
         outcome.answer = answer
         break
     if outcome.answer is None:
-        return outcome
-    answer = outcome.answer
-    if answer.status == 202:
-        body = await poll_until_decided(http, answer.headers["Location"], outcome)
-    else:
-        body = answer.body
-    if body.get("status") == "granted":
-        outcome.final = "granted"
-    else:
-        outcome.final = body.get("reason") or "unanswered"
-    outcome.grant_id = (body.get("grant") or {}).get("id")
-    return outcome
+        return {}
+    if outcome.answer.status == 202:
+        return await poll_until_decided(http, outcome.answer.headers["Location"], outcome)
+    return outcome.answer.body
 
 
 async def paced(
@@ -155,6 +167,7 @@ def check(outcomes: list[Outcome], stored: dict[str, str], count: int) -> dict[s
         "answered by ticket": sum(1 for o in outcomes if o.answer and o.answer.status == 202),
         "retried after a broken connection": sum(1 for o in outcomes if o.broken),
         "retried after 503": sum(1 for o in outcomes if o.shed),
+        "sent again after a lost ticket": sum(1 for o in outcomes if o.resent),
         "lost": lost,
         "doubled": doubled,
     }

@@ -10,7 +10,7 @@ import urllib.request
 
 import pytest
 
-from deploy.embedded import start_postgres
+from deploy.embedded import start_broker, start_postgres
 from tests.faults.clients import check, report, stored_grants, sustained_load
 from tests.faults.test_crashes import http, pending_answers_reach
 from tests.integration.client import POLL_INTERVAL_S, create_coupon, post
@@ -94,3 +94,42 @@ async def test_the_broker_frozen_then_thawed(infra: Infra, stack: Stack) -> None
     assert probe.seconds < 10, f"a 503 should come within the produce timeout: {probe.seconds}"
     report("broker frozen", f"at {frozen_at} grants; a claim meanwhile got 503 in"
            f" {probe.seconds:.1f} s", figures, started)  # fmt: skip
+
+
+async def test_the_broker_restarted_empty(infra: Infra, stack: Stack) -> None:
+    """The embedded broker keeps its logs in memory: a restart loses what no allocator had
+    decided yet. Claims accepted into the lost log answer 'lost' on their ticket, clients
+    send them again with their key, and the allocator goes on with the new log."""
+    started = time.monotonic()
+    users = count = 800
+    allocators = [part.process.pid for part in stack.allocators]
+    port = int(infra.broker.bootstrap_servers.rsplit(":", 1)[1])
+    async with http() as session:
+        coupon = (await create_coupon(session, stack, count))["id"]
+        load = sustained_load(session, stack, coupon, "e", users, per_s=100, wait_s=1)
+        await wait_for_grants(stack, coupon, count // 5, timeout_s=60)
+        for pid in allocators:  # commands pile up in the log, accepted and undecided
+            os.kill(pid, signal.SIGSTOP)
+        try:
+            assert await pending_answers_reach(session, stack, 30)
+            infra.broker.process.stop()
+            infra.broker = await asyncio.to_thread(start_broker, infra.root / "broker-2", port)
+        finally:
+            for pid in allocators:
+                os.kill(pid, signal.SIGCONT)
+        outcomes = await load
+    figures = check(outcomes, await stored_grants(stack, coupon), count)
+    conn = await stack.db()
+    try:
+        bases = await conn.fetch("SELECT partition, log_base FROM allocator_partitions")
+        decided_twice = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT request_id FROM decisions GROUP BY request_id"
+            " HAVING count(*) > 1) twice"
+        )
+    finally:
+        await conn.close()
+    assert figures["sent again after a lost ticket"] > 0, "no ticket ever said it was lost"
+    assert any(row["log_base"] > 0 for row in bases), "no allocator noticed the new log"
+    assert decided_twice == 0
+    moved = sorted(r["partition"] for r in bases if r["log_base"] > 0)
+    report("broker restarted empty", f"new logs found on partitions {moved}", figures, started)

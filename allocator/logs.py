@@ -1,0 +1,86 @@
+"""Which log a partition's stored position belongs to.
+
+The allocator stores how far it has decided a partition. That position means something
+only in the log it was read from: a broker that restarts empty (the embedded broker keeps
+its log in memory) starts every partition again at offset 0, and the stored position then
+points past the end of a new log. Reading on from it would stall until the new log grew
+that long, and would then skip the new log's first commands.
+
+So each log gets a mark: a record the allocator writes into the partition, whose offset
+and id it stores with its position. The log is the same while the record at that offset is
+that mark. When it is not, the allocator goes on from the new log's first record, with a
+new base added to its offsets so that positions keep growing across logs (the order of
+the waiting line and of decisions stays the order of arrival).
+"""
+
+import enum
+import time
+import uuid
+
+import orjson
+from aiokafka import TopicPartition
+from aiokafka.errors import KafkaError
+
+from deploy import kafka
+from deploy.settings import Settings
+
+# A mark's payload starts with its kind, so it is told from a command without parsing it.
+MARK_PREFIX = b'{"kind":"log_mark"'
+CHECK_TIMEOUT_S = 5.0
+
+
+class Verdict(enum.Enum):
+    SAME = "same"  # the mark is where it was written
+    NEW = "new"  # the broker answered, and the mark is not there
+    UNKNOWN = "unknown"  # the broker did not answer in time: decide nothing yet
+
+
+def new_mark() -> tuple[str, bytes]:
+    """A fresh log id and the record that marks a log with it."""
+    log_id = str(uuid.uuid4())
+    payload = orjson.dumps({"kind": "log_mark", "log_id": log_id, "at_ms": int(time.time() * 1000)})
+    assert payload.startswith(MARK_PREFIX)
+    return log_id, payload
+
+
+def is_mark(value: bytes | None) -> bool:
+    return bool(value) and value.startswith(MARK_PREFIX)  # type: ignore[union-attr]
+
+
+def mark_id(value: bytes | None) -> str | None:
+    if not is_mark(value):
+        return None
+    log_id = orjson.loads(value or b"{}").get("log_id")
+    return log_id if isinstance(log_id, str) else None
+
+
+async def check(settings: Settings, tp: TopicPartition, offset: int, log_id: str) -> Verdict:
+    """Whether the record at `offset` of the partition is the mark `log_id`."""
+    consumer = kafka.consumer(settings, max_records=1)
+    try:
+        await consumer.start()
+        consumer.assign([tp])
+        end = (await consumer.end_offsets([tp]))[tp]
+        if end <= offset:
+            # The embedded broker may report an end below the true one (its last batch's
+            # first offset + 1), never above: a mark written alone in its batch at `offset`
+            # would make the end at least offset + 1.
+            return Verdict.NEW
+        start = (await consumer.beginning_offsets([tp]))[tp]
+        if start > offset:
+            # Retention removed the mark (a real cluster); the log reaches our position, so
+            # it is taken to be the same one, and a new mark is written.
+            return Verdict.SAME
+        consumer.seek(tp, offset)
+        deadline = time.monotonic() + CHECK_TIMEOUT_S
+        while time.monotonic() < deadline:
+            fetched = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
+            if fetched:
+                first = fetched[0]
+                same = first.offset == offset and mark_id(first.value) == log_id
+                return Verdict.SAME if same else Verdict.NEW
+        return Verdict.UNKNOWN
+    except KafkaError:
+        return Verdict.UNKNOWN
+    finally:
+        await consumer.stop()
