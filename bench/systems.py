@@ -62,8 +62,9 @@ class Systems:
 
 
 def start(
-    root: Path, log: Callable[[str], None], workers: int = 1, compared: bool = True
-) -> Systems:
+    root: Path, log: Callable[[str], None], workers: int = 1, compared: bool = True,
+    extra_env: dict[str, str] | None = None,
+) -> Systems:  # fmt: skip
     """Our stack, and unless `compared` is False the baseline and the ceiling; each HTTP
     front with `workers` processes sharing its port."""
     secret = secrets.token_urlsafe(32)
@@ -89,6 +90,7 @@ def start(
             # The whole load comes from one address; the per-person limit stays on (each
             # person claims once), and in-flight and queue bounds are the defaults.
             "RATE_LIMIT_ADDRESS_PER_S": "0",
+            **(extra_env or {}),
         }
     )
     systems = Systems(root, secret, broker, postgres, env, ours_db, baseline_db)

@@ -103,12 +103,15 @@ class Limits:
     address_burst: float = 1000.0
     trusted_proxies: tuple[Network, ...] = ()
     in_flight_max: int = 10_000
+    keys_max: int = 100_000  # people (and addresses) each process keeps a bucket for
 
     def __post_init__(self) -> None:
         for per_s, burst in ((self.user_per_s, self.user_burst),
                              (self.address_per_s, self.address_burst)):  # fmt: skip
             if per_s < 0 or (per_s > 0 and burst < 1):
                 raise ValueError("a rate limit needs a rate of 0 (off) or more, and a burst of 1+")
+        if self.keys_max < 1:
+            raise ValueError("RATE_LIMIT_KEYS_MAX must be at least 1")
         if self.in_flight_max < 1:
             raise ValueError("COUPONS_IN_FLIGHT_MAX must be at least 1")
 
@@ -122,8 +125,8 @@ def guard(
     """A middleware for the /v1/ routes: requests in flight, then the client address's
     bucket, then the person's (when the request carries a valid token; a bad one is the
     handler's 401). Live streams are not counted in flight; they are long by design."""
-    by_address = TokenBuckets(limits.address_per_s, limits.address_burst)
-    by_user = TokenBuckets(limits.user_per_s, limits.user_burst)
+    by_address = TokenBuckets(limits.address_per_s, limits.address_burst, limits.keys_max)
+    by_user = TokenBuckets(limits.user_per_s, limits.user_burst, limits.keys_max)
     in_flight = 0
 
     @web.middleware

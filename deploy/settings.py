@@ -109,6 +109,7 @@ class Settings:
                     address_burst=float(env.get("RATE_LIMIT_ADDRESS_BURST", "1000")),
                     trusted_proxies=parse_networks(env.get("COUPONS_TRUSTED_PROXIES", "")),
                     in_flight_max=int(env.get("COUPONS_IN_FLIGHT_MAX", "10000")),
+                    keys_max=int(env.get("RATE_LIMIT_KEYS_MAX", "100000")),
                 ),
                 produce_queue_max=int(env.get("GATEWAY_PRODUCE_QUEUE_MAX", "20000")),
             )

@@ -6,8 +6,10 @@ import os
 import uuid
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from deploy import db, kafka
+from deploy.docs import add_docs_routes, document
 from deploy.http import add_ops_routes, errors, serve
 from deploy.limits import guard
 from deploy.produce import Batcher
@@ -23,24 +25,31 @@ log = logging.getLogger(__name__)
 BODY_BYTES_MAX = 64 * 1024
 
 
+ROUTES: list[tuple[str, str, Handler]] = [  # each one is in gateway/openapi.yaml
+    ("POST", "/v1/coupons", coupons.create),
+    ("GET", "/v1/coupons", coupons.list_coupons),
+    ("GET", "/v1/coupons/{coupon_id}", coupons.get_coupon),
+    ("DELETE", "/v1/coupons/{coupon_id}", campaigns.close),
+    ("POST", "/v1/coupons/{coupon_id}/claims", claims.claim),
+    ("POST", "/v1/coupons/{coupon_id}/codes", campaigns.upload_codes),
+    ("POST", "/v1/coupons/{coupon_id}/assignments", campaigns.assign),
+    ("POST", "/v1/coupons/{coupon_id}/distributions", campaigns.distribute),
+    ("GET", "/v1/coupons/{coupon_id}/grants", campaigns.list_grants),
+    ("GET", "/v1/coupons/{coupon_id}/stats", campaigns.stats),
+    ("GET", "/v1/users/me/grants", coupons.my_grants),
+    ("GET", "/v1/grants/{grant_id}", grants.get_grant),
+    ("GET", "/v1/grants/{grant_id}/events", grants.grant_events),
+    ("POST", "/v1/grants/{grant_id}/{action}", grants.step),
+]
+
+
 def build_app(gateway: Gateway) -> web.Application:
     limited = guard(gateway.settings.limits, gateway.settings.jwt)
     app = web.Application(middlewares=[errors, limited], client_max_size=BODY_BYTES_MAX)
     app[GATEWAY] = gateway
-    app.router.add_post("/v1/coupons", coupons.create)
-    app.router.add_get("/v1/coupons", coupons.list_coupons)
-    app.router.add_get("/v1/coupons/{coupon_id}", coupons.get_coupon)
-    app.router.add_delete("/v1/coupons/{coupon_id}", campaigns.close)
-    app.router.add_post("/v1/coupons/{coupon_id}/claims", claims.claim)
-    app.router.add_post("/v1/coupons/{coupon_id}/codes", campaigns.upload_codes)
-    app.router.add_post("/v1/coupons/{coupon_id}/assignments", campaigns.assign)
-    app.router.add_post("/v1/coupons/{coupon_id}/distributions", campaigns.distribute)
-    app.router.add_get("/v1/coupons/{coupon_id}/grants", campaigns.list_grants)
-    app.router.add_get("/v1/coupons/{coupon_id}/stats", campaigns.stats)
-    app.router.add_get("/v1/users/me/grants", coupons.my_grants)
-    app.router.add_get("/v1/grants/{grant_id}", grants.get_grant)
-    app.router.add_get("/v1/grants/{grant_id}/events", grants.grant_events)
-    app.router.add_post("/v1/grants/{grant_id}/{action}", grants.step)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    add_docs_routes(app, document("gateway"))
     return app
 
 

@@ -66,7 +66,7 @@ def _learn(gateway: Gateway, answer: Decision) -> CouponStatus:
 
 async def close(request: web.Request) -> web.Response:
     gateway, who, status = await _admin(request, "close coupons")
-    revoke = request.query.get("revoke", "false").lower() in ("1", "true", "yes")
+    revoke = requests.query_flag(request, "revoke")
     scope = f"{status.coupon_id}/close/{revoke}"
     command = CloseCoupon(
         gateway.request_id(requests.idempotency_key(request), who.user_id, scope),

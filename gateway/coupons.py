@@ -124,7 +124,7 @@ async def create(request: web.Request) -> web.Response:
 async def list_coupons(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     now_ms = gateway.now_ms()
-    if request.query.get("live", "").lower() in ("1", "true", "yes"):
+    if requests.query_flag(request, "live"):
         rows = await gateway.pool.fetch(
             readmodel.LIVE_COUPONS, readmodel.ms_to_dt(now_ms), LIST_ITEMS_MAX
         )

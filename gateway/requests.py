@@ -65,6 +65,14 @@ def boolean(body: dict[str, Any], name: str, default: bool) -> bool:
     return value
 
 
+def query_flag(request: web.Request, name: str) -> bool:
+    """A `?name=true|false` query parameter; absent is false."""
+    value = request.query.get(name, "false")
+    if value not in ("true", "false"):
+        raise invalid(f"{name} must be true or false")
+    return value == "true"
+
+
 def time_ms(body: dict[str, Any], name: str) -> int:
     value = body.get(name)
     if not isinstance(value, str):

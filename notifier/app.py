@@ -5,8 +5,10 @@ import asyncio
 import logging
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from deploy import db, kafka
+from deploy.docs import add_docs_routes, document
 from deploy.http import add_ops_routes, errors, serve
 from deploy.limits import guard
 from deploy.settings import Settings
@@ -17,6 +19,10 @@ from schemas.topics import Topics
 log = logging.getLogger(__name__)
 
 STREAM_PATH = "/v1/users/me/events"
+ROUTES: list[tuple[str, str, Handler]] = [  # each one is in notifier/openapi.yaml
+    ("GET", "/v1/tickets/{ticket}", tickets.ticket),
+    ("GET", STREAM_PATH, streams.my_events),
+]
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
@@ -48,8 +54,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     app[tickets.OFFSETS] = offsets
     app[tickets.TAILS] = tickets.Tails(tails)
     app[streams.STREAMS] = live
-    app.router.add_get("/v1/tickets/{ticket}", tickets.ticket)
-    app.router.add_get(STREAM_PATH, streams.my_events)
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    add_docs_routes(app, document("notifier"))
     add_ops_routes(app, readiness)
     runner = await serve(app, settings.host, settings.notifier_port)
     log.info("notifier listening on %s:%d", settings.host, settings.notifier_port)

@@ -1,0 +1,72 @@
+"""`/openapi.json` and `/docs`: an HTTP part's OpenAPI 3.1 document and a Swagger UI page.
+
+Each part keeps its document beside its code (`gateway/openapi.yaml`,
+`notifier/openapi.yaml`); the routes every part has are added here. A test holds the
+documents to the routes. The page's assets come from the swagger-ui-py package, served by
+the part itself: nothing is loaded from the internet.
+"""
+
+import importlib.resources
+from pathlib import Path
+from typing import Any
+
+import swagger_ui
+import yaml
+from aiohttp import web
+
+from deploy.http import json_response
+
+ASSETS = Path(swagger_ui.__file__).parent / "static"
+_TEXT = {"text/plain": {"schema": {"type": "string"}}}
+_STATUS = {"application/json": {"schema": {"type": "object", "required": ["status"]}}}
+OPS_PATHS: dict[str, Any] = {
+    "/healthz": {"get": {"summary": "Alive", "tags": ["operations"], "security": [{}],
+                         "responses": {"200": {"description": "alive", "content": _STATUS}}}},
+    "/readyz": {"get": {"summary": "Connected and caught up", "tags": ["operations"],
+                        "security": [{}],
+                        "responses": {"200": {"description": "ready", "content": _STATUS},
+                                      "503": {"description": "not ready", "content": _STATUS}}}},
+    "/metrics": {"get": {"summary": "Prometheus metrics", "tags": ["operations"],
+                         "security": [{}],
+                         "responses": {"200": {"description": "exposition format",
+                                               "content": _TEXT}}}},
+    "/openapi.json": {"get": {"summary": "This document", "tags": ["operations"],
+                              "security": [{}],
+                              "responses": {"200": {"description": "OpenAPI 3.1",
+                                                    "content": {"application/json": {}}}}}},
+    "/docs": {"get": {"summary": "This document, to read and try", "tags": ["operations"],
+                      "security": [{}],
+                      "responses": {"200": {"description": "Swagger UI",
+                                            "content": {"text/html": {}}}}}},
+}  # fmt: skip
+
+PAGE = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>{title}</title>
+<link rel="stylesheet" href="/docs/assets/swagger-ui.css"></head>
+<body><div id="ui"></div>
+<script src="/docs/assets/swagger-ui-bundle.js"></script>
+<script>SwaggerUIBundle({{url: "/openapi.json", dom_id: "#ui", deepLinking: true}});</script>
+</body></html>
+"""
+
+
+def document(package: str) -> dict[str, Any]:
+    """The package's OpenAPI document, with the routes every part has."""
+    text = importlib.resources.files(package).joinpath("openapi.yaml").read_text()
+    spec: dict[str, Any] = yaml.safe_load(text)
+    spec["paths"] = {**spec["paths"], **OPS_PATHS}
+    return spec
+
+
+def add_docs_routes(app: web.Application, spec: dict[str, Any]) -> None:
+    page = PAGE.format(title=spec["info"]["title"])
+
+    async def openapi(_: web.Request) -> web.Response:
+        return json_response(spec)
+
+    async def docs(_: web.Request) -> web.Response:
+        return web.Response(text=page, content_type="text/html")
+
+    app.router.add_get("/openapi.json", openapi)
+    app.router.add_get("/docs", docs)
+    app.router.add_static("/docs/assets", ASSETS)

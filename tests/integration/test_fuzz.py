@@ -1,0 +1,65 @@
+"""Schemathesis against the gateway's and the notifier's own OpenAPI documents, on the
+real stack: generated requests, valid and not, must never get a 5xx, and every answer must
+match the document (status, content type, headers, body)."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+CHECKS = ",".join(
+    [
+        "not_a_server_error",
+        "status_code_conformance",
+        "content_type_conformance",
+        "response_headers_conformance",
+        "response_schema_conformance",
+        "negative_data_rejection",
+    ]
+)
+EXAMPLES_PER_OPERATION = 30  # bounded: CI time
+
+
+def fuzz(url: str, token: str, *extra: str) -> subprocess.CompletedProcess[str]:
+    command = Path(sys.executable).parent / "schemathesis"
+    argv = [
+        str(command), "run", f"{url}/openapi.json", "--checks", CHECKS,
+        "--max-examples", str(EXAMPLES_PER_OPERATION), "--seed", "20261121",
+        "--header", f"Authorization: Bearer {token}", "--request-timeout", "15",
+        "--workers", "2", "--no-color", *extra,
+    ]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    print(done.stdout[-3000:])
+    return done
+
+
+def test_the_gateway_holds_to_its_document(stack: Stack) -> None:
+    done = fuzz(stack.gateway_url, stack.token("fuzzer", admin=True))
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+def test_the_notifier_holds_to_its_document(stack: Stack) -> None:
+    assert stack.notifier is not None
+    # The live stream never ends by design: it is tested in test_lifecycle, not fuzzed.
+    done = fuzz(stack.notifier.url, stack.token("fuzzer"), "--exclude-operation-id", "myEvents")
+    assert done.returncode == 0, done.stdout[-6000:] + done.stderr[-2000:]
+
+
+async def test_the_docs_page_loads_swagger_ui_from_the_part_itself(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as http:
+        async with http.get(f"{stack.gateway_url}/docs") as page:
+            html = await page.text()
+            assert page.status == 200 and page.content_type == "text/html"
+        assets = re.findall(r'(?:src|href)="([^"]+)"', html)
+        assert len(assets) == 2 and all(a.startswith("/docs/assets/") for a in assets)  # no CDN
+        for asset in assets:
+            async with http.get(f"{stack.gateway_url}{asset}") as response:
+                body = await response.read()
+                assert response.status == 200 and len(body) > 1000, asset

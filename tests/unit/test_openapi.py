@@ -1,0 +1,51 @@
+"""The OpenAPI documents describe exactly the routes the parts serve."""
+
+import pytest
+
+from deploy.docs import OPS_PATHS, document
+from gateway.app import ROUTES as GATEWAY_ROUTES
+from notifier.app import ROUTES as NOTIFIER_ROUTES
+
+METHODS = {"get", "post", "put", "patch", "delete"}
+
+
+@pytest.mark.parametrize(("package", "routes"), [("gateway", GATEWAY_ROUTES),
+                                                 ("notifier", NOTIFIER_ROUTES)])  # fmt: skip
+def test_every_route_is_documented_and_every_documented_route_is_served(
+    package: str, routes: list[tuple[str, str, object]]
+) -> None:
+    spec = document(package)
+    assert spec["openapi"].startswith("3.1")
+    documented = {
+        (method.upper(), path)
+        for path, item in spec["paths"].items()
+        for method in item
+        if method in METHODS
+    }
+    served = {(method, path) for method, path, _ in routes}
+    served |= {(m.upper(), p) for p, item in OPS_PATHS.items() for m in item}
+    assert served - documented == set(), "served but not in the document"
+    assert documented - served == set(), "in the document but not served"
+
+
+@pytest.mark.parametrize("package", ["gateway", "notifier"])
+def test_every_reference_resolves(package: str) -> None:
+    spec = document(package)
+    refs: list[str] = []
+
+    def walk(node: object) -> None:
+        if isinstance(node, dict):
+            refs.extend(v for k, v in node.items() if k == "$ref")
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(spec)
+    assert refs
+    for ref in refs:
+        target: object = spec
+        for part in ref.removeprefix("#/").split("/"):
+            assert isinstance(target, dict) and part in target, f"{ref} does not resolve"
+            target = target[part]
