@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: all install run test unit integration faults lint types bench clean
+.PHONY: all install run test unit integration faults lint types bench soak clean
 
 all: lint types test
 
@@ -48,6 +48,11 @@ types: install
 # the report goes to bench/results/. BENCH_ARGS passes options: make bench BENCH_ARGS='--users 20000'
 bench: $(BENCH_STAMP)
 	$(BIN)/coupons bench $(BENCH_ARGS)
+
+# Ten minutes of steady mixed load with every process's memory sampled; the report goes to
+# bench/results/. SOAK_ARGS passes options: make soak SOAK_ARGS='--minutes 3'
+soak: $(BENCH_STAMP)
+	$(BIN)/coupons soak $(SOAK_ARGS)
 
 clean:
 	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -13,12 +13,13 @@ new base added to its offsets so that positions keep growing across logs (the or
 the waiting line and of decisions stays the order of arrival).
 """
 
+import asyncio
 import enum
 import time
 import uuid
 
 import orjson
-from aiokafka import TopicPartition
+from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from deploy import kafka
@@ -54,11 +55,33 @@ def mark_id(value: bytes | None) -> str | None:
     return log_id if isinstance(log_id, str) else None
 
 
-async def check(settings: Settings, tp: TopicPartition, offset: int, log_id: str) -> Verdict:
-    """Whether the record at `offset` of the partition is the mark `log_id`."""
-    consumer = kafka.consumer(settings, max_records=1)
-    try:
-        await consumer.start()
+class Checker:
+    """Looks at marks, through one consumer of its own kept for the purpose."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.consumer: AIOKafkaConsumer | None = None
+        self.lock = asyncio.Lock()
+
+    async def stop(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()
+            self.consumer = None
+
+    async def check(self, tp: TopicPartition, offset: int, log_id: str) -> Verdict:
+        """Whether the record at `offset` of the partition is the mark `log_id`."""
+        async with self.lock:
+            try:
+                return await asyncio.wait_for(self._check(tp, offset, log_id), CHECK_TIMEOUT_S)
+            except (TimeoutError, KafkaError, OSError):
+                await self.stop()  # a fresh connection next time
+                return Verdict.UNKNOWN
+
+    async def _check(self, tp: TopicPartition, offset: int, log_id: str) -> Verdict:
+        if self.consumer is None:
+            self.consumer = kafka.consumer(self.settings, max_records=1)
+            await self.consumer.start()
+        consumer = self.consumer
         consumer.assign([tp])
         end = (await consumer.end_offsets([tp]))[tp]
         if end <= offset:
@@ -69,18 +92,12 @@ async def check(settings: Settings, tp: TopicPartition, offset: int, log_id: str
         start = (await consumer.beginning_offsets([tp]))[tp]
         if start > offset:
             # Retention removed the mark (a real cluster); the log reaches our position, so
-            # it is taken to be the same one, and a new mark is written.
+            # it is taken to be the same one.
             return Verdict.SAME
         consumer.seek(tp, offset)
-        deadline = time.monotonic() + CHECK_TIMEOUT_S
-        while time.monotonic() < deadline:
+        while True:  # bounded by the caller's timeout
             fetched = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
             if fetched:
                 first = fetched[0]
                 same = first.offset == offset and mark_id(first.value) == log_id
                 return Verdict.SAME if same else Verdict.NEW
-        return Verdict.UNKNOWN
-    except KafkaError:
-        return Verdict.UNKNOWN
-    finally:
-        await consumer.stop()

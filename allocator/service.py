@@ -93,6 +93,7 @@ class Allocator:
         self.problem: str | None = "starting"
         self.ticking: dict[str, float] = {}  # coupon id: when its Tick was sent
         self.forget_at = 0.0  # monotonic time of the next look for idle state
+        self.checker = logs.Checker(settings)
 
     async def start(self) -> None:
         settings = self.settings
@@ -112,6 +113,7 @@ class Allocator:
         self.problem = None
 
     async def stop(self) -> None:
+        await self.checker.stop()
         if self.consumer:
             await self.consumer.stop()
         if self.producer:
@@ -142,6 +144,15 @@ class Allocator:
 
     async def run(self, stop: asyncio.Event, until_idle: bool = False) -> None:
         """Decide batches until `stop` is set (or, with until_idle, until nothing is left)."""
+        assert self.consumer
+        verifying = asyncio.create_task(self._verify_marks())
+        try:
+            await self._decide_until(stop, until_idle)
+        finally:
+            verifying.cancel()
+            await asyncio.gather(verifying, return_exceptions=True)
+
+    async def _decide_until(self, stop: asyncio.Event, until_idle: bool) -> None:
         assert self.consumer
         while not stop.is_set():
             batches = await self.consumer.getmany(
@@ -232,9 +243,20 @@ class Allocator:
             highwater = self.consumer.highwater(owned.tp)
             if highwater is not None and highwater + owned.base < owned.next_offset:
                 self._suspect(owned)
-            every = LOG_CHECK_EVERY_S if owned.suspect else LOG_VERIFY_EVERY_S
-            if time.monotonic() - owned.checked_at >= every:
+            if owned.suspect and time.monotonic() - owned.checked_at >= LOG_CHECK_EVERY_S:
                 await self._check_log(owned)
+
+    async def _verify_marks(self) -> None:
+        """Beside the deciding: look at every partition's mark now and then, and hand a
+        partition whose mark is gone to the deciding loop, paused."""
+        while True:
+            await asyncio.sleep(LOG_VERIFY_EVERY_S)
+            for owned in list(self.owned.values()):
+                if owned.suspect or owned.log_id is None or owned.log_mark is None:
+                    continue
+                verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
+                if verdict is logs.Verdict.NEW and self.owned.get(owned.tp) is owned:
+                    self._suspect(owned)  # the loop looks again, with the mark it has now
 
     async def _check_log(self, owned: Owned) -> None:
         assert self.consumer
@@ -243,7 +265,7 @@ class Allocator:
             if owned.log_id is None or owned.log_mark is None:
                 await self._mark(owned, owned.base)  # a partition seen for the first time
             else:
-                verdict = await logs.check(self.settings, owned.tp, owned.log_mark, owned.log_id)
+                verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
                 if verdict is logs.Verdict.UNKNOWN:
                     self.problem = "broker: cannot tell which log a partition holds"
                     return

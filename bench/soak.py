@@ -160,7 +160,7 @@ class Load:
 
     async def run(self, rate: float, seconds: float, on_tick: Any) -> int:
         timeout = aiohttp.ClientTimeout(total=ANSWER_TIMEOUT_S)
-        connector = aiohttp.TCPConnector(limit=256)
+        connector = aiohttp.TCPConnector(limit=4000)  # open-loop: never queue at the client
         running: set[asyncio.Task[None]] = set()
         async with aiohttp.ClientSession(timeout=timeout, connector=connector) as http:
             started = time.monotonic()

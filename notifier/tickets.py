@@ -2,6 +2,7 @@
 
 import asyncio
 import time
+from dataclasses import dataclass
 
 import asyncpg
 from aiohttp import web
@@ -21,6 +22,7 @@ TOPICS = web.AppKey("topics", Topics)
 OFFSETS = web.AppKey("offsets", AIOKafkaConsumer)
 TAIL_RECORDS_MAX = 20_000  # a longer tail: the request is reported pending, not searched
 TAIL_READ_S = 2.0
+SCAN_EVERY_S = 1.0
 
 
 LOST = (
@@ -34,6 +36,7 @@ async def ticket(request: web.Request) -> web.Response:
     if opened is None:
         raise Problem(404, "unknown-ticket", "Unknown ticket", "no such ticket was issued")
     coupon_id, request_id = opened
+    asked = time.monotonic()
     app = request.app
     body: dict[str, object] = {"ticket": request.match_info["ticket"]}
     tp = _partition(app, coupon_id)
@@ -53,7 +56,7 @@ async def ticket(request: web.Request) -> web.Response:
         position = await conn.fetchval(readmodel.LINE_POSITION, request_id)
     if position is None:
         done = int(done or 0)
-        ahead = await app[TAILS].find(tp, done, request_id)
+        ahead = await app[TAILS].find(tp, done, request_id, asked)
         if ahead == 0:  # in no log the allocator has still to read: the command is gone
             return json_response({**body, "status": "rejected", "reason": "lost", "detail": LOST})
         position = ahead if ahead is not None else await _commands_ahead(app, tp, done)
@@ -74,37 +77,74 @@ async def _commands_ahead(app: web.Application, tp: TopicPartition, done: int) -
     return max(int(end) - done, 1)
 
 
+@dataclass
+class Scan:
+    """One read of a partition's tail: from `start` to the end the broker told."""
+
+    began: float  # time.monotonic() when it began
+    start: int
+    ahead: dict[str, int]  # request id: commands up to it from `start`, itself included
+    complete: bool  # it reached the end (not cut short by TAIL_RECORDS_MAX)
+
+
 class Tails:
     """Reads what the allocator has still to decide of a partition (its tail), to tell a
-    request that is on its way from one whose log is gone. One read at a time, bounded."""
+    request that is on its way from one whose log is gone. At most one read a second per
+    partition, one at a time; polls that come while a read is under way wait for it."""
 
     def __init__(self, consumer: AIOKafkaConsumer) -> None:
         self.consumer = consumer
         self.lock = asyncio.Lock()
+        self.scans: dict[TopicPartition, Scan] = {}  # the last complete read
+        self.reading: dict[TopicPartition, tuple[float, asyncio.Task[Scan | None]]] = {}
 
-    async def find(self, tp: TopicPartition, start: int, request_id: str) -> int | None:
+    async def find(
+        self, tp: TopicPartition, start: int, request_id: str, asked: float
+    ) -> int | None:
         """How many commands are ahead of the request in the tail from `start`, itself
-        included; 0 when the tail holds no such request; None when that cannot be told
-        now (the tail is too long, the broker is slow, or the log is being replaced)."""
+        included; 0 when a read that began after `asked` (when the poll came, so after the
+        request was in the log) found no such request; None when that cannot be told yet."""
+        scan = self.scans.get(tp)
+        if scan is None or scan.began < asked:
+            reading = self.reading.get(tp)
+            now = time.monotonic()
+            if reading is None and (scan is None or now - scan.began >= SCAN_EVERY_S):
+                reading = (now, asyncio.create_task(self._read(tp, start)))
+                self.reading[tp] = reading
+                reading[1].add_done_callback(lambda _: self.reading.pop(tp, None))
+            if reading is not None and reading[0] >= asked:
+                scan = await asyncio.shield(reading[1]) or scan
+        if scan is None or scan.start > start:
+            return None
+        if request_id in scan.ahead:
+            return max(scan.ahead[request_id] - (start - scan.start), 1)
+        return 0 if scan.complete and scan.began >= asked else None
+
+    async def _read(self, tp: TopicPartition, start: int) -> Scan | None:
         async with self.lock:
             try:
-                return await asyncio.wait_for(self._find(tp, start, request_id), TAIL_READ_S)
+                scan = await asyncio.wait_for(self._scan(tp, start), TAIL_READ_S)
             except (TimeoutError, *kafka.ERRORS):
                 return None
+        if scan is not None:
+            self.scans[tp] = scan
+        return scan
 
-    async def _find(self, tp: TopicPartition, start: int, request_id: str) -> int | None:
+    async def _scan(self, tp: TopicPartition, start: int) -> Scan | None:
         consumer = self.consumer
         if tp not in consumer.assignment():
             consumer.assign([*consumer.assignment(), tp])
+        scan = Scan(time.monotonic(), start, {}, False)
         consumer.seek(tp, start)
         sought_ms = time.time() * 1000
         read = 0
-        while True:
+        while read <= TAIL_RECORDS_MAX:
             fetched = (await consumer.getmany(tp, timeout_ms=100)).get(tp, [])
             for message in fetched:
                 read += 1
-                if _request_id(message.value) == request_id:
-                    return read
+                request_id = _request_id(message.value)
+                if request_id is not None:
+                    scan.ahead.setdefault(request_id, read)
             # The log's end, as the broker told it after the seek: an older answer may
             # predate the request.
             fresh = (consumer.last_poll_timestamp(tp) or 0) > sought_ms
@@ -112,9 +152,9 @@ class Tails:
             if end is not None and end < start:
                 return None  # the allocator has not yet seen that the broker's log is new
             if not fetched and end is not None and await consumer.position(tp) >= end:
-                return 0
-            if read > TAIL_RECORDS_MAX:
-                return None
+                scan.complete = True
+                break
+        return scan
 
 
 TAILS = web.AppKey("tails", Tails)
