@@ -76,10 +76,15 @@ class Checker:
             except (TimeoutError, KafkaError, OSError):
                 await self.stop()  # a fresh connection next time
                 return Verdict.UNKNOWN
+            finally:
+                if self.consumer is not None:
+                    self.consumer.unsubscribe()  # no fetching in the background between looks
 
     async def _check(self, tp: TopicPartition, offset: int, log_id: str) -> Verdict:
         if self.consumer is None:
-            self.consumer = kafka.consumer(self.settings, max_records=1)
+            # One small batch is all a look needs (the broker sends at least one whole
+            # batch, however small the limit).
+            self.consumer = kafka.consumer(self.settings, max_records=1, partition_fetch_bytes=4096)
             await self.consumer.start()
         consumer = self.consumer
         consumer.assign([tp])

@@ -31,7 +31,10 @@ def producer(settings: Settings, linger_ms: int = 1) -> AIOKafkaProducer:
 
 
 def consumer(
-    settings: Settings, group_id: str | None = None, max_records: int | None = None
+    settings: Settings,
+    group_id: str | None = None,
+    max_records: int | None = None,
+    partition_fetch_bytes: int = 1024 * 1024,
 ) -> AIOKafkaConsumer:
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -40,6 +43,7 @@ def consumer(
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.kafka_fetch_wait_ms,
         max_poll_records=max_records,
+        max_partition_fetch_bytes=partition_fetch_bytes,
         request_timeout_ms=REQUEST_TIMEOUT_MS,
         isolation_level="read_uncommitted",
     )

@@ -126,14 +126,15 @@ class Tails:
                 scan = await asyncio.wait_for(self._scan(tp, start), TAIL_READ_S)
             except (TimeoutError, *kafka.ERRORS):
                 return None
+            finally:
+                self.consumer.unsubscribe()  # no fetching in the background between reads
         if scan is not None:
             self.scans[tp] = scan
         return scan
 
     async def _scan(self, tp: TopicPartition, start: int) -> Scan | None:
         consumer = self.consumer
-        if tp not in consumer.assignment():
-            consumer.assign([*consumer.assignment(), tp])
+        consumer.assign([tp])
         scan = Scan(time.monotonic(), start, {}, False)
         consumer.seek(tp, start)
         sought_ms = time.time() * 1000
