@@ -45,7 +45,7 @@ def new_mark() -> tuple[str, bytes]:
 
 
 def is_mark(value: bytes | None) -> bool:
-    return bool(value) and value.startswith(MARK_PREFIX)  # type: ignore[union-attr]
+    return value is not None and value.startswith(MARK_PREFIX)
 
 
 def mark_id(value: bytes | None) -> str | None:

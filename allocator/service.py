@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
@@ -187,13 +188,18 @@ class Allocator:
             TICKS.inc(len(due))
             await self._publish(due)
 
+    def _owns(self, owned: Owned) -> Callable[[str], bool]:
+        """Whether a coupon's commands go to this partition."""
+        assert self.consumer
+        partitions = len(self.consumer.partitions_for_topic(owned.tp.topic) or {0})
+        return lambda coupon_id: partition_of(coupon_id, partitions) == owned.tp.partition
+
     async def _warm(self, owned: Owned) -> bool:
         """Load this partition's coupons that have deadlines, so their timers run."""
         assert self.consumer
         try:
             ids = await owned.store.timed_coupons()
-            partitions = len(self.consumer.partitions_for_topic(owned.tp.topic) or {0})
-            mine = {c for c in ids if partition_of(c, partitions) == owned.tp.partition}
+            mine = set(filter(self._owns(owned), ids))
             needs = owned.core.needs([])
             needs.coupon_ids = mine - set(owned.core.books)
             loaded, _ = await owned.store.load(needs)
@@ -312,10 +318,7 @@ class Allocator:
         """Claims waiting for a person's day asked for it in a log that is gone: ask again.
         The person's partition answers the same request the same way, so asking twice is
         safe."""
-        assert self.consumer
-        partitions = len(self.consumer.partitions_for_topic(owned.tp.topic) or {0})
-        mine = owned.tp.partition
-        waiting = await owned.store.reserving(lambda c: partition_of(c, partitions) == mine)
+        waiting = await owned.store.reserving(self._owns(owned))
         again: list[Message] = []
         for w in waiting:
             claim = w.claim
