@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import itertools
 import json
+import os
 import tempfile
 import time
 from collections import Counter
@@ -58,27 +59,40 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 class Samples:
     at: list[float] = field(default_factory=list)  # minutes since the load started
     rss: dict[str, list[float]] = field(default_factory=dict)  # process → MiB per sample
+    cpu: dict[str, list[float]] = field(default_factory=dict)  # process → CPU seconds so far
 
     def take(self, processes: dict[str, int], minutes: float) -> None:
         self.at.append(minutes)
         for name, pid in processes.items():
-            self.rss.setdefault(name, []).append(_tree_rss(pid) / MIB)
+            rss, cpu = _usage(pid, children=name != "load")  # the stack is the load's child
+            self.rss.setdefault(name, []).append(rss / MIB)
+            self.cpu.setdefault(name, []).append(cpu)
+
+    def cpu_share(self, name: str, back: int) -> float:
+        """The process's CPU use over the last `back` sample intervals, in % of one core."""
+        at, cpu = self.at[-back - 1 :], self.cpu[name][-back - 1 :]
+        if len(at) < 2 or at[-1] == at[0]:
+            return 0.0
+        return (cpu[-1] - cpu[0]) / ((at[-1] - at[0]) * 60) * 100
 
 
-def _tree_rss(pid: int) -> int:
-    """A process and its children (gateway workers, PostgreSQL backends)."""
+def _usage(pid: int, children: bool) -> tuple[int, float]:
+    """RSS bytes and CPU seconds of a process, with its children when asked (gateway
+    workers, PostgreSQL backends). Children that have exited take their CPU seconds along."""
     try:
         root = psutil.Process(pid)
-        tree = [root, *root.children(recursive=True)]
+        tree = [root, *(root.children(recursive=True) if children else ())]
     except psutil.NoSuchProcess:
-        return 0
-    total = 0
+        return 0, 0.0
+    rss, cpu = 0, 0.0
     for process in tree:
         try:
-            total += process.memory_info().rss
+            rss += process.memory_info().rss
+            times = process.cpu_times()
+            cpu += times.user + times.system
         except psutil.NoSuchProcess:
             pass
-    return total
+    return rss, cpu
 
 
 def slope(xs: list[float], ys: list[float]) -> float:
@@ -209,9 +223,11 @@ def _soak(args: argparse.Namespace, stack: systems.Systems, log: Any) -> dict[st
     processes = {name: part.process.pid for name, part in stack.parts.items()}
     processes["broker"] = stack.broker.process.pid
     processes["postgres"] = stack.postgres.process.pid
+    processes["load"] = os.getpid()
     samples = Samples()
     next_sample = [0.0]
     last_log = [0.0]
+    seen = [0, 0]  # answers and claims answered 202 at the last log line
 
     def on_tick(elapsed: float) -> None:
         if elapsed >= next_sample[0]:
@@ -219,8 +235,16 @@ def _soak(args: argparse.Namespace, stack: systems.Systems, log: Any) -> dict[st
             next_sample[0] += args.sample_s
         if elapsed - last_log[0] >= 60:
             last_log[0] = elapsed
-            shown = ", ".join(f"{k} {v[-1]:.0f}" for k, v in samples.rss.items())
-            log(f"{elapsed / 60:.0f} min: {sum(load.statuses.values())} answered; RSS MiB {shown}")
+            back = max(1, round(60 / args.sample_s))
+            rss = ", ".join(f"{k} {v[-1]:.0f}" for k, v in samples.rss.items())
+            cpu = ", ".join(f"{k} {samples.cpu_share(k, back):.0f}" for k in samples.cpu)
+            recent = sorted(load.latency[seen[0] :])
+            waited = load.statuses["claim 202"] - seen[1]
+            seen[:] = [len(load.latency), load.statuses["claim 202"]]
+            p50 = recent[len(recent) // 2] * 1000 if recent else 0.0
+            log(f"{elapsed / 60:.0f} min: {sum(load.statuses.values())} answered "
+                f"(last minute: p50 {p50:.0f} ms, {waited} claims answered 202); "
+                f"RSS MiB {rss}; CPU % {cpu}")  # fmt: skip
 
     log(f"soak: {args.rate:.0f} requests/s for {args.minutes} min")
     seconds = args.minutes * 60
