@@ -49,8 +49,8 @@ class Verifier:
             raise ValueError(f"the {self.algorithm} key cannot be used: {error}") from error
 
     def verify(self, token: str) -> Caller:
-        required = ["exp", "sub"] + (["aud"] if self.audience else []) + (
-            ["iss"] if self.issuer else []
+        required = (
+            ["exp", "sub"] + (["aud"] if self.audience else []) + (["iss"] if self.issuer else [])
         )
         try:
             claims = jwt.decode(

@@ -76,9 +76,7 @@ def listening(port: int) -> int:
     return sum(1 for row in rows if row[1].endswith(f":{port:04X}") and row[3] == "0A")
 
 
-def wait_until(
-    found: Callable[[], T | None], timeout_s: float, why: Callable[[], str]
-) -> T:
+def wait_until(found: Callable[[], T | None], timeout_s: float, why: Callable[[], str]) -> T:
     """Look until `found()` gives something (not None), at most `timeout_s`."""
     deadline = time.monotonic() + timeout_s
     while (result := found()) is None:

@@ -17,7 +17,7 @@ from deploy.settings import Settings
 from gateway import campaigns, claims, coupons, grants
 from gateway.pipeline import GATEWAY, Gateway
 from gateway.replies import Replies
-from gateway.statuses import Statuses
+from deploy.statuses import Statuses
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)

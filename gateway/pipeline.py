@@ -17,7 +17,7 @@ from deploy.produce import Batcher, Saturated
 from deploy.settings import Settings
 from gateway import requests
 from gateway.replies import Replies
-from gateway.statuses import Statuses
+from deploy.statuses import Statuses
 from schemas import readmodel
 from schemas.messages import CouponStatus, Decision, Request, encode
 from schemas.tickets import mint, request_id_for

@@ -12,16 +12,18 @@ from deploy.docs import add_docs_routes, document
 from deploy.http import add_ops_routes, errors, serve
 from deploy.limits import guard
 from deploy.settings import Settings
-from notifier import streams, tickets
+from deploy.statuses import Statuses
+from notifier import coupon_events, streams, tickets
 from notifier.forwarder import Forwarder
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
-STREAM_PATH = "/v1/users/me/events"
+STREAM_PATHS = ("/v1/users/me/events", "/v1/events")
 ROUTES: list[tuple[str, str, Handler]] = [  # each one is in notifier/openapi.yaml
     ("GET", "/v1/tickets/{ticket}", tickets.ticket),
-    ("GET", STREAM_PATH, streams.my_events),
+    ("GET", STREAM_PATHS[0], streams.my_events),
+    ("GET", STREAM_PATHS[1], coupon_events.coupon_events),
 ]
 
 
@@ -35,18 +37,24 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     tails = kafka.consumer(settings, max_records=2000)
     await tails.start()
     assert forwarder.producer is not None
-    live = streams.Streams(
-        pool, forwarder.producer, Topics(settings.topic_prefix), settings.jwt
-    )
+    live = streams.Streams(pool, forwarder.producer, Topics(settings.topic_prefix), settings.jwt)
     forwarder.on_decision = live.publish
-    forwarding = asyncio.create_task(forwarder.run(stop))
+    statuses = Statuses(kafka.consumer(settings), Topics(settings.topic_prefix).status)
+    await statuses.consumer.start()
+    watch = coupon_events.CouponWatch(pool, statuses)
+    await statuses.start()
+    tasks = [
+        asyncio.create_task(forwarder.run(stop)),
+        asyncio.create_task(live.feed.run(stop)),
+        asyncio.create_task(watch.run(stop)),
+    ]
 
     async def readiness() -> str | None:
-        if forwarding.done():
-            return "forwarder stopped"
+        if any(task.done() for task in tasks):
+            return "a notifier task stopped"  # its exception is in the log
         return await db.unreachable(pool)
 
-    limited = guard(settings.limits, settings.jwt, streaming=lambda r: r.path == STREAM_PATH)
+    limited = guard(settings.limits, settings.jwt, streaming=lambda r: r.path in STREAM_PATHS)
     app = web.Application(middlewares=[errors, limited], client_max_size=16 * 1024)
     app[tickets.POOL] = pool
     app[tickets.TICKET_SECRET] = settings.ticket_secret
@@ -54,6 +62,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     app[tickets.OFFSETS] = offsets
     app[tickets.TAILS] = tickets.Tails(tails)
     app[streams.STREAMS] = live
+    app[coupon_events.WATCH] = watch
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     add_docs_routes(app, document("notifier"))
@@ -65,8 +74,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     finally:
         live.closing = True
         await runner.cleanup()
-        forwarding.cancel()
-        await asyncio.gather(forwarding, return_exceptions=True)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        await statuses.stop()
+        await statuses.consumer.stop()
         await forwarder.stop()
         await offsets.stop()
         await tails.stop()

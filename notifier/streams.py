@@ -1,12 +1,12 @@
 """GET /v1/users/me/events: a person's live stream (server-sent events).
 
-It opens with the person's grants, then carries every decision about them as it leaves
-the allocator. When a person's last stream here closes, their held grants on coupons that
-ask for it (`release_on_disconnect`) are released, through the log like any other step,
-so the unit passes to the next person in line at once.
+It opens with the person's grants (`grants`), then carries every decision about them as it
+leaves the allocator (`decision`) and every change to their grants as the read model
+records it (notifier/grant_events.py). When a person's last stream here closes, their
+held grants on coupons that ask for it (`release_on_disconnect`) are released, through
+the log like any other step, so the unit passes to the next person in line at once.
 """
 
-import asyncio
 import logging
 import time
 import uuid
@@ -14,7 +14,6 @@ from collections import defaultdict
 from typing import Any
 
 import asyncpg
-import orjson
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
@@ -23,6 +22,8 @@ from prometheus_client import Counter, Gauge
 from deploy.auth import Verifier, caller
 from deploy.http import Problem
 from deploy.produce import send_all
+from notifier import sse
+from notifier.grant_events import GrantFeed
 from schemas import readmodel
 from schemas.coupons import grant_view
 from schemas.messages import GrantAction, encode
@@ -30,10 +31,7 @@ from schemas.topics import Topics, coupon_key
 
 log = logging.getLogger(__name__)
 
-QUEUE_EVENTS_MAX = 256  # a stream this far behind is closed: its reader is not reading
 STREAMS_PER_PERSON_MAX = 8
-LIVENESS_CHECK_S = 0.5  # how soon a closed connection is noticed
-KEEPALIVE_S = 15.0
 SNAPSHOT_GRANTS_MAX = 100
 OPEN = Gauge("coupons_notifier_streams_open", "Live streams open")
 RELEASED = Counter(
@@ -54,15 +52,20 @@ class Streams:
         self.producer = producer
         self.topics = topics
         self.verifier = verifier
-        self.open: defaultdict[str, set[asyncio.Queue[bytes]]] = defaultdict(set)
+        self.open: defaultdict[str, set[sse.Events]] = defaultdict(set)
         self.closing = False  # when this notifier stops, its people did not leave
+        self.feed = GrantFeed(pool, self.send, self.watching)
+
+    def watching(self, user_id: str) -> bool:
+        return user_id in self.open
+
+    def send(self, user_id: str, framed: bytes) -> None:
+        for queue in list(self.open.get(user_id, ())):
+            sse.offer(queue, framed)
 
     def publish(self, decision: dict[str, Any], payload: bytes) -> None:
         """Hand a decision to the streams of the person it is about."""
-        for queue in list(self.open.get(decision.get("user_id", ""), ())):
-            if queue.full():
-                continue  # the stream is closed by its handler when it sees the overflow
-            queue.put_nowait(_event("decision", payload))
+        self.send(decision.get("user_id", ""), sse.event("decision", payload))
 
     async def stream(self, request: web.Request) -> web.StreamResponse:
         who = caller(request, self.verifier)
@@ -74,18 +77,16 @@ class Streams:
                 f"at most {STREAMS_PER_PERSON_MAX} streams per person; close one first",
                 headers={"Retry-After": "5"},
             )
-        queue: asyncio.Queue[bytes] = asyncio.Queue(QUEUE_EVENTS_MAX)
+        queue = sse.new_queue()
         self.open[who.user_id].add(queue)
         OPEN.inc()
         try:
-            response = web.StreamResponse(
-                headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache"}
-            )
-            await response.prepare(request)
+            response = await sse.open_stream(request)
             rows = await self.pool.fetch(readmodel.GRANTS_OF_USER, who.user_id, SNAPSHOT_GRANTS_MAX)
-            grants = [grant_view(readmodel.grant_from_row(r)) for r in rows]
-            await response.write(_event("grants", orjson.dumps({"items": grants})))
-            await self._pump(request, response, queue)
+            grants = [readmodel.grant_from_row(r) for r in rows]
+            self.feed.watch(grants)
+            await response.write(sse.event("grants", {"items": [grant_view(g) for g in grants]}))
+            await sse.pump(request, response, queue)
         finally:
             self.open[who.user_id].discard(queue)
             OPEN.dec()
@@ -94,25 +95,6 @@ class Streams:
                 if not self.closing:
                     await self._release(who.user_id)
         return response
-
-    async def _pump(
-        self, request: web.Request, response: web.StreamResponse, queue: asyncio.Queue[bytes]
-    ) -> None:
-        quiet_since = time.monotonic()
-        while request.transport is not None and not request.transport.is_closing():
-            if queue.full():
-                return  # too far behind: better to reconnect and read the snapshot
-            try:
-                event = await asyncio.wait_for(queue.get(), LIVENESS_CHECK_S)
-            except TimeoutError:
-                if time.monotonic() - quiet_since < KEEPALIVE_S:
-                    continue
-                event = b": keep-alive\n\n"
-            try:
-                await response.write(event)
-            except (ConnectionResetError, RuntimeError):
-                return
-            quiet_since = time.monotonic()
 
     async def _release(self, user_id: str) -> None:
         """The person is gone: release their holds on coupons that ask for it."""
@@ -131,10 +113,6 @@ class Streams:
         except (OSError, asyncpg.PostgresError, KafkaError) as error:
             # The hold then lapses at its deadline as usual: nothing is lost, only later.
             log.warning("could not release the holds of a closed stream: %s", error)
-
-
-def _event(name: str, data: bytes) -> bytes:
-    return b"event: " + name.encode() + b"\ndata: " + data + b"\n\n"
 
 
 STREAMS = web.AppKey("streams", Streams)

@@ -84,9 +84,7 @@ async def _claim_once(
     return outcome.answer.body
 
 
-async def paced(
-    clients: list[Callable[[], Awaitable[Outcome]]], per_s: float
-) -> list[Outcome]:
+async def paced(clients: list[Callable[[], Awaitable[Outcome]]], per_s: float) -> list[Outcome]:
     """Start the clients at a steady rate (a sustained load, not one wave); all outcomes."""
     started = time.monotonic()
     running = []
@@ -104,8 +102,9 @@ def sustained_load(
 ) -> "asyncio.Task[list[Outcome]]":  # fmt: skip
     """`users` careful clients on the stack's gateway, started at `per_s`, running."""
     clients = [
-        partial(claim_until_answered, http, stack, [stack.gateway_url], coupon, f"{prefix}{i}",
-                wait_s)  # fmt: skip
+        partial(
+            claim_until_answered, http, stack, [stack.gateway_url], coupon, f"{prefix}{i}", wait_s
+        )  # fmt: skip
         for i in range(users)
     ]
     return asyncio.create_task(paced(clients, per_s))

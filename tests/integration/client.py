@@ -1,6 +1,7 @@
 """A small HTTP client for the tests: what a person's app would send."""
 
 import asyncio
+import json
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -120,3 +121,17 @@ POLL_INTERVAL_S = 0.05  # between looks at a condition that has a deadline
 def percentile(values: list[float], fraction: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
+
+
+async def read_event(stream: aiohttp.ClientResponse) -> tuple[str, dict[str, Any]]:
+    """The next server-sent event (keep-alive comments skipped), within a bound."""
+    name, data = "", b""
+    while True:
+        line = await asyncio.wait_for(stream.content.readline(), timeout=10)
+        assert line, "the stream ended"
+        if line.startswith(b"event: "):
+            name = line[7:].strip().decode()
+        elif line.startswith(b"data: "):
+            data = line[6:].strip()
+        elif line == b"\n" and name:
+            return name, json.loads(data)

@@ -2,7 +2,6 @@
 redemption as a state machine, and who may touch a grant."""
 
 import asyncio
-import json
 import time
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -17,6 +16,7 @@ from tests.integration.client import (
     create_coupon,
     get,
     poll_ticket,
+    read_event,
     step,
 )
 from tests.integration.conftest import Stack
@@ -179,20 +179,6 @@ async def test_a_grant_is_seen_and_moved_only_by_its_owner_or_an_admin(stack: St
     assert [(e["from"], e["to"], e["cause"]) for e in events.body["items"]] == [
         (None, "assigned", "claim")
     ]
-
-
-async def read_event(stream: aiohttp.ClientResponse) -> tuple[str, dict[str, object]]:
-    """The next server-sent event (keep-alive comments skipped), within a bound."""
-    name, data = "", b""
-    while True:
-        line = await asyncio.wait_for(stream.content.readline(), timeout=10)
-        assert line, "the stream ended"
-        if line.startswith(b"event: "):
-            name = line[7:].strip().decode()
-        elif line.startswith(b"data: "):
-            data = line[6:].strip()
-        elif line == b"\n" and name:
-            return name, json.loads(data)
 
 
 async def test_a_closed_live_stream_releases_holds_where_the_coupon_asks(stack: Stack) -> None:

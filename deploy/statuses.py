@@ -1,7 +1,9 @@
-"""Every coupon's latest committed status, read from coupon.status, for edge answers."""
+"""Every coupon's latest committed status, read from coupon.status: the gateway's edge
+answers and the notifier's live coupon events both come from it."""
 
 import asyncio
 import logging
+from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
@@ -17,6 +19,7 @@ class Statuses:
         self.topic = topic
         self.coupons: dict[str, CouponStatus] = {}
         self.task: asyncio.Task[None] | None = None
+        self.on_status: Callable[[CouponStatus], None] | None = None  # each, in log order
 
     async def start(self) -> None:
         tp = TopicPartition(self.topic, 0)
@@ -45,6 +48,10 @@ class Statuses:
             for messages in batches.values():
                 for message in messages:
                     try:
-                        self.learn(decode_status(message.value or b"{}"))
+                        status = decode_status(message.value or b"{}")
                     except (ValueError, TypeError, KeyError) as error:
                         log.error("unreadable status at %d: %s", message.offset, error)
+                        continue
+                    self.learn(status)
+                    if self.on_status is not None:
+                        self.on_status(status)
