@@ -162,6 +162,9 @@ def main(argv: list[str] | None = None) -> int:
     users_do = users.add_subparsers(dest="users_command", required=True)
     users_import = users_do.add_parser("import", help="add or update users from a CSV file")
     users_import.add_argument("file", help="CSV with the columns id and display_name")
+    from deploy import client
+
+    client.add_arguments(commands)
     token = commands.add_parser("token", help="print a JWT for the local stack")
     token.add_argument("--sub", required=True, help="the user id")
     token.add_argument("--admin", action="store_true", help="grant the admin role")
@@ -170,6 +173,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command in ("gateway", "allocator", "notifier"):
         return _part(args.command, getattr(args, "workers", None))
+    if args.command in client.COMMANDS:
+        return client.run(args)
     handlers = {
         "dev": _dev,
         "migrate": _migrate,
