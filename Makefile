@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: all install run test unit integration faults lint types bench soak clean
+.PHONY: all install browser run test unit integration faults lint types bench soak clean
 
 all: lint types test
 
@@ -17,6 +17,13 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The dashboard's browser test drives Debian's chromium (Playwright's own browser
+# download is not used); installed here when missing, which needs root.
+browser:
+	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
+		{ echo "make browser: Debian's chromium package is needed (as root: apt-get install chromium)"; exit 1; }
+
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	touch $(BENCH_STAMP)
@@ -24,13 +31,13 @@ $(BENCH_STAMP): $(STAMP)
 run: install
 	$(BIN)/coupons dev --demo
 
-test: install
+test: install browser
 	$(BIN)/pytest -q
 
 unit: install
 	$(BIN)/pytest -q tests/unit
 
-integration: install
+integration: install browser
 	$(BIN)/pytest -q tests/integration
 
 # Parts SIGKILLed, PostgreSQL and the broker stopped, under load; each test prints what it

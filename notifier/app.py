@@ -3,6 +3,7 @@ keeps live streams."""
 
 import asyncio
 import logging
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -13,7 +14,7 @@ from deploy.http import add_ops_routes, errors, serve
 from deploy.limits import guard
 from deploy.settings import Settings
 from deploy.statuses import Statuses
-from notifier import coupon_events, streams, tickets
+from notifier import coupon_events, dashboard, streams, tickets
 from notifier.forwarder import Forwarder
 from schemas.topics import Topics
 
@@ -24,6 +25,8 @@ ROUTES: list[tuple[str, str, Handler]] = [  # each one is in notifier/openapi.ya
     ("GET", "/v1/tickets/{ticket}", tickets.ticket),
     ("GET", STREAM_PATHS[0], streams.my_events),
     ("GET", STREAM_PATHS[1], coupon_events.coupon_events),
+    ("GET", "/dashboard", dashboard.page),
+    ("GET", "/dashboard/events", dashboard.events),
 ]
 
 
@@ -38,7 +41,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     await tails.start()
     assert forwarder.producer is not None
     live = streams.Streams(pool, forwarder.producer, Topics(settings.topic_prefix), settings.jwt)
-    forwarder.on_decision = live.publish
+    board = dashboard.Dashboard(pool, offsets, Topics(settings.topic_prefix))
+
+    def on_decision(decision: dict[str, Any], payload: bytes) -> None:
+        live.publish(decision, payload)
+        board.observe(decision, payload)
+
+    forwarder.on_decision = on_decision
     statuses = Statuses(kafka.consumer(settings), Topics(settings.topic_prefix).status)
     await statuses.consumer.start()
     watch = coupon_events.CouponWatch(pool, statuses)
@@ -47,6 +56,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         asyncio.create_task(forwarder.run(stop)),
         asyncio.create_task(live.feed.run(stop)),
         asyncio.create_task(watch.run(stop)),
+        asyncio.create_task(board.run(stop)),
     ]
 
     async def readiness() -> str | None:
@@ -63,6 +73,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     app[tickets.TAILS] = tickets.Tails(tails)
     app[streams.STREAMS] = live
     app[coupon_events.WATCH] = watch
+    app[dashboard.DASHBOARD] = board
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     add_docs_routes(app, document("notifier"))

@@ -1,0 +1,63 @@
+"""The operators' dashboard in a real browser (Debian's chromium, driven by Playwright):
+the numbers on the page move while a burst of claims is decided. The screenshot is kept
+as a test artifact (`test-artifacts/dashboard.png`, or $COUPONS_ARTIFACTS)."""
+
+import asyncio
+import os
+import shutil
+from pathlib import Path
+
+import aiohttp
+import pytest
+from playwright.async_api import async_playwright, expect
+
+from tests.integration.client import claim, create_coupon
+from tests.integration.conftest import Stack
+
+pytestmark = pytest.mark.integration
+
+UNITS = 150
+CLAIMS = 300
+SHOWN_WITHIN_MS = 15_000
+ARTIFACTS = Path(os.environ.get("COUPONS_ARTIFACTS", "test-artifacts"))
+
+
+def chromium() -> str:
+    path = os.environ.get("COUPONS_CHROMIUM") or shutil.which("chromium")
+    assert path, "no chromium: `make test` installs Debian's package (make browser)"
+    return path
+
+
+def artifact(name: str) -> Path:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    return ARTIFACTS / name
+
+
+async def test_the_dashboard_moves_while_a_burst_is_decided(stack: Stack) -> None:
+    notifier = stack.env["NOTIFIER_PUBLIC_URL"]
+    root = ["--no-sandbox"] if os.geteuid() == 0 else []  # chromium's sandbox refuses root
+    async with aiohttp.ClientSession() as session, async_playwright() as playwright:
+        coupon = await create_coupon(session, stack, UNITS, daily_limit=False, code="DASHBOARD")
+        browser = await playwright.chromium.launch(executable_path=chromium(), args=root)
+        try:
+            page = await browser.new_page(viewport={"width": 1280, "height": 720})
+            await page.goto(f"{notifier}/dashboard")
+            remaining = page.locator(f'tr[data-coupon="{coupon["id"]}"] td.remaining')
+            await expect(remaining).to_have_text(str(UNITS), timeout=SHOWN_WITHIN_MS)
+            await expect(page.locator("#status")).to_have_text("live")
+            rate_before = float(await page.locator("#rate").inner_text())
+            burst = [claim(session, stack, coupon["id"], f"viewer-{i}") for i in range(CLAIMS)]
+            answers = await asyncio.gather(*burst)
+            await expect(remaining).to_have_text("0", timeout=SHOWN_WITHIN_MS)
+            rate_after = float(await page.locator("#rate").inner_text())
+            p50 = await page.locator("#p50").inner_text()
+            shot = artifact("dashboard.png")
+            await page.screenshot(path=shot, full_page=True)
+        finally:
+            await browser.close()
+    statuses = sorted({a.status for a in answers})
+    print(f"\ndashboard: {UNITS} → 0 remaining, decisions/s {rate_before} → {rate_after}, "
+          f"p50 {p50}; screenshot {shot.resolve()}")  # fmt: skip
+    assert statuses == [201, 409]
+    assert rate_after > rate_before and p50.endswith(" ms")
+    assert shot.stat().st_size > 10_000  # a page was drawn, not a blank image
