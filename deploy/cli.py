@@ -127,11 +127,7 @@ def _dev(args: argparse.Namespace) -> int:
     return run_dev(args.port, args.data_dir, args.demo)
 
 
-def main(argv: list[str] | None = None) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coupons", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     dev = commands.add_parser("dev", help="the whole stack on this machine")
@@ -170,7 +166,26 @@ def main(argv: list[str] | None = None) -> int:
     token.add_argument("--admin", action="store_true", help="grant the admin role")
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
     token.add_argument("--data-dir", default=".data", help="the local stack's data folder")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def subcommands() -> set[str]:
+    """What `coupons` can be asked to do (deployment files name these)."""
+    found = parser()._subparsers
+    assert found is not None
+    choices = found._group_actions[0].choices
+    assert isinstance(choices, dict)
+    return set(choices)
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    logging.getLogger("aiokafka").setLevel(logging.WARNING)
+    from deploy import client
+
+    args = parser().parse_args(argv)
     if args.command in ("gateway", "allocator", "notifier"):
         return _part(args.command, getattr(args, "workers", None))
     if args.command in client.COMMANDS:

@@ -1,12 +1,21 @@
 """HTTP plumbing every service shares: one error shape (RFC 9457), and the ops routes."""
 
+import importlib.metadata
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import orjson
 from aiohttp import web
-from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, Counter, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    Counter,
+    Histogram,
+    Info,
+    generate_latest,
+)
 
 from deploy.db import UNAVAILABLE
 
@@ -15,9 +24,18 @@ log = logging.getLogger(__name__)
 PROBLEM_TYPE = "https://coupons.example/problems/"
 RETRY_AFTER_S = 1
 
-HTTP_RESPONSES = Counter(
-    "coupons_http_responses_total", "HTTP responses by route and status", ["route", "status"]
+# Names and labels as Prometheus' own HTTP instrumentation has them (code, method, route).
+HTTP_REQUESTS = Counter(
+    "coupons_http_requests_total", "HTTP requests answered", ["method", "route", "code"]
 )
+HTTP_DURATION = Histogram(
+    "coupons_http_request_duration_seconds",
+    "Time to answer an HTTP request (live streams are not observed: they last by design)",
+    ["method", "route"],
+    buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+)
+BUILD = Info("coupons_build", "The running build")
+BUILD.info({"version": importlib.metadata.version("coupons")})
 
 Readiness = Callable[[], Awaitable[str | None]]  # None when ready, else why not
 
@@ -71,6 +89,7 @@ async def errors(
 ) -> web.StreamResponse:
     route = request.match_info.route.resource
     name = route.canonical if route is not None else "unmatched"
+    started = time.perf_counter()
     try:
         response = await handler(request)
     except Problem as failure:
@@ -85,7 +104,9 @@ async def errors(
     except Exception:
         log.exception("unhandled error on %s", name)
         response = problem(500, "internal", "Internal error", "an unexpected error occurred")
-    HTTP_RESPONSES.labels(name, str(response.status)).inc()
+    HTTP_REQUESTS.labels(request.method, name, str(response.status)).inc()
+    if not response.prepared:  # a live stream is prepared by its handler, long before here
+        HTTP_DURATION.labels(request.method, name).observe(time.perf_counter() - started)
     return response
 
 

@@ -128,6 +128,7 @@ def guard(
     by_address = TokenBuckets(limits.address_per_s, limits.address_burst, limits.keys_max)
     by_user = TokenBuckets(limits.user_per_s, limits.user_burst, limits.keys_max)
     in_flight = 0
+    IN_FLIGHT_MAX.set(limits.in_flight_max)
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -166,6 +167,7 @@ def guard(
 
 
 IN_FLIGHT = Gauge("coupons_http_in_flight", "Requests being handled (live streams not counted)")
+IN_FLIGHT_MAX = Gauge("coupons_http_in_flight_max", "Requests in flight past which the part sheds")
 RATE_LIMITED = Counter("coupons_rate_limited_total", "Requests refused with 429", ["key"])
 IN_FLIGHT_SHED = Counter(
     "coupons_shed_total", "Requests refused with 503 because too many were in flight"

@@ -13,6 +13,7 @@ from typing import Any
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
+from prometheus_client import Gauge
 
 from schemas.topics import partition_for
 
@@ -62,6 +63,12 @@ class Saturated(Exception):
     """The produce queue is full: shed the request rather than queue without bound."""
 
 
+PRODUCE_QUEUE = Gauge("coupons_gateway_produce_queue", "Commands waiting for the broker")
+PRODUCE_QUEUE_MAX = Gauge(
+    "coupons_gateway_produce_queue_max", "Commands waiting past which the gateway sheds"
+)
+
+
 class Batcher:
     """Many concurrent senders, few batches.
 
@@ -80,6 +87,8 @@ class Batcher:
         self.queued: dict[tuple[str, int], list[Queued]] = {}
         self.flushing: set[tuple[str, int]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
+        PRODUCE_QUEUE.set_function(lambda: self.pending)
+        PRODUCE_QUEUE_MAX.set(queued_max)
 
     async def send(self, topic: str, key: bytes, value: bytes) -> int:
         """The message's offset once the broker has it; `Saturated` at once when

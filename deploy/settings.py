@@ -124,7 +124,9 @@ class Settings:
 
 
 PRODUCTION_SECRET_CHARS_MIN = 32
-PLACEHOLDERS = ("secret", "changeme", "change-me", "change_me", "password", "example", "test")
+PLACEHOLDERS = (
+    "secret", "replace", "changeme", "change-me", "change_me", "password", "example", "test",
+)  # fmt: skip
 
 
 def _public_key(env: Mapping[str, str]) -> str:
