@@ -109,6 +109,35 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
+def _replay(args: argparse.Namespace) -> int:
+    from datetime import datetime
+
+    from allocator.replay import replay
+
+    try:
+        settings = Settings.from_env()
+        since, until = (
+            int(datetime.fromisoformat(t).timestamp() * 1000) if t else default
+            for t, default in ((args.since, 0), (args.until, 2**62))
+        )
+    except (SettingsError, ValueError) as error:
+        print(f"coupons: {error}", file=sys.stderr)
+        return 2
+    report = asyncio.run(replay(settings, since, until))
+    for partition, commands in sorted(report.commands.items()):
+        base = report.bases[partition]
+        earlier = f" (an earlier log, before position {base}, is gone)" if base else ""
+        print(f"partition {partition}: {commands:,} commands re-decided{earlier}")
+    for line in report.mismatches:
+        print(f"MISMATCH {line}")
+    unreadable = f", {report.unreadable} unreadable records skipped" if report.unreadable else ""
+    print(
+        f"compared {report.compared:,} decisions: {report.matched:,} match, "
+        f"{len(report.mismatches):,} mismatch{unreadable}"
+    )
+    return 1 if report.mismatches else 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from bench.run import run
 
@@ -158,6 +187,11 @@ def parser() -> argparse.ArgumentParser:
     users_do = users.add_subparsers(dest="users_command", required=True)
     users_import = users_do.add_parser("import", help="add or update users from a CSV file")
     users_import.add_argument("file", help="CSV with the columns id and display_name")
+    replay = commands.add_parser(
+        "replay", help="re-decide the command log and compare every decision with PostgreSQL"
+    )
+    replay.add_argument("--since", default=None, help="compare decisions from this RFC 3339 time")
+    replay.add_argument("--until", default=None, help="compare decisions before this time")
     from deploy import client
 
     client.add_arguments(commands)
@@ -197,6 +231,7 @@ def main(argv: list[str] | None = None) -> int:
         "users": _users,
         "bench": _bench,
         "soak": _soak,
+        "replay": _replay,
     }
     return handlers[args.command](args)
 

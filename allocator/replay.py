@@ -1,0 +1,189 @@
+"""`coupons replay`: re-decide the command log with the pure core and compare every
+decision with PostgreSQL (invariant 6: the database can be proven from the log).
+
+Each partition's log is read from its first record into a fresh `PartitionCore`, in log
+order, one record at a time: decisions depend on everything before them, so the whole log
+is always re-decided; `--since`/`--until` only narrow which decisions are compared.
+A decision matches when the database has the same outcome, reason, grant, grant owner and
+code, at the same log position. A decision the database lacks, or one it has at a position
+of the log that replay did not make, is a mismatch too.
+"""
+
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import asyncpg
+from aiokafka import TopicPartition
+
+from allocator import logs
+from allocator.core import CoreConfig, PartitionCore
+from allocator.effects import DecisionRow, Record
+from deploy import kafka
+from deploy.settings import Settings
+from schemas.messages import Decision, decode_command
+from schemas.topics import Topics
+
+READ_TIMEOUT_S = 120.0
+IDS_PER_QUERY = 5000
+
+STORED = """
+SELECT d.request_id::text, d.outcome, d.reason, d.grant_id::text, d.log_partition,
+       d.log_offset, g.user_id AS grant_user, g.code AS grant_code
+FROM decisions d LEFT JOIN grants g ON g.id = d.grant_id
+WHERE d.request_id = ANY($1::uuid[])
+"""
+STORED_IN_LOG = """
+SELECT request_id::text, decided_at FROM decisions
+WHERE log_partition = $1 AND log_offset >= $2 AND log_offset < $3
+"""
+BASE = "SELECT log_base FROM allocator_partitions WHERE topic = $1 AND partition = $2"
+
+
+@dataclass(frozen=True, slots=True)
+class Shown:
+    """A decision as both sides can show it."""
+
+    outcome: str
+    reason: str | None
+    grant_id: str | None
+    grant_user: str | None
+    grant_code: str | None
+    position: tuple[int, int]  # partition, log position
+
+
+@dataclass
+class Report:
+    compared: int = 0
+    matched: int = 0
+    mismatches: list[str] = field(default_factory=list)
+    commands: dict[int, int] = field(default_factory=dict)  # per partition
+    bases: dict[int, int] = field(default_factory=dict)
+    unreadable: int = 0  # records the allocator skipped too
+
+
+Replayed = dict[str, tuple[Decision, Shown]]  # request id → its first decision
+
+
+def redecide(partition: int, records: Iterable[Record], config: CoreConfig) -> Replayed:
+    """Every request's first decision in one partition's log."""
+    core = PartitionCore(config)
+    found: Replayed = {}
+    for record in records:
+        request_id = getattr(record.command, "request_id", "")
+        earlier = {request_id: found[request_id][0]} if request_id in found else {}
+        for row in core.decide([record], earlier).decisions:
+            found.setdefault(row.decision.request_id, (row.decision, shown(partition, row)))
+    return found
+
+
+def shown(partition: int, row: DecisionRow) -> Shown:
+    decision, grant = row.decision, row.decision.grant
+    return Shown(
+        decision.outcome,
+        decision.reason,
+        grant.id if grant else None,
+        grant.user_id if grant else None,
+        grant.code if grant else None,
+        (partition, row.offset),
+    )
+
+
+async def read_log(settings: Settings, report: Report) -> dict[int, list[Record]]:
+    """Every partition's records, read to the end (the fetch high watermark); log marks
+    and unreadable records are skipped, as the allocator skips them."""
+    topic = Topics(settings.topic_prefix).commands
+    consumer = kafka.consumer(settings, max_records=5000)
+    await consumer.start()
+    try:
+        parts = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(parts)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        records: dict[int, list[Record]] = {tp.partition: [] for tp in tps}
+        deadline = time.monotonic() + READ_TIMEOUT_S
+        while time.monotonic() < deadline:
+            batches = await consumer.getmany(timeout_ms=500)
+            for tp, messages in batches.items():
+                for message in messages:
+                    if logs.is_mark(message.value):
+                        continue
+                    try:
+                        command = decode_command(message.value or b"")
+                    except (ValueError, TypeError, KeyError):
+                        report.unreadable += 1
+                        continue
+                    records[tp.partition].append(Record(message.offset, command))
+            caught_up = [(consumer.highwater(tp) or 0) <= await consumer.position(tp) for tp in tps]
+            if not batches and all(caught_up):
+                return records
+        raise TimeoutError(f"the log was not read to its end in {READ_TIMEOUT_S:.0f} s")
+    finally:
+        await consumer.stop()
+
+
+async def replay(settings: Settings, since_ms: int, until_ms: int) -> Report:
+    config = CoreConfig(settings.code_secret.encode(), settings.day_zone)
+    topic = Topics(settings.topic_prefix).commands
+    report = Report()
+    log = await read_log(settings, report)
+    pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
+    try:
+        for partition, records in sorted(log.items()):
+            base = await pool.fetchval(BASE, topic, partition) or 0
+            report.commands[partition], report.bases[partition] = len(records), base
+            positioned = [Record(r.offset + base, r.command) for r in records]
+            replayed = redecide(partition, positioned, config)
+            wanted = {k: v for k, v in replayed.items() if since_ms <= v[0].at_ms < until_ms}
+            await _compare(pool, wanted, report)
+            end = base + (records[-1].offset + 1 if records else 0)
+            for row in await pool.fetch(STORED_IN_LOG, partition, base, end):
+                at_ms = int(row["decided_at"].timestamp() * 1000)
+                if row["request_id"] not in replayed and since_ms <= at_ms < until_ms:
+                    report.mismatches.append(
+                        f"request {row['request_id']}: the database has a decision at a "
+                        f"position of partition {partition} where the log decides nothing"
+                    )
+    finally:
+        await pool.close()
+    return report
+
+
+async def _compare(pool: asyncpg.Pool, wanted: Replayed, report: Report) -> None:
+    ids = list(wanted)
+    for start in range(0, len(ids), IDS_PER_QUERY):
+        rows = await pool.fetch(STORED, ids[start : start + IDS_PER_QUERY])
+        stored = {r["request_id"]: _stored(r) for r in rows}
+        for request_id in ids[start : start + IDS_PER_QUERY]:
+            decision, replayed = wanted[request_id]
+            report.compared += 1
+            if stored.get(request_id) == replayed:
+                report.matched += 1
+                continue
+            report.mismatches.append(
+                f"request {request_id} (by {decision.user_id} on coupon {decision.coupon_id}): "
+                f"the log decides {_say(replayed)}; "
+                f"the database has {_say(stored.get(request_id))}"
+            )
+
+
+def _stored(row: asyncpg.Record) -> Shown:
+    return Shown(
+        row["outcome"],
+        row["reason"],
+        row["grant_id"],
+        row["grant_user"],
+        row["grant_code"],
+        (row["log_partition"], row["log_offset"]),
+    )
+
+
+def _say(decided: Shown | None) -> str:
+    if decided is None:
+        return "nothing"
+    reason = f" {decided.reason}" if decided.reason else ""
+    grant = ""
+    if decided.grant_id:
+        grant = f", grant {decided.grant_id} code {decided.grant_code} to {decided.grant_user}"
+    partition, position = decided.position
+    return f"{decided.outcome}{reason}{grant} at {partition}@{position}"
