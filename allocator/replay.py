@@ -9,12 +9,10 @@ code, at the same log position. A decision the database lacks, or one it has at 
 of the log that replay did not make, is a mismatch too.
 """
 
-import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 import asyncpg
-from aiokafka import TopicPartition
 
 from allocator import logs
 from allocator.core import CoreConfig, PartitionCore
@@ -24,7 +22,6 @@ from deploy.settings import Settings
 from schemas.messages import Decision, decode_command
 from schemas.topics import Topics
 
-READ_TIMEOUT_S = 120.0
 IDS_PER_QUERY = 5000
 
 STORED = """
@@ -90,36 +87,20 @@ def shown(partition: int, row: DecisionRow) -> Shown:
 
 
 async def read_log(settings: Settings, report: Report) -> dict[int, list[Record]]:
-    """Every partition's records, read to the end (the fetch high watermark); log marks
-    and unreadable records are skipped, as the allocator skips them."""
-    topic = Topics(settings.topic_prefix).commands
-    consumer = kafka.consumer(settings, max_records=5000)
-    await consumer.start()
-    try:
-        parts = consumer.partitions_for_topic(topic) or set()
-        tps = [TopicPartition(topic, p) for p in sorted(parts)]
-        consumer.assign(tps)
-        await consumer.seek_to_beginning(*tps)
-        records: dict[int, list[Record]] = {tp.partition: [] for tp in tps}
-        deadline = time.monotonic() + READ_TIMEOUT_S
-        while time.monotonic() < deadline:
-            batches = await consumer.getmany(timeout_ms=500)
-            for tp, messages in batches.items():
-                for message in messages:
-                    if logs.is_mark(message.value):
-                        continue
-                    try:
-                        command = decode_command(message.value or b"")
-                    except (ValueError, TypeError, KeyError):
-                        report.unreadable += 1
-                        continue
-                    records[tp.partition].append(Record(message.offset, command))
-            caught_up = [(consumer.highwater(tp) or 0) <= await consumer.position(tp) for tp in tps]
-            if not batches and all(caught_up):
-                return records
-        raise TimeoutError(f"the log was not read to its end in {READ_TIMEOUT_S:.0f} s")
-    finally:
-        await consumer.stop()
+    """Every partition's records; log marks and unreadable records are skipped, as the
+    allocator skips them."""
+    records: dict[int, list[Record]] = {}
+    async for messages in kafka.read_to_end(settings, Topics(settings.topic_prefix).commands):
+        for message in messages:
+            if logs.is_mark(message.value):
+                continue
+            try:
+                command = decode_command(message.value or b"")
+            except (ValueError, TypeError, KeyError):
+                report.unreadable += 1
+                continue
+            records.setdefault(message.partition, []).append(Record(message.offset, command))
+    return records
 
 
 async def replay(settings: Settings, since_ms: int, until_ms: int) -> Report:

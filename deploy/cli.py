@@ -109,17 +109,39 @@ def _token(args: argparse.Namespace) -> int:
     return 0
 
 
-def _replay(args: argparse.Namespace) -> int:
+def _analysis(args: argparse.Namespace) -> tuple[Settings, int, int]:
+    """Settings from the environment, and --since/--until in ms (SettingsError, ValueError)."""
     from datetime import datetime
 
+    since, until = (
+        int(datetime.fromisoformat(t).timestamp() * 1000) if t else default
+        for t, default in ((args.since, 0), (args.until, 2**62))
+    )
+    return Settings.from_env(), since, until
+
+
+def _export(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deploy.export import ExportError, export
+
+    try:
+        settings, since, until = _analysis(args)
+        out = Path(args.out) if args.out else None
+        written = asyncio.run(export(settings, args.log, args.format, out, since, until))
+    except (SettingsError, ValueError, ExportError) as error:
+        print(f"coupons: {error}", file=sys.stderr)
+        return 2
+    print(f"{written:,} {args.log} records written to {args.out or 'standard output'}",
+          file=sys.stderr)  # fmt: skip
+    return 0
+
+
+def _replay(args: argparse.Namespace) -> int:
     from allocator.replay import replay
 
     try:
-        settings = Settings.from_env()
-        since, until = (
-            int(datetime.fromisoformat(t).timestamp() * 1000) if t else default
-            for t, default in ((args.since, 0), (args.until, 2**62))
-        )
+        settings, since, until = _analysis(args)
     except (SettingsError, ValueError) as error:
         print(f"coupons: {error}", file=sys.stderr)
         return 2
@@ -190,8 +212,14 @@ def parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay", help="re-decide the command log and compare every decision with PostgreSQL"
     )
-    replay.add_argument("--since", default=None, help="compare decisions from this RFC 3339 time")
-    replay.add_argument("--until", default=None, help="compare decisions before this time")
+    export = commands.add_parser("export", help="the command or decision log, for notebooks")
+    export.add_argument("log", choices=("commands", "decisions"), help="which log")
+    export.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl",
+                        help="Parquet needs pyarrow")  # fmt: skip
+    export.add_argument("--out", default=None, help="a file (default: standard output)")
+    for analysis in (replay, export):
+        analysis.add_argument("--since", default=None, help="from this RFC 3339 time")
+        analysis.add_argument("--until", default=None, help="before this RFC 3339 time")
     from deploy import client
 
     client.add_arguments(commands)
@@ -232,6 +260,7 @@ def main(argv: list[str] | None = None) -> int:
         "bench": _bench,
         "soak": _soak,
         "replay": _replay,
+        "export": _export,
     }
     return handlers[args.command](args)
 

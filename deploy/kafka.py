@@ -5,8 +5,10 @@ producer, and answers a fetch only when its wait runs out: fetch waits are short
 """
 
 import logging
+import time
+from collections.abc import AsyncIterator
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError
 
@@ -89,3 +91,43 @@ def core_topics(settings: Settings) -> dict[str, int]:
         topics.decisions: settings.commands_partitions,
         topics.status: 1,
     }
+
+
+READ_TO_END_TIMEOUT_S = 600.0
+
+
+async def read_to_end(
+    settings: Settings, topic: str, timeout_s: float = READ_TO_END_TIMEOUT_S
+) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
+    """A whole topic, every partition from its first record, in batches, until the reader
+    is at each partition's high watermark (as a fetch reports it: the embedded broker's
+    end offsets read low). For analysts' tools, not for live readers."""
+    reader = consumer(settings, max_records=5000)
+    await reader.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        reader.assign(tps)
+        await reader.seek_to_beginning(*tps)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            batches = await reader.getmany(timeout_ms=500)
+            for messages in batches.values():
+                yield messages
+            ends = [(reader.highwater(tp) or 0, await reader.position(tp)) for tp in tps]
+            if not batches and all(end <= position for end, position in ends):
+                return
+        raise TimeoutError(f"{topic} was not read to its end in {timeout_s:.0f} s")
+    finally:
+        await reader.stop()
+
+
+async def topic_size(settings: Settings, topic: str) -> int:
+    """Records in a topic, about (for progress bars: the embedded broker reads low)."""
+    reader = consumer(settings)
+    await reader.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        firsts, ends = await reader.beginning_offsets(tps), await reader.end_offsets(tps)
+        return sum(ends[tp] - firsts[tp] for tp in tps)
+    finally:
+        await reader.stop()
