@@ -44,8 +44,14 @@ def running_infra(root: Path) -> Iterator[Infra]:
 
 
 @pytest.fixture(scope="session")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    yield from running_infra(tmp_path_factory.mktemp("stack"))
+def infra(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Infra]:
+    root = tmp_path_factory.mktemp("stack")
+    if pytestconfig.getoption("backend") == "containers":
+        from tests.containers import container_infra
+
+        yield from container_infra(root)
+    else:
+        yield from running_infra(root)
 
 
 @dataclass
