@@ -14,10 +14,10 @@ from deploy.http import add_ops_routes, errors, serve
 from deploy.limits import guard
 from deploy.produce import Batcher
 from deploy.settings import Settings
+from deploy.statuses import Statuses
 from gateway import campaigns, claims, coupons, grants
 from gateway.pipeline import GATEWAY, Gateway
 from gateway.replies import Replies
-from deploy.statuses import Statuses
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)

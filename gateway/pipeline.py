@@ -15,9 +15,9 @@ from deploy import db
 from deploy.http import Problem, json_response, problem
 from deploy.produce import Batcher, Saturated
 from deploy.settings import Settings
+from deploy.statuses import Statuses
 from gateway import requests
 from gateway.replies import Replies
-from deploy.statuses import Statuses
 from schemas import readmodel
 from schemas.messages import CouponStatus, Decision, Request, encode
 from schemas.tickets import mint, request_id_for
