@@ -92,10 +92,17 @@ class Cursor:
 
 
 class GrantFeed:
-    def __init__(self, pool: asyncpg.Pool, send: Send, watching: Callable[[str], bool]) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        send: Send,
+        watching: Callable[[str], bool],
+        anyone: Callable[[], bool],
+    ) -> None:
         self.pool = pool
         self.send = send
         self.watching = watching  # whether a person has a stream open here
+        self.anyone = anyone  # whether any stream is open here
         self.cursor: Cursor | None = None
         self.holds: dict[str, tuple[Grant, int]] = {}  # grant id → (hold, when to warn)
 
@@ -113,8 +120,11 @@ class GrantFeed:
             await asyncio.sleep(FEED_POLL_S)
 
     async def poll(self, now: float, now_ms: int) -> None:
-        if self.cursor is None:
+        if self.cursor is None or not self.anyone():
+            # Nobody to tell: keep only the place (one index lookup), read no events.
             self.cursor = Cursor(await self.pool.fetchval(LAST_EVENT), set())
+            if not self.anyone():
+                return
         for row in await self.pool.fetch(EVENTS_AFTER, self.cursor.floor, FEED_ROWS_MAX):
             if self.cursor.take(row["event_id"]):
                 self._tell(row)

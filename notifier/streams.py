@@ -54,7 +54,7 @@ class Streams:
         self.verifier = verifier
         self.open: defaultdict[str, set[sse.Events]] = defaultdict(set)
         self.closing = False  # when this notifier stops, its people did not leave
-        self.feed = GrantFeed(pool, self.send, self.watching)
+        self.feed = GrantFeed(pool, self.send, self.watching, lambda: bool(self.open))
 
     def watching(self, user_id: str) -> bool:
         return user_id in self.open
