@@ -34,6 +34,7 @@ from allocator.effects import (
     Record,
     Waiting,
 )
+from schemas import storable
 from schemas.codes import InvalidFormat, coupon_key
 from schemas.messages import (
     REQUESTS,
@@ -113,6 +114,10 @@ class PartitionCore:
         needs = Needs()
         for record in records:
             command = record.command
+            if record.fault is not None:
+                if storable.answerable(command):  # a retry is answered with its first answer
+                    needs.request_ids.add(command.request_id)
+                continue
             if isinstance(command, ReserveDay | ReleaseDay):
                 self._named[1].add(command.user_id)
                 if command.user_id not in self.user_days:
@@ -162,6 +167,9 @@ class PartitionCore:
         self._touched = set()
         for record in records:
             command = record.command
+            if record.fault is not None and not storable.answerable(command):
+                fx.unstorable.append(record)  # names no request: there is nobody to answer
+                continue
             if isinstance(command, REQUESTS) and command.request_id in seen:
                 earlier = seen[command.request_id]
                 fx.echoes.append(replace(earlier, reply_to=command.reply_to))
@@ -176,6 +184,8 @@ class PartitionCore:
 
     def _apply(self, fx: Effects, record: Record) -> None:
         command = record.command
+        if record.fault is not None:
+            return _refuse_unstorable(fx, record)
         if isinstance(command, ReserveDay):
             return self._reserve_day(fx, command)
         if isinstance(command, ReleaseDay):
@@ -554,6 +564,24 @@ def _assign_refusal(book: CouponBook, command: AssignCode) -> str | None:
     if book.free_units() <= 0:
         return "sold_out"
     return None
+
+
+def _refuse_unstorable(fx: Effects, record: Record) -> None:
+    """A request that holds what cannot be stored changes nothing and is refused; its
+    decision names the sender with what can be stored of what they sent."""
+    command = record.command
+    assert isinstance(command, REQUESTS), "only a request a person sent is answerable"
+    fx.unstorable.append(record)
+    decision = Decision(
+        request_id=command.request_id,
+        coupon_id=command.coupon_id,
+        user_id=storable.stand_in(command.user_id, storable.USER_ID_CHARS_MAX),
+        outcome="rejected",
+        reason="unstorable",
+        at_ms=storable.time_stand_in(command.at_ms),
+        reply_to=storable.reply_stand_in(command.reply_to),
+    )
+    fx.decisions.append(DecisionRow(decision, record.offset))
 
 
 def _decide(

@@ -14,14 +14,22 @@ from schemas.messages import (
     ReleaseDay,
     ReserveDay,
 )
+from schemas.storable import command_fault
 
 
 @dataclass(frozen=True, slots=True)
 class Record:
-    """One command at its place in the partition's log."""
+    """One command at its place in the partition's log, and why it cannot be stored, if it
+    cannot: found by `command_fault` when the record is made, or given by the shell when
+    PostgreSQL refused it (`allocator/isolation.py`). Such a record changes nothing."""
 
     offset: int
     command: Command
+    fault: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.fault is None:
+            object.__setattr__(self, "fault", command_fault(self.command))
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,6 +138,7 @@ class Effects:
     codes_used: dict[tuple[str, str], str] = field(default_factory=dict)  # (coupon, code): grant
     commands: list[ReserveDay | DayReserved | ReleaseDay] = field(default_factory=list)
     ticked: set[str] = field(default_factory=set)
+    unstorable: list[Record] = field(default_factory=list)  # refused, answered if they can be
 
     @property
     def grants(self) -> list[Grant]:

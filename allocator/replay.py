@@ -34,6 +34,8 @@ STORED_IN_LOG = """
 SELECT request_id::text, decided_at FROM decisions
 WHERE log_partition = $1 AND log_offset >= $2 AND log_offset < $3
 """
+# What the allocator refused: PostgreSQL's refusals cannot be found again from the log alone.
+REFUSED = "SELECT log_offset, fault FROM refused_commands WHERE log_partition = $1"
 BASE = "SELECT log_base FROM allocator_partitions WHERE topic = $1 AND partition = $2"
 
 
@@ -68,7 +70,8 @@ def redecide(partition: int, records: Iterable[Record], config: CoreConfig) -> R
     found: Replayed = {}
     for record in records:
         request_id = getattr(record.command, "request_id", "")
-        earlier = {request_id: found[request_id][0]} if request_id in found else {}
+        known = isinstance(request_id, str) and request_id in found
+        earlier = {request_id: found[request_id][0]} if known else {}
         for row in core.decide([record], earlier).decisions:
             found.setdefault(row.decision.request_id, (row.decision, shown(partition, row)))
     return found
@@ -113,7 +116,12 @@ async def replay(settings: Settings, since_ms: int, until_ms: int) -> Report:
         for partition, records in sorted(log.items()):
             base = await pool.fetchval(BASE, topic, partition) or 0
             report.commands[partition], report.bases[partition] = len(records), base
-            positioned = [Record(r.offset + base, r.command) for r in records]
+            refused = dict(await pool.fetch(REFUSED, partition))  # position: why
+            positioned = [
+                Record(position, r.command, refused.get(position))
+                for r in records
+                for position in (r.offset + base,)
+            ]
             replayed = redecide(partition, positioned, config)
             wanted = {k: v for k, v in replayed.items() if since_ms <= v[0].at_ms < until_ms}
             await _compare(pool, wanted, report)

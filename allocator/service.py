@@ -18,7 +18,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from allocator import logs, outbox
+from allocator import isolation, logs, outbox
 from allocator.core import CoreConfig, PartitionCore, day_of
 from allocator.effects import Effects, Record
 from allocator.store import Fenced, Landed, Ownership, PartitionStore
@@ -44,6 +44,10 @@ DECISIONS = Counter(
 LAG = Gauge("coupons_allocator_lag_records", "Records not decided yet", ["partition"])
 FENCED = Counter("coupons_allocator_fenced_total", "Batches refused: partition taken over")
 UNREADABLE = Counter("coupons_allocator_unreadable_total", "Commands skipped as unreadable")
+UNSTORABLE = Counter(
+    "coupons_allocator_unstorable_total",
+    "Commands refused for holding what cannot be stored (found by the core or by PostgreSQL)",
+)
 FAILURES = Counter("coupons_allocator_batch_failures_total", "Batches retried after an error")
 
 RETRY_BACKOFF_S_MAX = 2.0
@@ -347,7 +351,7 @@ class Allocator:
                 UNREADABLE.inc()  # never decided, never blocks the partition
                 log.error("skipping unreadable command at %d: %s", message.offset, error)
         try:
-            fx, messages = await self._decide(owned, records, fresh[-1].offset + base + 1)
+            fx, messages = await self._commit(owned, records, fresh[-1].offset + base + 1)
         except Fenced as fenced:
             FENCED.inc()
             log.warning("%s: stopping work on this partition", fenced)
@@ -359,7 +363,7 @@ class Allocator:
             log.warning("%s[%d]: %s; resuming there", *owned.tp, landed)
             await self._resume(owned, landed.ownership)
             return
-        except (*db.UNAVAILABLE, asyncpg.PostgresError) as error:
+        except (*db.UNAVAILABLE, asyncpg.PostgresError, isolation.Unisolable) as error:
             # Nothing was committed: forget what the core decided and read it again.
             FAILURES.inc()
             self.problem = f"database: {error}"
@@ -380,20 +384,53 @@ class Allocator:
         BATCHES.observe(len(records))
         for row in fx.decisions:
             DECISIONS.labels(row.decision.outcome, row.decision.reason or "").inc()
+        for record in fx.unstorable:
+            UNSTORABLE.inc()
+            log.error("refused the command at %d: %s", record.offset, record.fault)
+
+    async def _commit(
+        self, owned: Owned, records: list[Record], next_offset: int
+    ) -> tuple[Effects, list[Message]]:
+        """Decide and commit a batch; one PostgreSQL refuses for what it holds is committed
+        without the records at fault (allocator/isolation.py), never retried as it is."""
+        try:
+            return await self._decide(owned, owned.core, records, next_offset)
+        except Exception as refused:
+            if not db.data_fault(refused):
+                raise
+            error = refused
+            log.error("batch at %d refused by PostgreSQL (%s); isolating", owned.next_offset, error)
+            if self.pool:
+                await db.forget_connections(self.pool)  # a COPY cut short: use fresh ones
+
+        async def attempt(marked: list[Record], trial: bool) -> tuple[Effects, list[Message]]:
+            core = PartitionCore(self.config)  # what PostgreSQL holds, as after a restart
+            done = await self._decide(owned, core, marked, next_offset, trial)
+            if not trial:
+                owned.core, owned.cold = core, True
+            return done
+
+        owned.core, owned.cold = PartitionCore(self.config), True  # it decided what was refused
+        return await isolation.isolate(records, attempt, error)
 
     async def _decide(
-        self, owned: Owned, records: list[Record], next_offset: int
+        self,
+        owned: Owned,
+        core: PartitionCore,
+        records: list[Record],
+        next_offset: int,
+        trial: bool = False,
     ) -> tuple[Effects, list[Message]]:
         fx = Effects(next_offset)
         if records:
-            needs = owned.core.needs(records)
+            needs = core.needs(records)
             loaded, decided = await owned.store.load(needs)
-            owned.core.load(loaded)
-            fx = owned.core.decide(records, decided)
+            core.load(loaded)
+            fx = core.decide(records, decided)
         fx.next_offset = next_offset  # past the last record read, decided, mark or unreadable
         messages = self._messages(fx)
         started = time.perf_counter()
-        await owned.store.commit(owned.epoch, owned.next_offset, fx, outbox.pack(messages))
+        await owned.store.commit(owned.epoch, owned.next_offset, fx, outbox.pack(messages), trial)
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         return fx, messages
 

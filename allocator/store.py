@@ -220,8 +220,19 @@ class PartitionStore:
             (coupon.reserving if row["reserving"] else coupon.line).append(waiting)
         return loaded
 
-    async def commit(self, epoch: int, expected_offset: int, fx: Effects, outbox: bytes) -> None:
-        """Write a batch, or raise Fenced and write nothing."""
+    async def commit(
+        self, epoch: int, expected_offset: int, fx: Effects, outbox: bytes, trial: bool = False
+    ) -> None:
+        """Write a batch, or raise Fenced and write nothing. A `trial` is rolled back:
+        whether PostgreSQL would take the batch, raising what it would raise."""
+        try:
+            await self._commit(epoch, expected_offset, fx, outbox, trial)
+        except _RolledBack:
+            pass
+
+    async def _commit(
+        self, epoch: int, expected_offset: int, fx: Effects, outbox: bytes, trial: bool
+    ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             # First statement: it takes the row lock, so a newer owner waits for us or we
             # see its epoch and stop.
@@ -250,6 +261,12 @@ class PartitionStore:
                     raise Landed(Ownership(epoch, row["next_offset"], row["outbox"]))
                 raise Fenced(f"{self.topic}[{self.partition}] epoch {epoch} is no longer ours")
             await write(conn, fx, self.partition)
+            if trial:
+                raise _RolledBack
+
+
+class _RolledBack(Exception):
+    """Leaves a trial's transaction, undoing it."""
 
 
 def _waiting(row: asyncpg.Record) -> Waiting:

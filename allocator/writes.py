@@ -10,7 +10,8 @@ from typing import Any
 import asyncpg
 import orjson
 
-from allocator.effects import Effects
+from allocator.effects import Effects, Record
+from schemas import storable
 from schemas.messages import CouponStatus, Decision, Grant
 from schemas.readmodel import GRANT_FIELDS, ms_to_dt
 
@@ -155,8 +156,24 @@ async def write(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
                 for d in (r.decision,)
             ],
         )
+    if fx.unstorable:
+        await conn.copy_records_to_table(
+            "refused_commands",
+            columns=["log_partition", "log_offset", "request_id", "fault"],
+            records=[_refused(r, partition) for r in fx.unstorable],
+        )
     await _write_line(conn, fx)
     await _write_days(conn, fx)
+
+
+FAULT_CHARS_MAX = 2_000
+
+
+def _refused(record: Record, partition: int) -> tuple[Any, ...]:
+    command = record.command
+    request_id = getattr(command, "request_id", None) if storable.answerable(command) else None
+    fault = storable.stand_in(record.fault, FAULT_CHARS_MAX)
+    return (partition, record.offset, request_id, fault)
 
 
 async def _write_line(conn: asyncpg.Connection, fx: Effects) -> None:

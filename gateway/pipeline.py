@@ -179,6 +179,8 @@ REJECTION_DETAILS = {
     "code_conflict": "this code has the shape of the coupon's pattern, so it could be generated",
     "per_user_limit": "someone on the list cannot hold that many more grants",
     "insufficient_units": "not enough units are left to give everyone the same",
+    "unstorable": "the request holds a value that cannot be stored (a NUL character, invalid"
+    " Unicode or a number out of range); nothing was changed",
 }
 
 

@@ -28,6 +28,9 @@ DECISION_LATENCY = Histogram(
     "From a gateway receiving a request to its decision leaving the notifier",
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+STRAY = Counter(
+    "coupons_notifier_stray_replies_total", "Decisions naming a reply topic of no gateway"
+)
 RETRY_BACKOFF_S = 0.5
 
 
@@ -35,6 +38,7 @@ class Forwarder:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
+        self.reply_topics = self.topics.replies("")  # every gateway's reply topic starts so
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
         self.on_decision: Callable[[dict[str, Any], bytes], None] | None = None  # live streams
@@ -85,6 +89,11 @@ class Forwarder:
                 self.on_decision(decision, message.value)
             reply_to = decision.get("reply_to")
             if not reply_to:
+                continue
+            if not reply_to.startswith(self.reply_topics):
+                # Not a gateway of this stack: a hand-written command named it. Producing
+                # there could wait for a topic that never comes, and stall every reply.
+                STRAY.inc()
                 continue
             DECISION_LATENCY.observe(max(now - decision["at_ms"] / 1000, 0))
             key = decision["request_id"].encode()

@@ -4,6 +4,7 @@ Times are integer milliseconds since the Unix epoch, in UTC. Every command carri
 time it is decided at, so the allocator's core never reads a clock.
 """
 
+import json
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -279,7 +280,16 @@ COMMANDS: dict[str, Any] = {
 
 
 def decode_command(payload: bytes) -> Command:
-    raw: dict[str, Any] = orjson.loads(payload)
+    """The command a record holds; ValueError, TypeError or KeyError when it holds none.
+    What it holds is not checked here: `schemas.storable.command_fault` does that."""
+    try:
+        raw = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        # orjson refuses an escaped lone surrogate; the standard parser reads it, so such a
+        # command is refused with a decision (command_fault) rather than skipped unanswered.
+        raw = json.loads(payload)
+    if not isinstance(raw, dict):
+        raise ValueError("a command is a JSON object")
     kind = raw.get("kind")
     if kind == "create_coupon":
         return CreateCoupon(**{**raw, "spec": _spec(raw["spec"])})

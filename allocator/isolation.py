@@ -1,0 +1,87 @@
+"""A batch PostgreSQL refuses for what it holds: find the records at fault, refuse them,
+commit the rest.
+
+A database that is away is waited for (the shell retries the batch). A database that
+refuses a batch because of a value in it would refuse the same batch forever, and every
+command behind it on the partition would wait forever: the poison message. So the batch is
+split instead. Prefixes of it are decided and written in transactions that are rolled back,
+halving until the first record whose addition makes PostgreSQL refuse is found; that
+record is marked at fault (the core refuses it, with a decision when it names a request),
+and the whole batch is decided again. Each round marks one more record, so it ends.
+
+The refusals are stored with the batch (`refused_commands`), so a replay makes them again.
+"""
+
+import logging
+from collections.abc import Awaitable, Callable
+
+from prometheus_client import Counter
+
+from allocator.effects import Effects, Record
+from deploy.db import data_fault
+from deploy.produce import Message
+
+log = logging.getLogger(__name__)
+
+POISONED = Counter(
+    "coupons_allocator_poisoned_total",
+    "Commands PostgreSQL refused to store, found by splitting their batch, and refused",
+)
+TRIALS = Counter(
+    "coupons_allocator_isolation_trials_total", "Rolled-back trial commits made to find them"
+)
+
+# Decide `records` afresh from what PostgreSQL holds, and write them: committed, or with
+# `trial` rolled back. Raises what the database raised.
+Attempt = Callable[[list[Record], bool], Awaitable[tuple[Effects, list[Message]]]]
+
+
+class Unisolable(Exception):
+    """The batch is refused even with the record found at fault refused: the fault is not
+    in one record. Treated as a failing database: retried later."""
+
+
+async def isolate(
+    records: list[Record], attempt: Attempt, error: BaseException
+) -> tuple[Effects, list[Message]]:
+    """Commit `records`, which PostgreSQL refused with `error`, minus the records at fault."""
+    faults: dict[int, str] = {}
+    while True:
+        marked = [_marked(r, faults) for r in records]
+        culprit, why = await _first_at_fault(marked, attempt, error)
+        if culprit.fault is not None:
+            raise Unisolable(f"refused even without the record at {culprit.offset}: {why}")
+        faults[culprit.offset] = f"PostgreSQL refused it: {why}"
+        POISONED.inc()
+        log.error("record at %d refused: PostgreSQL will not store it (%s)", culprit.offset, why)
+        try:
+            return await attempt([_marked(r, faults) for r in records], False)
+        except Exception as again:
+            if not data_fault(again):
+                raise
+            error = again
+
+
+async def _first_at_fault(
+    marked: list[Record], attempt: Attempt, error: BaseException
+) -> tuple[Record, BaseException]:
+    """The first record whose addition to the ones before it makes PostgreSQL refuse.
+    `marked` as a whole is refused with `error`; nothing is refused before its first."""
+    passes, fails = 0, len(marked)  # marked[:passes] is stored; marked[:fails] is refused
+    while fails - passes > 1:
+        middle = (passes + fails) // 2
+        TRIALS.inc()
+        try:
+            await attempt(marked[:middle], True)
+        except Exception as refused:
+            if not data_fault(refused):
+                raise
+            fails, error = middle, refused
+        else:
+            passes = middle
+    return marked[fails - 1], error
+
+
+def _marked(record: Record, faults: dict[int, str]) -> Record:
+    fault = faults.get(record.offset)
+    return record if fault is None else Record(record.offset, record.command, fault)

@@ -1,0 +1,262 @@
+"""What a value must be to reach the log and PostgreSQL: checked here, and only here.
+
+PostgreSQL's `text` holds any Unicode but NUL; UTF-8 cannot carry a lone surrogate; its
+integers have 32 or 64 bits, and a time must be one a calendar can show. A value that
+breaks one of these would make the allocator's batch commit fail, and a single writer is
+only as available as its worst input.
+
+The gateway refuses such input before anything is produced, naming the field
+(`json_fault`, `text_fault`). The allocator's core checks every command anyway
+(`command_fault`), because a command can come from an older gateway, another producer or
+a record written by hand: it is refused in log order, deterministically, so a replay
+refuses it too. The limits below are the gateway's and the core's alike.
+"""
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date
+from typing import Any, TypeVar
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+TIME_MS_MIN = 0  # 1970-01-01T00:00:00Z
+TIME_MS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last a calendar shows
+
+USER_ID_CHARS_MAX = 200
+CODE_CHARS_MAX = 64
+MESSAGE_CHARS_MAX = 500
+DESCRIPTION_CHARS_MAX = 5_000
+CODE_PATTERN_CHARS_MAX = 200
+CODE_ALPHABET_CHARS_MAX = 32
+SEED_CHARS_MAX = 200
+LOCK_ID_CHARS_MAX = 64
+TOPIC_CHARS_MAX = 249  # Kafka's own bound on a topic name
+COUNT_MAX = 10_000_000
+PER_USER_LIMIT_MAX = 1_000
+HOLD_SECONDS_MAX = 24 * 3600
+LOCK_SECONDS_MAX = 24 * 3600
+REDEMPTIONS_MAX = 1_000_000
+CODES_PER_UPLOAD_MAX = 10_000
+USERS_PER_DISTRIBUTION_MAX = 5_000
+
+UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+TOPIC = re.compile(rf"[A-Za-z0-9._-]{{1,{TOPIC_CHARS_MAX}}}")
+
+T = TypeVar("T")
+Rule = Callable[[Any], str | None]  # why a value cannot be stored, or None
+
+
+def text_fault(value: str) -> str | None:
+    """Why PostgreSQL's text (or UTF-8) cannot hold `value`, or None."""
+    if "\x00" in value:
+        return "holds a NUL character, which cannot be stored"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is not valid Unicode (it holds a lone surrogate)"
+    return None
+
+
+def number_fault(value: int | float) -> str | None:
+    if isinstance(value, float):
+        if value != value or value in (float("inf"), float("-inf")):
+            return "is not a finite number"
+    elif not INT64_MIN <= value <= INT64_MAX:
+        return "is out of range (a 64-bit integer at most)"
+    return None
+
+
+def json_fault(value: object, path: str = "body") -> tuple[str, str] | None:
+    """The first value of a parsed JSON document that cannot be stored: (where, why)."""
+    if isinstance(value, str):
+        why = text_fault(value)
+    elif isinstance(value, bool) or value is None:
+        why = None
+    elif isinstance(value, int | float):
+        why = number_fault(value)
+    elif isinstance(value, list):
+        return _first((json_fault(v, f"{path}[{i}]") for i, v in enumerate(value)))
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            found = json_fault(key, f"{path} (a field name)") or json_fault(item, _at(path, key))
+            if found is not None:
+                return found
+        return None
+    else:
+        why = f"is not a JSON value ({type(value).__name__})"
+    return None if why is None else (path, why)
+
+
+def _at(path: str, key: str) -> str:
+    return key if path == "body" else f"{path}.{key}"
+
+
+def _first(found: Iterable[T | None]) -> T | None:
+    return next((f for f in found if f is not None), None)
+
+
+# -- rules for the fields of the log's commands -------------------------------------------
+
+
+def text(chars_min: int, chars_max: int) -> Rule:
+    def rule(value: Any) -> str | None:
+        if not isinstance(value, str):
+            return "must be a string"
+        if not chars_min <= len(value) <= chars_max:
+            return f"must be {chars_min} to {chars_max} characters"
+        return text_fault(value)
+
+    return rule
+
+
+def integer(low: int, high: int) -> Rule:
+    def rule(value: Any) -> str | None:
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            return f"must be an integer from {low} to {high}"
+        return None
+
+    return rule
+
+
+def one_of(*allowed: object) -> Rule:
+    def rule(value: Any) -> str | None:
+        return None if value in allowed and type(value) is type(allowed[0]) else "is not allowed"
+
+    return rule
+
+
+def matching(pattern: re.Pattern[str], what: str) -> Rule:
+    def rule(value: Any) -> str | None:
+        ok = isinstance(value, str) and pattern.fullmatch(value) is not None
+        return None if ok else f"must be {what}"
+
+    return rule
+
+
+def optional(inner: Rule) -> Rule:
+    return lambda value: None if value is None else inner(value)
+
+
+def many(inner: Rule, items_max: int) -> Rule:
+    def rule(value: Any) -> str | None:
+        if not isinstance(value, tuple | list) or not 1 <= len(value) <= items_max:
+            return f"must list 1 to {items_max} items"
+        return _first(f"[{i}] {why}" if (why := inner(v)) else None for i, v in enumerate(value))
+
+    return rule
+
+
+def _day(value: Any) -> str | None:
+    try:
+        date.fromisoformat(value)
+    except (TypeError, ValueError):
+        return "must be a date (YYYY-MM-DD)"
+    return None if len(value) == 10 else "must be a date (YYYY-MM-DD)"
+
+
+def _reply_to(value: Any) -> str | None:
+    return None if value == "" else matching(TOPIC, "a Kafka topic name")(value)
+
+
+TIME = integer(TIME_MS_MIN, TIME_MS_MAX)
+FLAG = one_of(True, False)
+USER_ID = text(1, USER_ID_CHARS_MAX)
+CODE = text(1, CODE_CHARS_MAX)
+ID = matching(UUID, "a UUID in canonical form")
+
+SPEC_RULES: Mapping[str, Rule] = {
+    "code": CODE,
+    "message": text(0, MESSAGE_CHARS_MAX),
+    "description": text(0, DESCRIPTION_CHARS_MAX),
+    "start_ms": TIME,
+    "expiry_ms": TIME,
+    "count": integer(0, COUNT_MAX),
+    "per_user_limit": integer(1, PER_USER_LIMIT_MAX),
+    "daily_rule": FLAG,
+    "hold_seconds": integer(0, HOLD_SECONDS_MAX),
+    "release_on_disconnect": FLAG,
+    "lock_seconds": integer(1, LOCK_SECONDS_MAX),
+    "redemptions_per_grant": integer(1, REDEMPTIONS_MAX),
+    "redemptions_per_user": integer(0, REDEMPTIONS_MAX),
+    "code_source": one_of("pattern", "uploaded"),
+    "code_pattern": text(1, CODE_PATTERN_CHARS_MAX),
+    "code_alphabet": text(1, CODE_ALPHABET_CHARS_MAX),
+}
+
+# Every field of every command, by name: one name means one thing across the log.
+COMMAND_RULES: Mapping[str, Rule] = {
+    "request_id": ID,
+    "coupon_id": ID,
+    "grant_id": ID,
+    "user_id": USER_ID,
+    "owner_id": USER_ID,
+    "at_ms": TIME,
+    "reply_to": _reply_to,
+    "day": _day,
+    "reserved": FLAG,
+    "revoke": FLAG,
+    "dry_run": FLAG,
+    "action": one_of("confirm", "cancel", "disconnect", "lock", "unlock", "redeem"),
+    "lock_id": optional(text(1, LOCK_ID_CHARS_MAX)),
+    "codes": many(CODE, CODES_PER_UPLOAD_MAX),
+    "code": CODE,
+    "users": many(USER_ID, USERS_PER_DISTRIBUTION_MAX),
+    "strategy": one_of("fcfs", "random", "equal"),
+    "per_user": integer(1, PER_USER_LIMIT_MAX),
+    "seed": text(0, SEED_CHARS_MAX),
+    "spec": lambda spec: _spec_fault(spec),
+    "kind": lambda kind: None,  # the decoder chose the type by it
+}
+
+
+def command_fault(command: object) -> str | None:
+    """Why a command (any message of `schemas.messages`) cannot be stored, or None."""
+    return _fields_fault(command, COMMAND_RULES)
+
+
+def _fields_fault(message: object, rules: Mapping[str, Rule]) -> str | None:
+    names: tuple[str, ...] = getattr(type(message), "__match_args__", ())
+    for name in names:
+        rule = rules.get(name)
+        if rule is None:
+            return f"{name} is not a field of the log"  # a message this table forgot
+        why = rule(getattr(message, name))
+        if why is not None:
+            return f"{name} {why}"
+    return None
+
+
+def _spec_fault(spec: Any) -> str | None:
+    why = _fields_fault(spec, SPEC_RULES)
+    if why is None and spec.start_ms >= spec.expiry_ms:
+        why = "expiry_ms must be after start_ms"
+    return None if why is None else f"({why})"
+
+
+def answerable(command: object) -> bool:
+    """Whether a refused command can still get a decision: one names its request and
+    coupon, and is a request a person sent (the allocator's own commands get none)."""
+    if not hasattr(command, "reply_to"):
+        return False
+    named = (getattr(command, "request_id", None), getattr(command, "coupon_id", None))
+    return all(ID(value) is None for value in named)
+
+
+def stand_in(value: object, chars_max: int) -> str:
+    """A storable text in place of one that may not be, for the decision that refuses it."""
+    if not isinstance(value, str):
+        return ""
+    kept = value[:chars_max].replace("\x00", "\ufffd")
+    return kept.encode("utf-8", "replace").decode("utf-8")
+
+
+def time_stand_in(value: object) -> int:
+    """A storable time in place of one that may not be."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        return TIME_MS_MIN
+    return min(max(value, TIME_MS_MIN), TIME_MS_MAX)
+
+
+def reply_stand_in(value: object) -> str:
+    """Where to answer a refused command: its reply topic if it names one, else nowhere."""
+    return value if isinstance(value, str) and _reply_to(value) is None else ""
