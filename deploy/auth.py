@@ -14,10 +14,10 @@ import jwt
 from aiohttp import web
 
 from deploy.http import Problem
+from schemas.storable import USER_ID_CHARS_MAX, text_fault
 
 LEEWAY_S_DEFAULT = 30
 LEEWAY_S_MAX = 300
-SUB_CHARS_MAX = 200
 TOKEN_TTL_S_DEFAULT = 24 * 3600
 
 Algorithm = Literal["HS256", "RS256"]
@@ -65,8 +65,11 @@ class Verifier:
         except jwt.PyJWTError as error:
             raise Problem(401, "unauthenticated", "Invalid token", str(error)) from error
         sub = claims["sub"]
-        if not isinstance(sub, str) or not sub or len(sub) > SUB_CHARS_MAX:
+        if not isinstance(sub, str) or not sub or len(sub) > USER_ID_CHARS_MAX:
             raise Problem(401, "unauthenticated", "Invalid token", "sub must be a short string")
+        why = text_fault(sub)  # the identity provider's choice: it may not be storable
+        if why is not None:
+            raise Problem(401, "unauthenticated", "Invalid token", f"sub {why}")
         roles = claims.get("roles", [])
         return Caller(user_id=sub, admin=isinstance(roles, list) and "admin" in roles)
 

@@ -75,6 +75,16 @@ def unavailable(detail: str) -> web.Response:
     )
 
 
+ACCEPTED = "coupons.accepted"
+
+
+def accept(request: web.Request, pending: Callable[[], web.Response]) -> None:
+    """The request is in the log now: from here on, a failure is answered with `pending()`
+    (`202` and the ticket: the decision will come), never with a 5xx that leaves its
+    sender guessing whether it was taken."""
+    request[ACCEPTED] = pending
+
+
 class Problem(Exception):
     """Raised by handlers for an expected failure; the middleware renders it."""
 
@@ -104,6 +114,8 @@ async def errors(
     except Exception:
         log.exception("unhandled error on %s", name)
         response = problem(500, "internal", "Internal error", "an unexpected error occurred")
+    if response.status >= 500 and ACCEPTED in request:
+        response = request[ACCEPTED]()
     HTTP_REQUESTS.labels(request.method, name, str(response.status)).inc()
     if not response.prepared:  # a live stream is prepared by its handler, long before here
         HTTP_DURATION.labels(request.method, name).observe(time.perf_counter() - started)

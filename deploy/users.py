@@ -10,7 +10,8 @@ from pathlib import Path
 
 import asyncpg
 
-USER_ID_CHARS_MAX = 200
+from schemas.storable import USER_ID_CHARS_MAX, text_fault
+
 DISPLAY_NAME_CHARS_MAX = 200
 ROWS_PER_COPY = 10_000
 
@@ -21,18 +22,30 @@ class BadFile(ValueError):
 
 def read_users(path: Path) -> list[tuple[str, str]]:
     """(id, display name) rows from a CSV with a header naming `id` and `display_name`."""
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        if not reader.fieldnames or not {"id", "display_name"} <= set(reader.fieldnames):
-            raise BadFile(f"{path}: the header must name the columns id and display_name")
-        rows: dict[str, str] = {}
-        for line, row in enumerate(reader, start=2):
-            user_id, name = (row["id"] or "").strip(), (row["display_name"] or "").strip()
-            if not 0 < len(user_id) <= USER_ID_CHARS_MAX:
-                raise BadFile(f"{path}:{line}: id must be 1 to {USER_ID_CHARS_MAX} characters")
-            if len(name) > DISPLAY_NAME_CHARS_MAX:
-                raise BadFile(f"{path}:{line}: display_name is too long")
-            rows[user_id] = name  # the last row for an id wins
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as handle:
+            return _rows(path, csv.DictReader(handle))
+    except UnicodeDecodeError as error:
+        raise BadFile(f"{path}: not UTF-8 ({error})") from error
+    except csv.Error as error:
+        raise BadFile(f"{path}: not a CSV file ({error})") from error
+
+
+def _rows(path: Path, reader: "csv.DictReader[str]") -> list[tuple[str, str]]:
+    if not reader.fieldnames or not {"id", "display_name"} <= set(reader.fieldnames):
+        raise BadFile(f"{path}: the header must name the columns id and display_name")
+    rows: dict[str, str] = {}
+    for line, row in enumerate(reader, start=2):
+        user_id, name = (row["id"] or "").strip(), (row["display_name"] or "").strip()
+        if not 0 < len(user_id) <= USER_ID_CHARS_MAX:
+            raise BadFile(f"{path}:{line}: id must be 1 to {USER_ID_CHARS_MAX} characters")
+        if len(name) > DISPLAY_NAME_CHARS_MAX:
+            raise BadFile(f"{path}:{line}: display_name is too long")
+        for column, value in (("id", user_id), ("display_name", name)):
+            why = text_fault(value)
+            if why is not None:
+                raise BadFile(f"{path}:{line}: {column} {why}")
+        rows[user_id] = name  # the last row for an id wins
     return list(rows.items())
 
 

@@ -24,11 +24,14 @@ from schemas.messages import (
     Request,
     Strategy,
 )
+from schemas.storable import (
+    CODE_CHARS_MAX,
+    CODES_PER_UPLOAD_MAX,
+    SEED_CHARS_MAX,
+    USER_ID_CHARS_MAX,
+    USERS_PER_DISTRIBUTION_MAX,
+)
 
-CODES_PER_UPLOAD_MAX = 10_000
-CODE_CHARS_MAX = 64
-USERS_PER_DISTRIBUTION_MAX = 5_000
-USER_ID_CHARS_MAX = 200
 PAGE_ITEMS_MAX = 500
 STRATEGIES = ("fcfs", "random", "equal")
 
@@ -106,11 +109,8 @@ async def _codes(request: web.Request) -> tuple[str, ...]:
     """Codes from a JSON body `{"codes": [...]}` or a CSV body (first column; a header
     named `code` is skipped)."""
     if request.content_type == "text/csv":
-        text = (await request.read()).decode("utf-8-sig", errors="strict")
-        rows = [row for row in csv.reader(io.StringIO(text)) if row and row[0].strip()]
-        codes = [row[0].strip() for row in rows]
-        if codes and codes[0].lower() == "code":
-            codes = codes[1:]
+        codes = _csv_codes(await request.read())
+        requests.refuse_unstorable(codes, "codes")
     else:
         body = await requests.json_object(request, {"codes"})
         raw = body.get("codes")
@@ -125,6 +125,18 @@ async def _codes(request: web.Request) -> tuple[str, ...]:
             f"codes are 1 to {CODE_CHARS_MAX} printable characters; not {bad[0]!r}"
         )
     return tuple(codes)
+
+
+def _csv_codes(raw: bytes) -> list[str]:
+    try:
+        text = raw.decode("utf-8-sig", errors="strict")
+        rows = [row for row in csv.reader(io.StringIO(text)) if row and row[0].strip()]
+    except UnicodeDecodeError as error:
+        raise requests.invalid(f"the CSV is not UTF-8: {error}") from error
+    except csv.Error as error:
+        raise requests.invalid(f"the CSV cannot be read: {error}") from error
+    codes = [row[0].strip() for row in rows]
+    return codes[1:] if codes and codes[0].lower() == "code" else codes
 
 
 async def assign(request: web.Request) -> web.Response:
@@ -182,7 +194,7 @@ async def distribute(request: web.Request) -> web.Response:
         tuple(users),
         cast(Strategy, strategy),
         per_user,
-        requests.text(body, "seed", 200, default=request_id),
+        requests.text(body, "seed", SEED_CHARS_MAX, default=request_id),
         dry_run,
         gateway.now_ms(),
         gateway.reply_topic,
@@ -234,7 +246,7 @@ def _query_int(request: web.Request, name: str, low: int, high: int, default: in
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not low <= int(raw) <= high:
+    if not (raw.isascii() and raw.isdigit()) or not low <= int(raw) <= high:
         raise requests.invalid(f"{name} must be an integer from {low} to {high}")
     return int(raw)
 

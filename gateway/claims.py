@@ -61,7 +61,7 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
         raise Problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge)
     command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)
-    answer = await gateway.submit(command, wait_s)
+    answer = await gateway.submit(request, command, wait_s)
     if isinstance(answer, int):
         return await gateway.pending(command, answer), "pending"
     ticket = gateway.ticket(coupon_id, request_id)

@@ -13,12 +13,19 @@ from schemas import readmodel
 from schemas.codes import DEFAULT_ALPHABET, DEFAULT_PATTERN, CodeFormat, InvalidFormat
 from schemas.coupons import coupon_view, grant_view
 from schemas.messages import CouponSpec, CreateCoupon
+from schemas.storable import (
+    CODE_ALPHABET_CHARS_MAX,
+    CODE_CHARS_MAX,
+    CODE_PATTERN_CHARS_MAX,
+    COUNT_MAX,
+    DESCRIPTION_CHARS_MAX,
+    HOLD_SECONDS_MAX,
+    LOCK_SECONDS_MAX,
+    MESSAGE_CHARS_MAX,
+    PER_USER_LIMIT_MAX,
+    REDEMPTIONS_MAX,
+)
 
-COUNT_MAX = 10_000_000
-PER_USER_LIMIT_MAX = 1_000
-HOLD_SECONDS_MAX = 24 * 3600
-LOCK_SECONDS_MAX = 24 * 3600
-REDEMPTIONS_MAX = 1_000_000
 # Codes must be sparse: a made-up code is a real one at most once in this many tries.
 CODE_SPACE_PER_UNIT_MIN = 10_000
 LIST_ITEMS_MAX = 100
@@ -45,9 +52,9 @@ FIELDS = {
 
 def spec_from(body: dict[str, object]) -> CouponSpec:
     spec = CouponSpec(
-        code=requests.text(body, "code", 64),
-        message=requests.text(body, "message", 500, default=""),
-        description=requests.text(body, "description", 5_000, default=""),
+        code=requests.text(body, "code", CODE_CHARS_MAX),
+        message=requests.text(body, "message", MESSAGE_CHARS_MAX, default=""),
+        description=requests.text(body, "description", DESCRIPTION_CHARS_MAX, default=""),
         start_ms=requests.time_ms(body, "start_time"),
         expiry_ms=requests.time_ms(body, "expiry"),
         count=requests.integer(body, "count", 0, COUNT_MAX),
@@ -64,7 +71,9 @@ def spec_from(body: dict[str, object]) -> CouponSpec:
         ),
         code_source=_code_source(body),
         code_pattern=_code_pattern(body),
-        code_alphabet=requests.text(body, "code_alphabet", 32, default=DEFAULT_ALPHABET),
+        code_alphabet=requests.text(
+            body, "code_alphabet", CODE_ALPHABET_CHARS_MAX, default=DEFAULT_ALPHABET
+        ),
     )
     if spec.start_ms >= spec.expiry_ms:
         raise requests.invalid("expiry must be after start_time")
@@ -89,7 +98,7 @@ def _code_source(body: dict[str, object]) -> Literal["pattern", "uploaded"]:
 
 def _code_pattern(body: dict[str, object]) -> str:
     """The pattern with `{prefix}` spelled out (by default the coupon's code)."""
-    pattern = requests.text(body, "code_pattern", 200, default=DEFAULT_PATTERN)
+    pattern = requests.text(body, "code_pattern", CODE_PATTERN_CHARS_MAX, default=DEFAULT_PATTERN)
     prefix = requests.text(body, "code_prefix", 32, default=str(body.get("code", "")))
     return pattern.replace("{prefix}", prefix.upper())
 
@@ -107,7 +116,9 @@ async def create(request: web.Request) -> web.Response:
     )
     settings = gateway.settings
     answer = await gateway.submit(
-        command, requests.wait_s(request, settings.claim_wait_s_max, settings.claim_wait_s_max)
+        request,
+        command,
+        requests.wait_s(request, settings.claim_wait_s_max, settings.claim_wait_s_max),
     )
     if isinstance(answer, int):
         return await gateway.pending(command, answer)

@@ -16,6 +16,7 @@ from gateway.pipeline import GATEWAY, rejection
 from schemas import readmodel
 from schemas.coupons import grant_view, rfc3339
 from schemas.messages import Action, Grant, GrantAction
+from schemas.storable import LOCK_ID_CHARS_MAX
 
 ACTIONS: frozenset[str] = frozenset({"confirm", "cancel", "lock", "unlock", "redeem"})
 
@@ -67,7 +68,7 @@ async def step(request: web.Request) -> web.Response:
         raise Problem(404, "not-found", "Not found", f"grants have no {action!r} step")
     body = await requests.json_object(request, {"lock_id"})
     lock_id = body.get("lock_id")
-    if lock_id is not None and not isinstance(lock_id, str):
+    if lock_id is not None and (not isinstance(lock_id, str) or len(lock_id) > LOCK_ID_CHARS_MAX):
         raise requests.invalid("lock_id must be the string a lock answered with")
     who, grant = await _grant(request)
     command = GrantAction(

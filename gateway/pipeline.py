@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
 from deploy import db
-from deploy.http import Problem, json_response, problem
+from deploy.http import Problem, accept, json_response, problem
 from deploy.produce import Batcher, Saturated
 from deploy.settings import Settings
 from deploy.statuses import Statuses
@@ -66,13 +66,14 @@ class Gateway:
         """Hand a command on; its decision, or a 202 with a ticket when it comes late."""
         settings = self.settings
         wait_s = requests.wait_s(request, settings.claim_wait_s_default, settings.claim_wait_s_max)
-        answer = await self.submit(command, wait_s)
+        answer = await self.submit(request, command, wait_s)
         if isinstance(answer, int):
             return await self.pending(command, answer)
         return answer
 
-    async def submit(self, command: Request, wait_s: float) -> Decision | int:
-        """Produce a command; its decision if it comes within `wait_s`, else its offset."""
+    async def submit(self, request: web.Request, command: Request, wait_s: float) -> Decision | int:
+        """Produce a command; its decision if it comes within `wait_s`, else its offset.
+        From the produce on, whatever fails answers 202 with the ticket (`http.accept`)."""
         future = self.replies.expect(command.request_id)
         try:
             offset = await asyncio.wait_for(
@@ -99,9 +100,10 @@ class Gateway:
                 f"the request was not accepted ({type(error).__name__}); retry shortly",
                 headers={"Retry-After": "1"},
             ) from error
+        accept(request, lambda: self.pending_at(command, None))
         try:
             return await asyncio.wait_for(asyncio.shield(future), wait_s)
-        except TimeoutError:
+        except Exception:  # late, or anything odd: the ticket answers it
             self.replies.forget(command.request_id)
             return offset
 
@@ -120,8 +122,11 @@ class Gateway:
         return max(offset - (done or 0) + 1, 1)
 
     async def pending(self, command: Request, offset: int) -> web.Response:
-        ticket = self.ticket(command.coupon_id, command.request_id)
         position = await self.position(command.request_id, command.coupon_id, offset)
+        return self.pending_at(command, position)
+
+    def pending_at(self, command: Request, position: int | None) -> web.Response:
+        ticket = self.ticket(command.coupon_id, command.request_id)
         return json_response(
             {"ticket": ticket, "status": "pending", "position": position},
             status=202,

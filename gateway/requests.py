@@ -1,5 +1,7 @@
 """Reading what a client sent: JSON bodies, ids, times and the Prefer header, strictly."""
 
+import json
+import math
 import uuid
 from datetime import datetime
 from typing import Any
@@ -8,6 +10,7 @@ import orjson
 from aiohttp import web
 
 from deploy.http import Problem
+from schemas import storable
 
 IDEMPOTENCY_KEY_CHARS_MAX = 200
 
@@ -17,19 +20,39 @@ def invalid(detail: str) -> Problem:
 
 
 async def json_object(request: web.Request, allowed: set[str]) -> dict[str, Any]:
+    """The body as a JSON object whose every value can be stored (schemas/storable.py):
+    what reaches the log from a body is checked here, once."""
     raw = await request.read()
     if not raw.strip():
         return {}
     try:
         body = orjson.loads(raw)
     except orjson.JSONDecodeError as error:
+        _name_unstorable(raw)
         raise invalid(f"body is not JSON: {error}") from error
     if not isinstance(body, dict):
         raise invalid("body must be a JSON object")
     unknown = sorted(set(body) - allowed)
     if unknown:
         raise invalid(f"unknown fields: {', '.join(unknown)}")
+    refuse_unstorable(body)
     return body
+
+
+def refuse_unstorable(value: object, where: str = "body") -> None:
+    found = storable.json_fault(value, where)
+    if found is not None:
+        raise invalid(f"{found[0]} {found[1]}")
+
+
+def _name_unstorable(raw: bytes) -> None:
+    """orjson refuses a lone surrogate or NaN without saying where; the standard parser
+    reads them, so that the refusal can name the field."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        return
+    refuse_unstorable(body)
 
 
 def coupon_id(request: web.Request) -> str:
@@ -83,18 +106,23 @@ def time_ms(body: dict[str, Any], name: str) -> int:
         raise invalid(f"{name}: {error}") from error
     if moment.tzinfo is None:
         raise invalid(f"{name} must carry an offset, such as Z or +09:00")
-    return int(moment.timestamp() * 1000)
+    ms = int(moment.timestamp() * 1000)
+    if not storable.TIME_MS_MIN <= ms <= storable.TIME_MS_MAX:
+        raise invalid(f"{name} must be from 1970-01-01T00:00:00Z to 9999-12-31T23:59:59Z")
+    return ms
 
 
 def wait_s(request: web.Request, default_s: float, max_s: float) -> float:
-    """`Prefer: wait=N` (RFC 7240); preferences we cannot honour are ignored, as it says."""
+    """`Prefer: wait=N` (RFC 7240); preferences we cannot honour (not a number, NaN) are
+    ignored, as it says."""
     for preference in request.headers.get("Prefer", "").split(","):
         name, _, value = preference.strip().partition("=")
         if name.strip().lower() == "wait":
             try:
-                return min(max(float(value.strip().strip('"')), 0.0), max_s)
+                seconds = float(value.strip().strip('"'))
             except ValueError:
                 return default_s
+            return min(max(seconds, 0.0), max_s) if not math.isnan(seconds) else default_s
     return default_s
 
 

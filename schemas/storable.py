@@ -66,29 +66,39 @@ def number_fault(value: int | float) -> str | None:
     return None
 
 
-def json_fault(value: object, path: str = "body") -> tuple[str, str] | None:
-    """The first value of a parsed JSON document that cannot be stored: (where, why)."""
+def json_fault(document: object, path: str = "body") -> tuple[str, str] | None:
+    """The first value of a parsed JSON document that cannot be stored: (where, why).
+    Walked with a stack of its own: a document may nest deeper than Python recurses."""
+    stack: list[tuple[str, object]] = [(path, document)]
+    while stack:
+        where, value = stack.pop()
+        if isinstance(value, dict):
+            items = list(value.items())
+            for key, item in reversed(items):
+                stack.append((_at(where, key), item))
+                stack.append((f"{where} (a field name)", key))
+            continue
+        if isinstance(value, list):
+            stack.extend((f"{where}[{i}]", v) for i, v in reversed(list(enumerate(value))))
+            continue
+        why = _value_fault(value)
+        if why is not None:
+            return where, why
+    return None
+
+
+def _value_fault(value: object) -> str | None:
     if isinstance(value, str):
-        why = text_fault(value)
-    elif isinstance(value, bool) or value is None:
-        why = None
-    elif isinstance(value, int | float):
-        why = number_fault(value)
-    elif isinstance(value, list):
-        return _first((json_fault(v, f"{path}[{i}]") for i, v in enumerate(value)))
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            found = json_fault(key, f"{path} (a field name)") or json_fault(item, _at(path, key))
-            if found is not None:
-                return found
+        return text_fault(value)
+    if isinstance(value, bool) or value is None:
         return None
-    else:
-        why = f"is not a JSON value ({type(value).__name__})"
-    return None if why is None else (path, why)
+    if isinstance(value, int | float):
+        return number_fault(value)
+    return f"is not a JSON value ({type(value).__name__})"
 
 
-def _at(path: str, key: str) -> str:
-    return key if path == "body" else f"{path}.{key}"
+def _at(path: str, key: object) -> str:
+    return str(key) if path == "body" else f"{path}.{key}"
 
 
 def _first(found: Iterable[T | None]) -> T | None:
