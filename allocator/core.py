@@ -117,6 +117,8 @@ class PartitionCore:
             if record.fault is not None:
                 if storable.answerable(command):  # a retry is answered with its first answer
                     needs.request_ids.add(command.request_id)
+                elif isinstance(command, DayReserved) and storable.routable(command):
+                    needs.coupon_ids.add(command.coupon_id)  # its claim is refused
                 continue
             if isinstance(command, ReserveDay | ReleaseDay):
                 self._named[1].add(command.user_id)
@@ -168,7 +170,7 @@ class PartitionCore:
         for record in records:
             command = record.command
             if record.fault is not None and not storable.answerable(command):
-                fx.unstorable.append(record)  # names no request: there is nobody to answer
+                self._refuse(fx, record)  # no decision of its own
                 continue
             if isinstance(command, REQUESTS) and command.request_id in seen:
                 earlier = seen[command.request_id]
@@ -185,7 +187,7 @@ class PartitionCore:
     def _apply(self, fx: Effects, record: Record) -> None:
         command = record.command
         if record.fault is not None:
-            return _refuse_unstorable(fx, record)
+            return self._refuse(fx, record)
         if isinstance(command, ReserveDay):
             return self._reserve_day(fx, command)
         if isinstance(command, ReleaseDay):
@@ -403,23 +405,57 @@ class PartitionCore:
                 fx.days_released.append(row)
 
     def _day_reserved(
-        self, fx: Effects, book: CouponBook, command: DayReserved, cause: Cause
+        self,
+        fx: Effects,
+        book: CouponBook,
+        command: DayReserved,
+        cause: Cause,
+        fault: str | None = None,
     ) -> None:
         waiting = book.reserving.pop(command.request_id, None)
         if waiting is None:
             return  # an answer seen before (the asking batch was published twice)
-        book.reserving_users[waiting.claim.user_id] -= 1
-        if command.reserved and not book.closed:
-            grant = self._grant(fx, book, command.user_id, command.request_id, cause, "claim")
+        user_id = waiting.claim.user_id
+        book.reserving_users[user_id] -= 1
+        fault = fault or command.fault
+        if command.reserved is True and not book.closed and fault is None:
+            grant = self._grant(fx, book, user_id, command.request_id, cause, "claim")
             self._settle(fx, book, waiting, "granted", None, cause, grant)
         else:
-            if command.reserved:  # closed while the day was being asked for: give it back
+            if command.reserved is True:  # closed or refused meanwhile: give the day back
                 fx.commands.append(
-                    ReleaseDay(command.request_id, book.coupon_id, command.user_id, cause.at_ms)
+                    ReleaseDay(command.request_id, book.coupon_id, user_id, cause.at_ms)
                 )
-            reason = "closed" if book.closed else "daily_limit"
+            reason = "unstorable" if fault else "closed" if book.closed else "daily_limit"
             self._settle(fx, book, waiting, "rejected", reason, cause)
         self._advance(fx, book, cause)
+
+    def _refuse(self, fx: Effects, record: Record) -> None:
+        """A record that cannot be stored changes nothing; whoever it speaks for is told.
+        A request is refused; a day asked for is answered refused, and the claim that is
+        waiting for it is refused; any other record is only noted (fx.unstorable)."""
+        command, fault = record.command, record.fault
+        assert fault is not None
+        fx.unstorable.append(record)
+        if storable.answerable(command):
+            _refuse_unstorable(fx, record)
+        elif isinstance(command, ReserveDay) and storable.routable(command):
+            fx.commands.append(
+                DayReserved(
+                    command.request_id,
+                    command.coupon_id,
+                    storable.stand_in(command.user_id, storable.USER_ID_CHARS_MAX) or "-",
+                    storable.DAY_STAND_IN,
+                    False,
+                    storable.time_stand_in(command.at_ms),
+                    fault=storable.stand_in(fault, storable.FAULT_CHARS_MAX),
+                )
+            )
+        elif isinstance(command, DayReserved) and storable.routable(command):
+            book = self.books.get(command.coupon_id)
+            if book is not None:
+                cause = Cause(command.request_id, record.offset, book.clock_ms)
+                self._day_reserved(fx, book, command, cause, fault)
 
     # -- grants ---------------------------------------------------------------------------
 
@@ -571,7 +607,6 @@ def _refuse_unstorable(fx: Effects, record: Record) -> None:
     decision names the sender with what can be stored of what they sent."""
     command = record.command
     assert isinstance(command, REQUESTS), "only a request a person sent is answerable"
-    fx.unstorable.append(record)
     decision = Decision(
         request_id=command.request_id,
         coupon_id=command.coupon_id,

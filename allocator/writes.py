@@ -166,13 +166,10 @@ async def write(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
     await _write_days(conn, fx)
 
 
-FAULT_CHARS_MAX = 2_000
-
-
 def _refused(record: Record, partition: int) -> tuple[Any, ...]:
     command = record.command
     request_id = getattr(command, "request_id", None) if storable.answerable(command) else None
-    fault = storable.stand_in(record.fault, FAULT_CHARS_MAX)
+    fault = storable.stand_in(record.fault, storable.FAULT_CHARS_MAX)
     return (partition, record.offset, request_id, fault)
 
 

@@ -80,6 +80,7 @@ class DayReserved:
     day: str
     reserved: bool
     at_ms: int
+    fault: str | None = None  # the ReserveDay could not be stored: the claim is refused
     kind: Literal["day_reserved"] = "day_reserved"
 
 

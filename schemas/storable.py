@@ -30,6 +30,8 @@ CODE_ALPHABET_CHARS_MAX = 32
 SEED_CHARS_MAX = 200
 LOCK_ID_CHARS_MAX = 64
 TOPIC_CHARS_MAX = 249  # Kafka's own bound on a topic name
+FAULT_CHARS_MAX = 2_000  # why a command was refused
+DAY_STAND_IN = "1970-01-01"
 COUNT_MAX = 10_000_000
 PER_USER_LIMIT_MAX = 1_000
 HOLD_SECONDS_MAX = 24 * 3600
@@ -215,6 +217,7 @@ COMMAND_RULES: Mapping[str, Rule] = {
     "per_user": integer(1, PER_USER_LIMIT_MAX),
     "seed": text(0, SEED_CHARS_MAX),
     "spec": lambda spec: _spec_fault(spec),
+    "fault": optional(text(1, FAULT_CHARS_MAX)),
     "kind": lambda kind: None,  # the decoder chose the type by it
 }
 
@@ -243,13 +246,16 @@ def _spec_fault(spec: Any) -> str | None:
     return None if why is None else f"({why})"
 
 
-def answerable(command: object) -> bool:
-    """Whether a refused command can still get a decision: one names its request and
-    coupon, and is a request a person sent (the allocator's own commands get none)."""
-    if not hasattr(command, "reply_to"):
-        return False
+def routable(command: object) -> bool:
+    """Whether a refused command names its request and coupon: its refusal can reach them."""
     named = (getattr(command, "request_id", None), getattr(command, "coupon_id", None))
     return all(ID(value) is None for value in named)
+
+
+def answerable(command: object) -> bool:
+    """Whether a refused command can get a decision of its own: a routable request a person
+    sent (the allocator's own commands get none)."""
+    return hasattr(command, "reply_to") and routable(command)
 
 
 def stand_in(value: object, chars_max: int) -> str:

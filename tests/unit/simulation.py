@@ -6,6 +6,7 @@ are appended to the partition of their key, as the IO shell would produce them.
 
 import uuid
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 
@@ -34,6 +35,8 @@ class Cluster:
     effects: list[Effects] = field(default_factory=list)
     emitted: list[Command] = field(default_factory=list)
     replaying: bool = False
+    # What the shell would find PostgreSQL refuses (allocator/isolation.py): why, or None.
+    refuses: Callable[[Command], str | None] = lambda command: None
 
     def __post_init__(self) -> None:
         self.logs = [[] for _ in range(self.partitions)]
@@ -52,7 +55,10 @@ class Cluster:
         log = self.logs[partition]
         if start >= len(log):
             return False
-        records = [Record(o, log[o]) for o in range(start, min(len(log), start + batch_max))]
+        records = [
+            Record(o, log[o], self.refuses(log[o]))
+            for o in range(start, min(len(log), start + batch_max))
+        ]
         core = self.cores[partition]
         core.needs(records)
         core.load(Loaded())

@@ -8,7 +8,16 @@ from hypothesis import strategies as st
 
 from allocator.core import CoreConfig, PartitionCore
 from allocator.effects import Record
-from schemas.messages import AddCodes, Claim, CouponSpec, CreateCoupon, ReserveDay, decode_command
+from schemas.messages import (
+    AddCodes,
+    Claim,
+    CouponSpec,
+    CreateCoupon,
+    DayReserved,
+    ReleaseDay,
+    ReserveDay,
+    decode_command,
+)
 from schemas.storable import (
     TIME_MS_MAX,
     command_fault,
@@ -16,7 +25,8 @@ from schemas.storable import (
     stand_in,
     text_fault,
 )
-from tests.unit.test_core import NOON, claim, coupon_id, create, request_id
+from tests.unit.simulation import Cluster
+from tests.unit.test_core import NOON, claim, coupon_id, create, outcomes, request_id
 
 CONFIG = CoreConfig(b"storable-test-secret")
 UNSTORABLE_CHARS = st.sampled_from(["\x00", "\ud800", "\udfff"])
@@ -129,3 +139,25 @@ def test_a_spec_with_a_wrong_type_is_refused() -> None:
     spec = CouponSpec("C", "m", "d", NOON, NOON + 1, "25")  # type: ignore[arg-type]
     command = CreateCoupon(request_id(1), coupon_id(1), "admin", spec, NOON, "r")
     assert command_fault(command) == "spec (count must be an integer from 0 to 10000000)"
+
+
+def _refusing(kind: type, user: str) -> Cluster:
+    cluster = Cluster(2)
+    cluster.refuses = lambda c: "refused" if isinstance(c, kind) and c.user_id == user else None
+    for command in [create(1, 2), claim(1, 1, "u1"), claim(2, 1, "u2"), claim(3, 1, "u3")]:
+        cluster.append(command)
+    cluster.drain(3)
+    return cluster
+
+
+def test_a_refused_day_refuses_its_claim_and_the_unit_goes_to_the_next() -> None:
+    for kind in (ReserveDay, DayReserved):
+        cluster = _refusing(kind, "u2")
+        result = outcomes(cluster)
+        assert [result[request_id(n)] for n in (1, 2, 3)] == [
+            ("granted", None),
+            ("rejected", "unstorable"),
+            ("granted", None),
+        ], kind
+        if kind is DayReserved:  # the day was taken for u2: it is given back
+            assert any(isinstance(c, ReleaseDay) and c.user_id == "u2" for c in cluster.emitted)
