@@ -1,0 +1,234 @@
+"""One bad command never stalls a partition (issue 12).
+
+Records written straight to the log, bypassing the gateway, hold what PostgreSQL cannot
+store, among good ones, on every partition: the core refuses them in log order and every
+good command is decided. A record PostgreSQL refuses for a reason the core does not know
+(here a constraint added to the test's database) is found by splitting its batch,
+refused, and the rest commits; a replay makes the same refusals."""
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+import pytest
+from aiokafka import AIOKafkaProducer
+
+from schemas.topics import Topics, coupon_key, partition_of
+from tests.integration.client import claim, create_coupon
+from tests.integration.conftest import Stack
+from tests.integration.test_replay import replay
+
+pytestmark = pytest.mark.integration
+
+PARTITIONS = 4
+DECIDED_TIMEOUT_S = 60
+POLL_INTERVAL_S = 0.1
+
+
+async def coupons_on_every_partition(
+    session: aiohttp.ClientSession, stack: Stack, **fields: Any
+) -> list[str]:
+    """A coupon on each partition of the command log (ids are made, not chosen)."""
+    found: dict[int, str] = {}
+    for _ in range(64):
+        coupon = await create_coupon(session, stack, 1_000, **fields)
+        found.setdefault(partition_of(coupon["id"], PARTITIONS), coupon["id"])
+        if len(found) == PARTITIONS:
+            return [found[p] for p in range(PARTITIONS)]
+    raise AssertionError(f"coupons landed on partitions {sorted(found)} only")
+
+
+def claim_record(coupon_id: str, user_id: object, **changes: object) -> dict[str, object]:
+    record = {
+        "kind": "claim",
+        "request_id": str(uuid.uuid4()),
+        "coupon_id": coupon_id,
+        "user_id": user_id,
+        "at_ms": int(time.time() * 1000),
+        "reply_to": "",
+    }
+    return {**record, **changes}
+
+
+def bad_records(coupon_id: str) -> list[tuple[str, bytes]]:
+    """(what it holds, the record) for each kind of unstorable value."""
+    now = int(time.time() * 1000)
+    surrogate = orjson.dumps(claim_record(coupon_id, "SURROGATE")).replace(
+        b'"SURROGATE"', b'"lone \\ud800 surrogate"'
+    )
+    spec = {
+        "code": "BAD", "message": "m", "description": "a\u0000b", "start_ms": now - 1000,
+        "expiry_ms": now + 86_400_000, "count": 5,
+    }  # fmt: skip
+    create = {
+        "kind": "create_coupon", "request_id": str(uuid.uuid4()), "coupon_id": str(uuid.uuid4()),
+        "user_id": "admin", "spec": spec, "at_ms": now, "reply_to": "",
+    }  # fmt: skip
+    codes = {
+        "kind": "add_codes", "request_id": str(uuid.uuid4()), "coupon_id": coupon_id,
+        "user_id": "admin", "codes": ["A", "B\u0000"], "at_ms": now, "reply_to": "",
+    }  # fmt: skip
+    return [
+        ("a NUL in user_id", orjson.dumps(claim_record(coupon_id, "nul\u0000user"))),
+        ("a lone surrogate in user_id", surrogate),
+        ("a NUL in a coupon's description", orjson.dumps(create)),
+        ("a NUL in an uploaded code", orjson.dumps(codes)),
+        ("a time out of range", orjson.dumps(claim_record(coupon_id, "late", at_ms=2**62))),
+        ("a number for user_id", orjson.dumps(claim_record(coupon_id, 12345))),
+        (
+            "a reply topic that is no topic",
+            orjson.dumps(claim_record(coupon_id, "r", reply_to="a b")),
+        ),
+    ]
+
+
+async def produce(stack: Stack, records: list[tuple[str, bytes]]) -> None:
+    """Straight to the command log, keyed by coupon as the gateway keys them."""
+    producer = AIOKafkaProducer(bootstrap_servers=stack.env["KAFKA_BOOTSTRAP_SERVERS"])
+    await producer.start()
+    try:
+        topic = Topics(stack.env["COUPONS_TOPIC_PREFIX"]).commands
+        for coupon_id, payload in records:
+            await producer.send_and_wait(topic, payload, key=coupon_key(coupon_id))
+    finally:
+        await producer.stop()
+
+
+async def decisions_of(stack: Stack, request_ids: list[str]) -> dict[str, asyncpg.Record]:
+    """The decisions of all `request_ids`, once every one is stored."""
+    conn = await stack.db()
+    try:
+        deadline = time.monotonic() + DECIDED_TIMEOUT_S
+        while True:
+            rows = await conn.fetch(
+                "SELECT request_id::text, outcome, reason, user_id FROM decisions"
+                " WHERE request_id = ANY($1::uuid[])",
+                request_ids,
+            )
+            if len(rows) == len(request_ids):
+                return {r["request_id"]: r for r in rows}
+            if time.monotonic() > deadline:
+                raise AssertionError(f"{len(request_ids) - len(rows)} requests never decided")
+            await asyncio.sleep(POLL_INTERVAL_S)
+    finally:
+        await conn.close()
+
+
+async def metric(url: str, name: str) -> float:
+    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+async def replayed_the_same(stack: Stack) -> None:
+    """Invariant 6 with refusals: replay decides every stored decision the same way."""
+    status, said = replay(stack)
+    conn = await stack.db()
+    try:
+        stored = await conn.fetchval("SELECT count(*) FROM decisions")
+    finally:
+        await conn.close()
+    assert status == 0, said
+    assert f"compared {stored:,} decisions: {stored:,} match, 0 mismatch" in said, said
+
+
+async def test_bad_records_in_the_log_are_refused_and_stall_nothing(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        coupons = await coupons_on_every_partition(session, stack)
+    good, bad, unreadable = [], [], 0
+    records: list[tuple[str, bytes]] = []
+    for n, coupon_id in enumerate(coupons):
+        for what, payload in bad_records(coupon_id):
+            bad.append((what, orjson.loads(payload.replace(b"\\ud800", b"?"))["request_id"]))
+            records.append((coupon_id, payload))
+            record = claim_record(coupon_id, f"good-{n}-{len(good)}")
+            good.append(record["request_id"])
+            records.append((coupon_id, orjson.dumps(record)))
+        nameless = claim_record(coupon_id, "nameless", request_id="not-a-uuid")
+        records += [(coupon_id, orjson.dumps(nameless)), (coupon_id, b"not json at all")]
+        unreadable += 1
+    await produce(stack, records)
+
+    decided = await decisions_of(stack, good + [request_id for _, request_id in bad])
+    assert [decided[r]["outcome"] for r in good] == ["granted"] * len(good)
+    refused = {what: decided[r]["reason"] for what, r in bad}
+    assert set(refused.values()) == {"unstorable"}, refused
+    conn = await stack.db()
+    try:
+        grants = await conn.fetchval("SELECT count(*) FROM grants")
+        doubled = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT request_id FROM grants GROUP BY 1 HAVING count(*) > 1) d"
+        )
+        noted = await conn.fetchval("SELECT count(*) FROM refused_commands")
+        behind = await conn.fetchval(
+            "SELECT count(*) FROM claim_line WHERE request_id = ANY($1::uuid[])", good
+        )
+    finally:
+        await conn.close()
+    assert (grants, doubled, behind) == (len(good), 0, 0)
+    assert noted == len(bad) + PARTITIONS  # and the nameless ones, which no decision names
+    allocator = stack.allocators[0].url
+    assert await metric(allocator, "coupons_allocator_unstorable_total") == noted
+    print(
+        f"\npoison in the log: {len(bad)} bad records ({len(bad) // PARTITIONS} kinds on each"
+        f" of {PARTITIONS} partitions) refused as unstorable, {PARTITIONS} nameless ones noted,"
+        f" {unreadable} unreadable skipped; {len(good)} good claims granted, 0 doubled"
+    )
+
+    await replayed_the_same(stack)
+
+    async with aiohttp.ClientSession() as session:  # and the partitions go on deciding
+        canaries = [await claim(session, stack, c, f"canary-{i}") for i, c in enumerate(coupons)]
+    assert [a.status for a in canaries] == [201] * PARTITIONS
+
+
+async def test_a_record_postgresql_refuses_is_found_refused_and_replayed(stack: Stack) -> None:
+    conn = await stack.db()
+    try:  # a rule the core does not know, as a schema drift or an operator's constraint
+        await conn.execute(
+            "ALTER TABLE grants ADD CONSTRAINT no_poison CHECK (user_id NOT LIKE 'poison%')"
+        )
+    finally:
+        await conn.close()
+    async with aiohttp.ClientSession() as session:
+        daily = await coupons_on_every_partition(session, stack)
+        undaily = await coupons_on_every_partition(session, stack, daily_limit=False)
+    people: dict[str, str] = {}  # request id: user
+    records = []
+    for coupon_id in daily + undaily:
+        for n in range(6):
+            user = f"{'poison' if n in (1, 4) else 'fine'}-{coupon_id[:8]}-{n}"
+            record = claim_record(coupon_id, user)
+            people[record["request_id"]] = user
+            records.append((coupon_id, orjson.dumps(record)))
+    await produce(stack, records)
+
+    decided = await decisions_of(stack, list(people))
+    outcomes = {r: (decided[r]["outcome"], decided[r]["reason"]) for r in people}
+    poisoned = [r for r, user in people.items() if user.startswith("poison")]
+    fine = [r for r in people if r not in poisoned]
+    assert {outcomes[r] for r in poisoned} == {("rejected", "unstorable")}
+    assert {outcomes[r] for r in fine} == {("granted", None)}
+    allocator = stack.allocators[0].url
+    found = await metric(allocator, "coupons_allocator_poisoned_total")
+    trials = await metric(allocator, "coupons_allocator_isolation_trials_total")
+    assert found == len(poisoned)
+    conn = await stack.db()
+    try:
+        faults = await conn.fetch("SELECT fault FROM refused_commands")
+        grants = await conn.fetchval("SELECT count(*) FROM grants")
+    finally:
+        await conn.close()
+    assert len(faults) == len(poisoned)
+    assert all("no_poison" in f["fault"] for f in faults), faults[0]["fault"]
+    assert grants == len(fine) + 0  # nothing doubled, nothing of the refused
+    print(
+        f"\nrefused by PostgreSQL: {len(poisoned)} of {len(people)} claims found by"
+        f" {trials:.0f} rolled-back trials and refused; {len(fine)} granted"
+    )
+
+    await replayed_the_same(stack)  # the refusals are made again from the log
