@@ -52,6 +52,8 @@ class Verifier:
         required = (
             ["exp", "sub"] + (["aud"] if self.audience else []) + (["iss"] if self.issuer else [])
         )
+        if not token.isascii():  # base64url and dots; a header's other bytes are not a JWT
+            raise Problem(401, "unauthenticated", "Invalid token", "a token is ASCII text")
         try:
             claims = jwt.decode(
                 token,

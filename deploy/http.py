@@ -8,6 +8,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
@@ -142,10 +143,31 @@ def add_ops_routes(app: web.Application, readiness: Readiness) -> None:
     app.router.add_get("/metrics", metrics)
 
 
+MALFORMED = Counter(
+    "coupons_http_malformed_total", "Requests refused 400 by the HTTP parser, before any route"
+)
+
+
+class Malformed(logging.Filter):
+    """aiohttp logs a request its parser refuses (a control byte in a header, say) as an
+    ERROR with a traceback, though the client got its 400: anyone could fill the log with
+    them. Counted instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, BadHttpMessage):
+            MALFORMED.inc()
+            return False
+        return True
+
+
 async def serve(
     app: web.Application, host: str, port: int, reuse_port: bool = False
 ) -> web.AppRunner:
     """Listen; with `reuse_port`, beside other processes on the same port (SO_REUSEPORT)."""
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, Malformed) for f in server_log.filters):
+        server_log.addFilter(Malformed())
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096)

@@ -9,7 +9,10 @@ from typing import Any
 
 import aiohttp
 
+from schemas.topics import partition_of
 from tests.integration.conftest import Stack
+
+PARTITIONS = 4  # the command log's, in the test stack (conftest.build_stack)
 
 
 @dataclass
@@ -44,6 +47,19 @@ async def create_coupon(
     )
     assert answer.status == 201, answer.body
     return answer.body
+
+
+async def coupons_on_every_partition(
+    session: aiohttp.ClientSession, stack: Stack, **fields: Any
+) -> list[str]:
+    """A coupon on each partition of the command log (ids are made, not chosen)."""
+    found: dict[int, str] = {}
+    for _ in range(64):
+        coupon = await create_coupon(session, stack, 1_000, **fields)
+        found.setdefault(partition_of(coupon["id"], PARTITIONS), coupon["id"])
+        if len(found) == PARTITIONS:
+            return [found[p] for p in range(PARTITIONS)]
+    raise AssertionError(f"coupons landed on partitions {sorted(found)} only")
 
 
 async def post(

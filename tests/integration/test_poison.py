@@ -9,7 +9,6 @@ refused, and the rest commits; a replay makes the same refusals."""
 import asyncio
 import time
 import uuid
-from typing import Any
 
 import aiohttp
 import asyncpg
@@ -17,29 +16,15 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from schemas.topics import Topics, coupon_key, partition_of
-from tests.integration.client import claim, create_coupon
+from schemas.topics import Topics, coupon_key
+from tests.integration.client import PARTITIONS, claim, coupons_on_every_partition
 from tests.integration.conftest import Stack
 from tests.integration.test_replay import replay
 
 pytestmark = pytest.mark.integration
 
-PARTITIONS = 4
 DECIDED_TIMEOUT_S = 60
 POLL_INTERVAL_S = 0.1
-
-
-async def coupons_on_every_partition(
-    session: aiohttp.ClientSession, stack: Stack, **fields: Any
-) -> list[str]:
-    """A coupon on each partition of the command log (ids are made, not chosen)."""
-    found: dict[int, str] = {}
-    for _ in range(64):
-        coupon = await create_coupon(session, stack, 1_000, **fields)
-        found.setdefault(partition_of(coupon["id"], PARTITIONS), coupon["id"])
-        if len(found) == PARTITIONS:
-            return [found[p] for p in range(PARTITIONS)]
-    raise AssertionError(f"coupons landed on partitions {sorted(found)} only")
 
 
 def claim_record(coupon_id: str, user_id: object, **changes: object) -> dict[str, object]:
