@@ -49,7 +49,7 @@ lint: install
 	$(BIN)/ruff check .
 
 types: install
-	$(BIN)/mypy gateway allocator notifier schemas deploy bench
+	$(BIN)/mypy gateway allocator notifier schemas runtime deploy bench
 
 # The noon burst, sustained grants and replay, against the baseline and the ceiling;
 # the report goes to bench/results/. BENCH_ARGS passes options: make bench BENCH_ARGS='--users 20000'

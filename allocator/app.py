@@ -6,8 +6,8 @@ import logging
 from aiohttp import web
 
 from allocator.service import Allocator
-from deploy.http import add_ops_routes, errors, serve
-from deploy.settings import Settings
+from runtime.http import add_ops_routes, errors, serve
+from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 

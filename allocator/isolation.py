@@ -18,8 +18,8 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import Counter
 
 from allocator.effects import Effects, Record
-from deploy.db import data_fault
-from deploy.produce import Message
+from runtime.db import data_fault
+from runtime.produce import Message
 
 log = logging.getLogger(__name__)
 

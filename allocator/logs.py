@@ -22,8 +22,8 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from deploy import kafka
-from deploy.settings import Settings
+from runtime import kafka
+from runtime.settings import Settings
 
 # A mark's payload starts with its kind, so it is told from a command without parsing it.
 MARK_PREFIX = b'{"kind":"log_mark"'

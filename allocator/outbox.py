@@ -6,7 +6,7 @@ escaping a whole batch of them again cost more than deciding it.
 
 import struct
 
-from deploy.produce import Message
+from runtime.produce import Message
 
 FRAME = struct.Struct(">HII")
 

@@ -17,8 +17,8 @@ import asyncpg
 from allocator import logs
 from allocator.core import CoreConfig, PartitionCore
 from allocator.effects import DecisionRow, Record
-from deploy import kafka
-from deploy.settings import Settings
+from runtime import kafka
+from runtime.settings import Settings
 from schemas.messages import Decision, decode_command
 from schemas.topics import Topics
 

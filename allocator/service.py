@@ -22,9 +22,9 @@ from allocator import isolation, logs, outbox
 from allocator.core import CoreConfig, PartitionCore, day_of
 from allocator.effects import Effects, Record
 from allocator.store import Fenced, Landed, Ownership, PartitionStore
-from deploy import db, kafka
-from deploy.produce import Message, send_all
-from deploy.settings import Settings
+from runtime import db, kafka
+from runtime.produce import Message, send_all
+from runtime.settings import Settings
 from schemas.messages import ReleaseDay, ReserveDay, Tick, decode_command, encode
 from schemas.topics import Topics, coupon_key, partition_of, user_key
 

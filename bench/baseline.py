@@ -18,9 +18,9 @@ import asyncpg
 from aiohttp import web
 
 from bench.serving import ready, run, serve_until_stopped
-from deploy.auth import Verifier, caller
-from deploy.http import json_response, problem
 from gateway import requests
+from runtime.auth import Verifier, caller
+from runtime.http import json_response, problem
 
 POOL_SIZE = 20
 SCHEMA = """

@@ -10,8 +10,8 @@ import orjson
 from aiohttp import web
 
 from bench.serving import ready, run, serve_until_stopped
-from deploy.auth import Verifier, caller
 from gateway import requests
+from runtime.auth import Verifier, caller
 
 ANSWER = orjson.dumps({"type": "about:blank", "title": "Claim rejected", "status": 409,
                        "detail": "every unit of this coupon has been given out",

@@ -17,7 +17,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from multiprocessing.sharedctypes import Synchronized
 
-from deploy.auth import mint_token
+from runtime.auth import mint_token
 
 HEADER_BYTES_MAX = 64 * 1024
 BODY_BYTES_MAX = 1024 * 1024

@@ -14,12 +14,12 @@ import asyncpg
 
 from bench.load import Result, Target, cores, generate
 from bench.systems import Systems
-from deploy import kafka
-from deploy.db import create_database
 from deploy.embedded import free_port
-from deploy.produce import send_all
-from deploy.settings import Settings
 from deploy.stack import start_part
+from runtime import kafka
+from runtime.db import create_database
+from runtime.produce import send_all
+from runtime.settings import Settings
 from schemas.messages import Claim, CouponSpec, CreateCoupon, encode
 from schemas.topics import Topics, coupon_key
 

@@ -9,7 +9,7 @@ from typing import Any
 import uvloop
 from aiohttp import web
 
-from deploy.http import serve
+from runtime.http import serve
 
 
 async def ready(_: web.Request) -> web.Response:

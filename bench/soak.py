@@ -31,7 +31,7 @@ import aiohttp
 import psutil
 
 from bench import systems
-from deploy.auth import mint_token
+from runtime.auth import mint_token
 
 JUDGED = ("gateway", "allocator", "notifier")
 GROWTH_ALLOWED = 0.05  # of the median RSS, over the measured span

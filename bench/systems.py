@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from deploy.auth import mint_token
-from deploy.db import create_database
 from deploy.dev import stack_env
 from deploy.embedded import Broker, Postgres, free_port, start_broker, start_postgres
 from deploy.stack import Part, start_part, wait_listening
+from runtime.auth import mint_token
+from runtime.db import create_database
 
 COMMAND_PARTITIONS = 4
 

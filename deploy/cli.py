@@ -7,7 +7,7 @@ import signal
 import sys
 from collections.abc import Awaitable, Callable
 
-from deploy.settings import Settings, SettingsError
+from runtime.settings import Settings, SettingsError
 
 Runner = Callable[[Settings, asyncio.Event], Awaitable[None]]
 
@@ -71,7 +71,7 @@ def _database_url() -> str | None:
 
 
 def _migrate(args: argparse.Namespace) -> int:
-    from deploy.db import migrate
+    from runtime.db import migrate
 
     url = _database_url()
     if not url:
@@ -101,8 +101,8 @@ def _users(args: argparse.Namespace) -> int:
 def _token(args: argparse.Namespace) -> int:
     import os
 
-    from deploy.auth import mint_token
     from deploy.dev import dev_secrets
+    from runtime.auth import mint_token
 
     secret = os.environ.get("COUPONS_JWT_SECRET") or dev_secrets(args.data_dir)["jwt"]
     print(mint_token(secret, args.sub, admin=args.admin, ttl_s=args.ttl))

@@ -205,8 +205,8 @@ def _notifier_of(gateway_url: str) -> str:
 def _token(args: argparse.Namespace) -> str:
     if args.token:
         return str(args.token)
-    from deploy.auth import mint_token
     from deploy.dev import dev_secrets
+    from runtime.auth import mint_token
 
     secret = os.environ.get("COUPONS_JWT_SECRET") or dev_secrets(args.data_dir)["jwt"]
     return mint_token(secret, args.user, admin=args.admin, ttl_s=600)

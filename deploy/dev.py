@@ -15,10 +15,10 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from deploy.auth import mint_token
-from deploy.db import migrate
 from deploy.embedded import start_broker, start_postgres
 from deploy.stack import Part, start_part
+from runtime.auth import mint_token
+from runtime.db import migrate
 
 
 def dev_secrets(data_dir: str | Path) -> dict[str, str]:

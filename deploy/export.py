@@ -17,8 +17,8 @@ from aiokafka import ConsumerRecord
 from tqdm import tqdm
 
 from allocator import logs
-from deploy import kafka
-from deploy.settings import Settings
+from runtime import kafka
+from runtime.settings import Settings
 from schemas.topics import Topics
 
 FORMATS = ("jsonl", "csv", "parquet")

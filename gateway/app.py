@@ -8,16 +8,16 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from deploy import db, kafka
-from deploy.docs import add_docs_routes, document
-from deploy.http import add_ops_routes, errors, serve
-from deploy.limits import guard
-from deploy.produce import Batcher
-from deploy.settings import Settings
-from deploy.statuses import Statuses
 from gateway import campaigns, claims, coupons, grants
 from gateway.pipeline import GATEWAY, Gateway
 from gateway.replies import Replies
+from runtime import db, kafka
+from runtime.docs import add_docs_routes, document
+from runtime.http import add_ops_routes, errors, serve
+from runtime.limits import guard
+from runtime.produce import Batcher
+from runtime.settings import Settings
+from runtime.statuses import Statuses
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)

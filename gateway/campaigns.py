@@ -7,10 +7,10 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from deploy.auth import Caller, caller
-from deploy.http import Problem, json_response
 from gateway import requests
 from gateway.pipeline import GATEWAY, Gateway, rejection
+from runtime.auth import Caller, caller
+from runtime.http import Problem, json_response
 from schemas import readmodel
 from schemas.coupons import coupon_view, grant_view
 from schemas.messages import (

@@ -5,10 +5,10 @@ import time
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from deploy.auth import caller
-from deploy.http import Problem, json_response
 from gateway import requests
 from gateway.pipeline import GATEWAY, Gateway, refusal, rejection
+from runtime.auth import caller
+from runtime.http import Problem, json_response
 from schemas import readmodel
 from schemas.coupons import EDGE_REASONS, grant_view, state_at
 from schemas.messages import Claim, Grant

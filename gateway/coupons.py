@@ -5,10 +5,10 @@ from typing import Literal
 
 from aiohttp import web
 
-from deploy.auth import caller
-from deploy.http import Problem, json_response
 from gateway import requests
 from gateway.pipeline import GATEWAY, rejection
+from runtime.auth import caller
+from runtime.http import Problem, json_response
 from schemas import readmodel
 from schemas.codes import DEFAULT_ALPHABET, DEFAULT_PATTERN, CodeFormat, InvalidFormat
 from schemas.coupons import coupon_view, grant_view

@@ -11,13 +11,13 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from deploy import db
-from deploy.http import Problem, accept, json_response, problem
-from deploy.produce import Batcher, Saturated
-from deploy.settings import Settings
-from deploy.statuses import Statuses
 from gateway import requests
 from gateway.replies import Replies
+from runtime import db
+from runtime.http import Problem, accept, json_response, problem
+from runtime.produce import Batcher, Saturated
+from runtime.settings import Settings
+from runtime.statuses import Statuses
 from schemas import readmodel
 from schemas.messages import CouponStatus, Decision, Request, encode
 from schemas.tickets import mint, request_id_for

@@ -5,7 +5,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy import kafka
+from runtime import kafka
 from schemas.messages import Decision, decode_decision
 
 log = logging.getLogger(__name__)

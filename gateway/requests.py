@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
-from deploy.http import Problem
+from runtime.http import Problem
 from schemas import storable
 
 IDEMPOTENCY_KEY_CHARS_MAX = 200

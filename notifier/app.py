@@ -8,14 +8,14 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from deploy import db, kafka
-from deploy.docs import add_docs_routes, document
-from deploy.http import add_ops_routes, errors, serve
-from deploy.limits import guard
-from deploy.settings import Settings
-from deploy.statuses import Statuses
 from notifier import coupon_events, dashboard, streams, tickets
 from notifier.forwarder import Forwarder
+from runtime import db, kafka
+from runtime.docs import add_docs_routes, document
+from runtime.http import add_ops_routes, errors, serve
+from runtime.limits import guard
+from runtime.settings import Settings
+from runtime.statuses import Statuses
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ import asyncpg
 from aiohttp import web
 from prometheus_client import Gauge
 
-from deploy.http import Problem
-from deploy.statuses import Statuses
 from notifier import sse
+from runtime.http import Problem
+from runtime.statuses import Statuses
 from schemas import readmodel
 from schemas.coupons import coupon_view, state_at
 from schemas.messages import CouponStatus

@@ -21,8 +21,8 @@ from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
-from deploy.http import Problem
 from notifier import sse
+from runtime.http import Problem
 from schemas import readmodel
 from schemas.coupons import coupon_view
 from schemas.topics import Topics

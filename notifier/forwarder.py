@@ -15,9 +15,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 
-from deploy import kafka
-from deploy.produce import Message, send_all
-from deploy.settings import Settings
+from runtime import kafka
+from runtime.produce import Message, send_all
+from runtime.settings import Settings
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)

@@ -19,11 +19,11 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
-from deploy.auth import Verifier, caller
-from deploy.http import Problem
-from deploy.produce import send_all
 from notifier import sse
 from notifier.grant_events import GrantFeed
+from runtime.auth import Verifier, caller
+from runtime.http import Problem
+from runtime.produce import send_all
 from schemas import readmodel
 from schemas.coupons import grant_view
 from schemas.messages import GrantAction, encode

@@ -8,8 +8,8 @@ import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy import kafka
-from deploy.http import Problem, json_response
+from runtime import kafka
+from runtime.http import Problem, json_response
 from schemas import readmodel
 from schemas.coupons import grant_view
 from schemas.messages import decode_command

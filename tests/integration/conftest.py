@@ -11,11 +11,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from deploy.auth import mint_token
-from deploy.db import create_database
 from deploy.dev import stack_env
 from deploy.embedded import Broker, Postgres, free_port, start_broker, start_postgres
 from deploy.stack import Part, start_part
+from runtime.auth import mint_token
+from runtime.db import create_database
 
 SECRET = "integration-secret-" + uuid.uuid4().hex
 

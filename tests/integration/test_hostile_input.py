@@ -23,7 +23,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from deploy.auth import mint_token
+from runtime.auth import mint_token
 from tests.integration.client import PARTITIONS, claim, coupons_on_every_partition
 from tests.integration.conftest import SECRET, Stack
 

@@ -5,7 +5,7 @@ import uuid
 import asyncpg
 import pytest
 
-from deploy.db import migrate, migrations
+from runtime.db import migrate, migrations
 from tests.integration.conftest import Infra
 
 pytestmark = pytest.mark.integration

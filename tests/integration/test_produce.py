@@ -7,9 +7,9 @@ import uuid
 
 from aiokafka import TopicPartition
 
-from deploy import kafka
-from deploy.produce import Batcher, send_all
-from deploy.settings import Settings
+from runtime import kafka
+from runtime.produce import Batcher, send_all
+from runtime.settings import Settings
 from schemas.topics import partition_for
 from tests.integration.conftest import Infra
 

@@ -9,7 +9,7 @@ import pytest
 
 from allocator.effects import Effects
 from allocator.store import Fenced, Landed, PartitionStore
-from deploy.db import create_database
+from runtime.db import create_database
 from tests.integration.conftest import Infra
 
 pytestmark = pytest.mark.integration

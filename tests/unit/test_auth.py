@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from deploy.auth import Verifier, mint_token
-from deploy.http import Problem
-from deploy.settings import Settings, SettingsError
+from runtime.auth import Verifier, mint_token
+from runtime.http import Problem
+from runtime.settings import Settings, SettingsError
 
 SECRET = "a-shared-secret-long-enough-for-hs256-0123456789"
 

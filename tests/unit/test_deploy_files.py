@@ -17,7 +17,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from deploy.cli import subcommands
-from deploy.settings import Settings
+from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -181,7 +181,7 @@ def test_other_images_are_pinned_to_a_version(image: str) -> None:
 
 def exported_metrics() -> set[str]:
     """Every series name the parts can export (their modules register on import)."""
-    for part in ("gateway.app", "allocator.app", "notifier.app", "deploy.http"):
+    for part in ("gateway.app", "allocator.app", "notifier.app", "runtime.http"):
         importlib.import_module(part)
     suffixes = {
         "counter": ("_total",),

@@ -5,7 +5,7 @@ import ipaddress
 import pytest
 from aiohttp.test_utils import make_mocked_request
 
-from deploy.limits import Limits, TokenBuckets, client_address, parse_networks
+from runtime.limits import Limits, TokenBuckets, client_address, parse_networks
 
 
 def test_a_bucket_allows_its_burst_then_its_rate() -> None:

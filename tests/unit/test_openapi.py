@@ -2,9 +2,9 @@
 
 import pytest
 
-from deploy.docs import OPS_PATHS, document
 from gateway.app import ROUTES as GATEWAY_ROUTES
 from notifier.app import ROUTES as NOTIFIER_ROUTES
+from runtime.docs import OPS_PATHS, document
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 

@@ -16,8 +16,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Counter, Gauge
 
-from deploy.auth import Caller, Verifier, caller
-from deploy.http import Problem, problem
+from runtime.auth import Caller, Verifier, caller
+from runtime.http import Problem, problem
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
-from deploy.auth import LEEWAY_S_DEFAULT, Verifier
-from deploy.limits import Limits, parse_networks
+from runtime.auth import LEEWAY_S_DEFAULT, Verifier
+from runtime.limits import Limits, parse_networks
 
 
 class SettingsError(ValueError):

@@ -14,7 +14,7 @@ import swagger_ui
 import yaml
 from aiohttp import web
 
-from deploy.http import json_response
+from runtime.http import json_response
 
 ASSETS = Path(swagger_ui.__file__).parent / "static"
 _TEXT = {"text/plain": {"schema": {"type": "string"}}}

@@ -7,7 +7,7 @@ from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from deploy import kafka
+from runtime import kafka
 from schemas.messages import CouponStatus, decode_status
 
 log = logging.getLogger(__name__)

@@ -18,7 +18,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from deploy.db import UNAVAILABLE
+from runtime.db import UNAVAILABLE
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ from typing import Literal
 import jwt
 from aiohttp import web
 
-from deploy.http import Problem
+from runtime.http import Problem
 from schemas.storable import USER_ID_CHARS_MAX, text_fault
 
 LEEWAY_S_DEFAULT = 30
