@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from allocator import logs
 from allocator.core import CoreConfig, PartitionCore
 from allocator.effects import DecisionRow, Record
 from runtime import kafka
 from runtime.settings import Settings
+from schemas import logmarks
 from schemas.messages import Decision, decode_command
 from schemas.topics import Topics
 
@@ -95,7 +95,7 @@ async def read_log(settings: Settings, report: Report) -> dict[int, list[Record]
     records: dict[int, list[Record]] = {}
     async for messages in kafka.read_to_end(settings, Topics(settings.topic_prefix).commands):
         for message in messages:
-            if logs.is_mark(message.value):
+            if logmarks.is_mark(message.value):
                 continue
             try:
                 command = decode_command(message.value or b"")

@@ -18,13 +18,14 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Gauge, Histogram
 
-from allocator import isolation, logs, outbox
+from allocator import isolation, outbox, which_log
 from allocator.core import CoreConfig, PartitionCore, day_of
 from allocator.effects import Effects, Record
 from allocator.store import Fenced, Landed, Ownership, PartitionStore
 from runtime import db, kafka
 from runtime.produce import Message, send_all
 from runtime.settings import Settings
+from schemas import logmarks
 from schemas.messages import ReleaseDay, ReserveDay, Tick, decode_command, encode
 from schemas.topics import Topics, coupon_key, partition_of, user_key
 
@@ -79,7 +80,7 @@ class Owned:
     epoch: int
     next_offset: int  # a position: log offset + base
     cold: bool = True  # coupons with deadlines not loaded into the core yet
-    base: int = 0  # added to this log's offsets to make positions (allocator/logs.py)
+    base: int = 0  # added to this log's offsets to make positions (allocator/which_log.py)
     log_id: str | None = None
     log_mark: int | None = None
     suspect: bool = False  # the log may not be the one the position belongs to: paused
@@ -98,7 +99,7 @@ class Allocator:
         self.problem: str | None = "starting"
         self.ticking: dict[str, float] = {}  # coupon id: when its Tick was sent
         self.forget_at = 0.0  # monotonic time of the next look for idle state
-        self.checker = logs.Checker(settings)
+        self.checker = which_log.Checker(settings)
 
     async def start(self) -> None:
         settings = self.settings
@@ -238,7 +239,7 @@ class Allocator:
                 lag = highwater + owned.base - owned.next_offset
                 LAG.labels(str(tp.partition)).set(max(lag, 0))
 
-    # -- which log (allocator/logs.py) ----------------------------------------------------
+    # -- which log (allocator/which_log.py) ----------------------------------------------------
 
     def _suspect(self, owned: Owned) -> None:
         """Stop deciding this partition until its log is known to be the position's."""
@@ -265,7 +266,7 @@ class Allocator:
                 if owned.suspect or owned.log_id is None or owned.log_mark is None:
                     continue
                 verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
-                if verdict is logs.Verdict.NEW and self.owned.get(owned.tp) is owned:
+                if verdict is which_log.Verdict.NEW and self.owned.get(owned.tp) is owned:
                     self._suspect(owned)  # the loop looks again, with the mark it has now
 
     async def _check_log(self, owned: Owned) -> None:
@@ -276,10 +277,10 @@ class Allocator:
                 await self._mark(owned, owned.base)  # a partition seen for the first time
             else:
                 verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
-                if verdict is logs.Verdict.UNKNOWN:
+                if verdict is which_log.Verdict.UNKNOWN:
                     self.problem = "broker: cannot tell which log a partition holds"
                     return
-                if verdict is logs.Verdict.NEW:
+                if verdict is which_log.Verdict.NEW:
                     await self._new_log(owned)
         except Fenced as fenced:
             FENCED.inc()
@@ -312,7 +313,7 @@ class Allocator:
 
     async def _mark(self, owned: Owned, base: int) -> None:
         assert self.producer
-        log_id, payload = logs.new_mark()
+        log_id, payload = which_log.new_mark()
         tp = owned.tp
         sent = await self.producer.send_and_wait(tp.topic, payload, partition=tp.partition)
         await owned.store.mark_log(owned.epoch, log_id, sent.offset, base)
@@ -343,7 +344,7 @@ class Allocator:
             return
         records = []
         for message in fresh:
-            if logs.is_mark(message.value):
+            if logmarks.is_mark(message.value):
                 continue
             try:
                 records.append(Record(message.offset + base, decode_command(message.value or b"")))

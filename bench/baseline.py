@@ -18,7 +18,7 @@ import asyncpg
 from aiohttp import web
 
 from bench.serving import ready, run, serve_until_stopped
-from gateway import requests
+from runtime import requests
 from runtime.auth import Verifier, caller
 from runtime.http import json_response, problem
 

@@ -10,7 +10,7 @@ import orjson
 from aiohttp import web
 
 from bench.serving import ready, run, serve_until_stopped
-from gateway import requests
+from runtime import requests
 from runtime.auth import Verifier, caller
 
 ANSWER = orjson.dumps({"type": "about:blank", "title": "Claim rejected", "status": 409,

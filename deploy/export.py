@@ -16,9 +16,9 @@ from typing import Any, TextIO, TypeAlias
 from aiokafka import ConsumerRecord
 from tqdm import tqdm
 
-from allocator import logs
 from runtime import kafka
 from runtime.settings import Settings
+from schemas import logmarks
 from schemas.topics import Topics
 
 FORMATS = ("jsonl", "csv", "parquet")
@@ -125,7 +125,10 @@ async def export(
             async for records in kafka.read_to_end(settings, topic):
                 bar.update(len(records))
                 for record in records:
-                    if logs.is_mark(record.value) or not since_ms <= record.timestamp < until_ms:
+                    if (
+                        logmarks.is_mark(record.value)
+                        or not since_ms <= record.timestamp < until_ms
+                    ):
                         continue
                     try:
                         message = json.loads(record.value or b"")

@@ -5,8 +5,8 @@ import time
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from gateway import requests
 from gateway.pipeline import GATEWAY, Gateway, refusal, rejection
+from runtime import requests
 from runtime.auth import caller
 from runtime.http import Problem, json_response
 from schemas import readmodel

@@ -5,8 +5,8 @@ from typing import Literal
 
 from aiohttp import web
 
-from gateway import requests
 from gateway.pipeline import GATEWAY, rejection
+from runtime import requests
 from runtime.auth import caller
 from runtime.http import Problem, json_response
 from schemas import readmodel

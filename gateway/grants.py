@@ -9,8 +9,8 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from gateway import requests
 from gateway.pipeline import GATEWAY, rejection
+from runtime import requests
 from runtime.auth import Caller, caller
 from runtime.http import Problem, json_response
 from schemas import readmodel

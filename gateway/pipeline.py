@@ -11,14 +11,13 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 
-from gateway import requests
 from gateway.replies import Replies
-from runtime import db
+from runtime import db, requests
 from runtime.http import Problem, accept, json_response, problem
 from runtime.produce import Batcher, Saturated
 from runtime.settings import Settings
 from runtime.statuses import Statuses
-from schemas import readmodel
+from schemas import readmodel, reasons
 from schemas.messages import CouponStatus, Decision, Request, encode
 from schemas.tickets import mint, request_id_for
 from schemas.topics import Topics, coupon_key, partition_of
@@ -153,40 +152,11 @@ def refusal(
         409,
         reason.replace("_", "-"),
         title,
-        REJECTION_DETAILS.get(reason, reason),
+        reasons.detail(reason),
         reason=reason,
         ticket=ticket,
         **extra,
     )
-
-
-REJECTION_DETAILS = {
-    "sold_out": "every unit of this coupon has been given out",
-    "not_started": "this coupon is not live yet",
-    "expired": "this coupon has expired",
-    "closed": "this coupon is closed",
-    "already_claimed": "you already hold this coupon",
-    "daily_limit": "you already received a coupon today",
-    "unknown_coupon": "no such coupon",
-    "conflict": "a coupon with this id exists already",
-    "invalid_coupon": "the coupon's code pattern cannot make codes",
-    "unknown_grant": "no such grant",
-    "locked": "the grant is locked by another request: unlock it or wait for the lock to lapse",
-    "already_redeemed": "the grant has been redeemed",
-    "invalid_transition": "the grant is not in a state that allows this",
-    "hold_expired": "the hold ran out before it was confirmed; the unit went to the next person",
-    "revoked": "the grant was revoked when its coupon was closed",
-    "redemption_limit": "you have made as many redemptions of this coupon as it allows",
-    "wrong_code_source": "this coupon makes its own codes; codes cannot be uploaded to it",
-    "duplicate_code": "a code in the upload is repeated or was uploaded before",
-    "unknown_code": "this code was not uploaded to this coupon",
-    "code_taken": "this code has been handed out already",
-    "code_conflict": "this code has the shape of the coupon's pattern, so it could be generated",
-    "per_user_limit": "someone on the list cannot hold that many more grants",
-    "insufficient_units": "not enough units are left to give everyone the same",
-    "unstorable": "the request holds a value that cannot be stored (a NUL character, invalid"
-    " Unicode or a number out of range); nothing was changed",
-}
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

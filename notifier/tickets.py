@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runtime import kafka
 from runtime.http import Problem, json_response
-from schemas import readmodel
+from schemas import readmodel, reasons
 from schemas.coupons import grant_view
 from schemas.messages import decode_command
 from schemas.tickets import open_ticket
@@ -25,10 +25,7 @@ TAIL_READ_S = 2.0
 SCAN_EVERY_S = 1.0
 
 
-LOST = (
-    "this request was accepted, but the log that held it was lost before it was decided;"
-    " send it again with the same Idempotency-Key"
-)
+LOST = reasons.DETAILS["lost"]
 
 
 async def ticket(request: web.Request) -> web.Response:

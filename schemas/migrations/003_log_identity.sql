@@ -1,4 +1,4 @@
--- Which log a partition's stored position belongs to (allocator/logs.py): the mark the
+-- Which log a partition's stored position belongs to (allocator/which_log.py): the mark the
 -- allocator wrote into it, and the base added to its offsets to make positions.
 -- up
 ALTER TABLE allocator_partitions

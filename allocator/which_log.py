@@ -18,15 +18,13 @@ import enum
 import time
 import uuid
 
-import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from runtime import kafka
 from runtime.settings import Settings
+from schemas import logmarks
 
-# A mark's payload starts with its kind, so it is told from a command without parsing it.
-MARK_PREFIX = b'{"kind":"log_mark"'
 CHECK_TIMEOUT_S = 5.0
 
 
@@ -39,20 +37,7 @@ class Verdict(enum.Enum):
 def new_mark() -> tuple[str, bytes]:
     """A fresh log id and the record that marks a log with it."""
     log_id = str(uuid.uuid4())
-    payload = orjson.dumps({"kind": "log_mark", "log_id": log_id, "at_ms": int(time.time() * 1000)})
-    assert payload.startswith(MARK_PREFIX)
-    return log_id, payload
-
-
-def is_mark(value: bytes | None) -> bool:
-    return value is not None and value.startswith(MARK_PREFIX)
-
-
-def mark_id(value: bytes | None) -> str | None:
-    if not is_mark(value):
-        return None
-    log_id = orjson.loads(value or b"{}").get("log_id")
-    return log_id if isinstance(log_id, str) else None
+    return log_id, logmarks.mark(log_id, int(time.time() * 1000))
 
 
 class Checker:
@@ -104,5 +89,5 @@ class Checker:
             fetched = (await consumer.getmany(tp, timeout_ms=500)).get(tp, [])
             if fetched:
                 first = fetched[0]
-                same = first.offset == offset and mark_id(first.value) == log_id
+                same = first.offset == offset and logmarks.mark_id(first.value) == log_id
                 return Verdict.SAME if same else Verdict.NEW
