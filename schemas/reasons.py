@@ -65,7 +65,7 @@ DETAILS: Final[Mapping[Reason, str]] = {
 assert set(DETAILS) == set(get_args(Reason)), "every reason has its detail"
 
 
-_WORDS: Final[dict[str, str]] = dict(DETAILS)
+_WORDS: Final[dict[str, str]] = {str(reason): words for reason, words in DETAILS.items()}
 
 
 def detail(reason: str) -> str:
