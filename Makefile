@@ -47,6 +47,7 @@ faults: install
 
 lint: install
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports
 
 types: install
 	$(BIN)/mypy gateway allocator notifier schemas runtime deploy bench
