@@ -153,7 +153,7 @@ def claims(
 def replay(systems: Systems, commands: int, log: Callable[[str], None]) -> dict[str, Any]:
     """`commands` claims already in the log; a fresh allocator decides and writes them all."""
     prefix = f"replay{uuid.uuid4().hex[:6]}."
-    database = asyncio.run(create_database(systems.postgres.url, prefix.rstrip(".")))
+    database = asyncio.run(create_database(systems.infra.postgres.url, prefix.rstrip(".")))
     env = {**systems.env, "COUPONS_TOPIC_PREFIX": prefix, "DATABASE_URL": database}
     settings = Settings.from_env(env)
     log(f"replay: writing {commands} claims to the log")

@@ -219,10 +219,11 @@ def _soak(args: argparse.Namespace, stack: systems.Systems, log: Any) -> dict[st
     people = args.rate * args.minutes * 60 * NEW_PEOPLE_SHARE
     coupons = [stack.create_coupon(COUPON_UNITS) for _ in range(int(people // COUPON_UNITS) + 1)]
     sold_out = stack.create_coupon(1)
-    load = Load(stack.parts["gateway"].url, stack.secret, coupons, sold_out)
-    processes = {name: part.process.pid for name, part in stack.parts.items()}
-    processes["broker"] = stack.broker.process.pid
-    processes["postgres"] = stack.postgres.process.pid
+    load = Load(stack.part("gateway").url, stack.secret, coupons, sold_out)
+    ours = ("allocator", "notifier", "gateway")
+    processes = {name: stack.part(name).process.pid for name in ours}
+    processes["broker"] = stack.infra.broker.process.pid
+    processes["postgres"] = stack.infra.postgres.process.pid
     processes["load"] = os.getpid()
     samples = Samples()
     next_sample = [0.0]

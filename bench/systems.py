@@ -11,9 +11,18 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from deploy.dev import stack_env
-from deploy.embedded import Broker, Postgres, free_port, start_broker, start_postgres
-from deploy.stack import Part, start_part, wait_listening
+from deploy.embedded import free_port
+from deploy.stack import (
+    Infra,
+    Part,
+    Stack,
+    build_stack,
+    free_ports_env,
+    stack_env,
+    start_infra,
+    start_part,
+    wait_listening,
+)
 from runtime.auth import mint_token
 from runtime.db import create_database
 
@@ -24,21 +33,31 @@ COMMAND_PARTITIONS = 4
 class Systems:
     root: Path
     secret: str
-    broker: Broker
-    postgres: Postgres
+    infra: Infra
     env: dict[str, str]
     ours_db: str
     baseline_db: str
-    parts: dict[str, Part] = field(default_factory=dict)
+    stack: Stack | None = None  # ours
+    parts: dict[str, Part] = field(default_factory=dict)  # the baseline's and the ceiling's
+
+    def part(self, name: str) -> Part:
+        """One of ours (allocator, notifier, gateway) or of the compared (baseline, …)."""
+        assert self.stack is not None
+        ours = {"allocator": self.stack.allocators[0], "notifier": self.stack.notifier,
+                "gateway": self.stack.gateway}  # fmt: skip
+        found = ours.get(name) or self.parts[name]
+        assert found is not None
+        return found
 
     def port(self, name: str) -> int:
-        return int(self.parts[name].url.rsplit(":", 1)[1])
+        return int(self.part(name).url.rsplit(":", 1)[1])
 
     def stop(self) -> None:
         for part in reversed(list(self.parts.values())):
             part.process.stop()
-        self.postgres.process.stop()
-        self.broker.process.stop()
+        if self.stack is not None:
+            self.stack.stop()
+        self.infra.stop()
 
     def create_coupon(self, count: int, daily_limit: bool = False) -> str:
         """A live coupon on our stack, through its API; returns its id."""
@@ -51,7 +70,7 @@ class Systems:
             "daily_limit": daily_limit,
         }
         request = urllib.request.Request(
-            f"{self.parts['gateway'].url}/v1/coupons",
+            f"{self.part('gateway').url}/v1/coupons",
             data=json.dumps(body).encode(),
             headers={"Authorization": f"Bearer {mint_token(self.secret, 'bench', admin=True)}"},
             method="POST",
@@ -69,23 +88,15 @@ def start(
     front with `workers` processes sharing its port."""
     secret = secrets.token_urlsafe(32)
     log("starting the broker and PostgreSQL")
-    broker = start_broker(root / "broker")
-    try:
-        postgres = start_postgres(root / "postgres")
-    except BaseException:
-        broker.process.stop()
-        raise
+    infra = start_infra(root)
     suffix = uuid.uuid4().hex[:8]
-    ours_db = asyncio.run(create_database(postgres.url, f"ours_{suffix}"))
-    baseline_db = asyncio.run(create_database(postgres.url, f"baseline_{suffix}"))
-    gateway_port, notifier_port = free_port(), free_port()
-    env = stack_env(
-        broker.bootstrap_servers, ours_db, secret, "codes-" + secret, gateway_port, f"b{suffix}."
-    )
+    ours_db = asyncio.run(create_database(infra.postgres.url, f"ours_{suffix}"))
+    baseline_db = asyncio.run(create_database(infra.postgres.url, f"baseline_{suffix}"))
+    env = stack_env(infra.broker.bootstrap_servers, ours_db, secret, "codes-" + secret, 0,
+                    f"b{suffix}.")  # fmt: skip
+    env = free_ports_env(env)
     env.update(
         {
-            "NOTIFIER_PORT": str(notifier_port),
-            "NOTIFIER_PUBLIC_URL": f"http://127.0.0.1:{notifier_port}",
             "COUPONS_COMMAND_PARTITIONS": str(COMMAND_PARTITIONS),
             # The whole load comes from one address; the per-person limit stays on (each
             # person claims once), and in-flight and queue bounds are the defaults.
@@ -93,18 +104,10 @@ def start(
             **(extra_env or {}),
         }
     )
-    systems = Systems(root, secret, broker, postgres, env, ours_db, baseline_db)
-    logs = root / "logs"
+    systems = Systems(root, secret, infra, env, ours_db, baseline_db)
     try:
         log("starting the allocator, notifier and gateway")
-        allocator_port = free_port()
-        systems.parts["allocator"] = start_part(
-            "allocator", {**env, "ALLOCATOR_PORT": str(allocator_port)}, allocator_port, logs
-        )
-        systems.parts["notifier"] = start_part("notifier", env, notifier_port, logs)
-        workers_env = {**env, "GATEWAY_WORKERS": str(workers)}
-        systems.parts["gateway"] = start_part("gateway", workers_env, gateway_port, logs)
-        wait_listening(gateway_port, workers)
+        systems.stack = build_stack(env, root / "logs", gateway_workers=workers)
         if compared:
             log("starting the baseline and the ceiling")
         for name in ("baseline", "ceiling") if compared else ():
@@ -113,8 +116,9 @@ def start(
             for worker in range(workers):  # one at a time: the baseline creates its schema
                 label = name if worker == 0 else f"{name}-{worker}"
                 systems.parts[label] = start_part(
-                    name, {**env, **extra}, port, logs, label=label, module=f"bench.{name}"
-                )
+                    name, {**env, **extra}, port, root / "logs", label=label,
+                    module=f"bench.{name}",
+                )  # fmt: skip
                 wait_listening(port, worker + 1)
     except BaseException:
         systems.stop()

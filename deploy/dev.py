@@ -16,7 +16,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from deploy.embedded import start_broker, start_postgres
-from deploy.stack import Part, start_part
+from deploy.stack import Part, Stack, build_stack, stack_env
 from runtime.auth import mint_token
 from runtime.db import migrate
 
@@ -33,22 +33,6 @@ def dev_secrets(data_dir: str | Path) -> dict[str, str]:
     return {
         "jwt": os.environ.get("COUPONS_JWT_SECRET") or known["jwt"],
         "codes": os.environ.get("COUPONS_CODE_SECRET") or known["codes"],
-    }
-
-
-def stack_env(
-    kafka: str, database: str, jwt_secret: str, code_secret: str, port: int, prefix: str
-) -> dict[str, str]:
-    return {
-        "KAFKA_BOOTSTRAP_SERVERS": kafka,
-        "DATABASE_URL": database,
-        "COUPONS_JWT_SECRET": jwt_secret,
-        "COUPONS_CODE_SECRET": code_secret,
-        "COUPONS_TOPIC_PREFIX": prefix,
-        "GATEWAY_PORT": str(port),
-        "NOTIFIER_PORT": str(port + 1),
-        "ALLOCATOR_PORT": str(port + 2),
-        "NOTIFIER_PUBLIC_URL": f"http://127.0.0.1:{port + 1}",
     }
 
 
@@ -81,7 +65,7 @@ def run_dev(port: int, data_dir: str, demo: bool) -> int:
     keys = dev_secrets(root)
     external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     external_db = os.environ.get("DATABASE_URL")
-    started: list[Part] = []
+    stack: Stack | None = None
     infra = []
     try:
         if external_kafka is None:
@@ -96,9 +80,7 @@ def run_dev(port: int, data_dir: str, demo: bool) -> int:
         prefix = os.environ.get("COUPONS_TOPIC_PREFIX", f"dev{int(time.time())}.")
         env = stack_env(external_kafka, external_db, keys["jwt"], keys["codes"], port, prefix)
         logs = root / "logs"
-        started.append(start_part("allocator", env, port + 2, logs))
-        started.append(start_part("notifier", env, port + 1, logs))
-        started.append(start_part("gateway", env, port, logs))
+        stack = build_stack(env, logs)
         print(f"gateway:  http://127.0.0.1:{port}", flush=True)
         print(f"notifier: http://127.0.0.1:{port + 1}", flush=True)
         print(f"DATABASE_URL={external_db}", flush=True)
@@ -107,10 +89,10 @@ def run_dev(port: int, data_dir: str, demo: bool) -> int:
         if demo:
             _print_demo(port, keys["jwt"])
         print(f"logs in {logs}; Ctrl-C stops everything", flush=True)
-        _wait_for_signal(started)
+        _wait_for_signal([*stack.allocators, *filter(None, (stack.notifier, stack.gateway))])
     finally:
-        for part in reversed(started):
-            part.process.stop()
+        if stack is not None:
+            stack.stop()
         for process in reversed(infra):
             process.stop()
     return 0

@@ -1,4 +1,9 @@
-"""Starting the parts as processes, for `coupons dev` and for the integration tests."""
+"""The one stack builder: a broker and PostgreSQL, and the parts as processes on them.
+
+`coupons dev`, `coupons bench` and the tests all build their stacks here, so what they run
+is started the same way: the same environment (`stack_env`), the same readiness checks,
+and every process stopped by its PID.
+"""
 
 import os
 import sys
@@ -6,11 +11,19 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TypeVar
 
-from deploy.embedded import Process, spawn
+from deploy.embedded import (
+    Broker,
+    Postgres,
+    Process,
+    free_port,
+    spawn,
+    start_broker,
+    start_postgres,
+)
 
 READY_TIMEOUT_S = 60.0
 POLL_INTERVAL_S = 0.05  # between looks at a condition that has a deadline
@@ -94,3 +107,131 @@ def wait_listening(port: int, count: int, timeout_s: float = READY_TIMEOUT_S) ->
         timeout_s,
         lambda: f"{listening(port)} listeners on port {port}, not {count}",
     )
+
+
+@dataclass
+class Infra:
+    """An embedded broker and PostgreSQL server started by this process (deploy/embedded.py)."""
+
+    broker: Broker
+    postgres: Postgres
+    root: Path
+
+    def stop(self) -> None:
+        self.postgres.process.stop()  # the one running now: a fault test may restart it
+        self.broker.process.stop()
+
+
+def start_infra(root: Path) -> Infra:
+    broker = start_broker(root / "broker")
+    try:
+        postgres = start_postgres(root / "postgres")
+    except BaseException:
+        broker.process.stop()
+        raise
+    return Infra(broker, postgres, root)
+
+
+def stack_env(
+    kafka: str, database: str, jwt_secret: str, code_secret: str, port: int, prefix: str
+) -> dict[str, str]:
+    """Every part's settings for one stack: the gateway on `port`, the notifier on the
+    next, an allocator on the one after."""
+    return {
+        "KAFKA_BOOTSTRAP_SERVERS": kafka,
+        "DATABASE_URL": database,
+        "COUPONS_JWT_SECRET": jwt_secret,
+        "COUPONS_CODE_SECRET": code_secret,
+        "COUPONS_TOPIC_PREFIX": prefix,
+        "GATEWAY_PORT": str(port),
+        "NOTIFIER_PORT": str(port + 1),
+        "ALLOCATOR_PORT": str(port + 2),
+        "NOTIFIER_PUBLIC_URL": f"http://127.0.0.1:{port + 1}",
+    }
+
+
+@dataclass
+class Stack:
+    """The parts of one stack, running; `stop()` stops every one this object started."""
+
+    env: dict[str, str]
+    log_dir: Path
+    gateway: Part | None = None
+    notifier: Part | None = None
+    allocators: list[Part] = field(default_factory=list)
+    extra: list[Part] = field(default_factory=list)  # parts started beside; stopped too
+    allocators_started: int = 0  # the first gets ALLOCATOR_PORT, later ones a free port
+
+    @property
+    def gateway_url(self) -> str:
+        assert self.gateway, "the stack has no gateway"
+        return self.gateway.url
+
+    def start_allocator(self, partitions: str = "", label: str | None = None) -> Part:
+        """An allocator; `partitions` as ALLOCATOR_PARTITIONS ("" for every partition)."""
+        first = self.allocators_started == 0
+        label = label or ("allocator" if first else f"allocator{self.allocators_started}")
+        port = int(self.env["ALLOCATOR_PORT"]) if first else free_port()
+        env = {**self.env, "ALLOCATOR_PORT": str(port), "ALLOCATOR_PARTITIONS": partitions,
+               "ALLOCATOR_ID": label}  # fmt: skip
+        part = start_part("allocator", env, port, self.log_dir, label=label)
+        self.allocators_started += 1
+        self.allocators.append(part)
+        return part
+
+    def start_notifier(self, label: str = "notifier") -> Part:
+        port = int(self.env["NOTIFIER_PORT"])
+        self.notifier = start_part("notifier", self.env, port, self.log_dir, label=label)
+        return self.notifier
+
+    def start_gateway(self, workers: int = 1) -> Part:
+        port = int(self.env["GATEWAY_PORT"])
+        env = {**self.env, "GATEWAY_WORKERS": str(workers)}
+        self.gateway = start_part("gateway", env, port, self.log_dir)
+        wait_listening(port, workers)
+        return self.gateway
+
+    def start_another_gateway(self, label: str) -> Part:
+        """Another gateway on the same broker and database, on a port of its own."""
+        port = free_port()
+        env = {**self.env, "GATEWAY_PORT": str(port)}
+        part = start_part("gateway", env, port, self.log_dir, label=label)
+        self.extra.append(part)
+        return part
+
+    def stop(self) -> None:
+        for part in [self.gateway, self.notifier, *self.allocators, *self.extra]:
+            if part is not None:
+                part.process.stop()
+
+
+def build_stack(
+    env: dict[str, str],
+    log_dir: Path,
+    allocators: list[str] | None = None,
+    gateway_workers: int = 1,
+) -> Stack:
+    """Allocators (one per entry, as ALLOCATOR_PARTITIONS; by default one for every
+    partition), then the notifier, then the gateway: each ready before the next."""
+    stack = Stack(env, log_dir)
+    try:
+        for partitions in allocators if allocators is not None else [""]:
+            stack.start_allocator(partitions)
+        stack.start_notifier()
+        stack.start_gateway(gateway_workers)
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+def free_ports_env(env: dict[str, str]) -> dict[str, str]:
+    """`env` with the gateway, notifier and first allocator on free ports."""
+    gateway, notifier, allocator = free_port(), free_port(), free_port()
+    return {
+        **env,
+        "GATEWAY_PORT": str(gateway),
+        "NOTIFIER_PORT": str(notifier),
+        "ALLOCATOR_PORT": str(allocator),
+        "NOTIFIER_PUBLIC_URL": f"http://127.0.0.1:{notifier}",
+    }

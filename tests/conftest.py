@@ -11,3 +11,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="embedded: Tansu and PostgreSQL from wheels (default, no Docker); containers: "
         "Apache Kafka and PostgreSQL containers through testcontainers (needs a Docker engine)",
     )
+
+
+# The stack fixtures (`infra`, `stack`) and markers, for every test directory.
+pytest_plugins = ["tests.support.stack"]

@@ -5,7 +5,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.integration.conftest import Infra, Stack, build_stack, running_infra
+from deploy.stack import Infra
+from tests.support.stack import Stack, build_stack, running_infra
 
 
 @pytest.fixture(scope="module")

@@ -3,36 +3,34 @@
 import asyncio
 import time
 
-import aiohttp
 import pytest
 
 from deploy.stack import start_part
-from tests.faults.clients import (
+from tests.support.client import (
+    create_coupon,
+    grants_of,
+    pending_answers_reach,
+    wait_for_grants,
+)
+from tests.support.client import session as client_session
+from tests.support.load import (
     check,
     claim_until_answered,
     report,
     stored_grants,
     sustained_load,
 )
-from tests.integration.client import POLL_INTERVAL_S, create_coupon
-from tests.integration.conftest import Stack
-from tests.integration.test_burst import grants_of, wait_for_grants
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 USERS, COUNT = 900, 300
 
 
-def http() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=128), timeout=aiohttp.ClientTimeout(total=30)
-    )
-
-
 async def test_the_allocator_killed_again_and_again_mid_load(stack: Stack) -> None:
     started = time.monotonic()
     users, count = 1500, 1200  # a sustained load of 300 claims a second, for five seconds
-    async with http() as session:
+    async with client_session(128, 30) as session:
         coupon = (await create_coupon(session, stack, count))["id"]
         load = sustained_load(session, stack, coupon, "u", users, per_s=300)
         kills = [0]
@@ -50,9 +48,9 @@ async def test_the_allocator_killed_again_and_again_mid_load(stack: Stack) -> No
 
 async def test_a_gateway_killed_with_requests_in_flight(stack: Stack) -> None:
     started = time.monotonic()
-    other = stack.start_gateway("gateway-2")
+    other = stack.start_another_gateway("gateway-2")
     urls = [stack.gateway_url, other.url]
-    async with http() as session:
+    async with client_session(128, 30) as session:
         coupon = (await create_coupon(session, stack, COUNT))["id"]
         load = asyncio.gather(*(
             # Half start on each gateway; a broken connection retries on the other.
@@ -73,7 +71,7 @@ async def test_the_notifier_killed_and_restarted(stack: Stack) -> None:
     started = time.monotonic()
     assert stack.notifier
     port = int(stack.notifier.url.rsplit(":", 1)[1])
-    async with http() as session:
+    async with client_session(128, 30) as session:
         coupon = (await create_coupon(session, stack, COUNT))["id"]
         load = asyncio.gather(*(
             claim_until_answered(session, stack, [stack.gateway_url], coupon, f"n{i}", 1)
@@ -89,21 +87,3 @@ async def test_the_notifier_killed_and_restarted(stack: Stack) -> None:
     figures = check(outcomes, await stored_grants(stack, coupon), COUNT)
     assert figures["answered by ticket"] > 0, "nobody had to fall back to a ticket"
     report("notifier SIGKILL", f"killed at {killed_at} grants, restarted", figures, started)
-
-
-async def pending_answers_reach(session: aiohttp.ClientSession, stack: Stack, count: int) -> bool:
-    """Until the gateway has answered `count` claims 202 (from its metrics), bounded."""
-    deadline = time.monotonic() + 60
-    while True:
-        async with session.get(f"{stack.gateway_url}/metrics") as response:
-            text = await response.text()
-        pending = sum(
-            float(line.split()[-1])
-            for line in text.splitlines()
-            if line.startswith('coupons_claims_total{outcome="pending"}')
-        )
-        if pending >= count:
-            return True
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(POLL_INTERVAL_S)

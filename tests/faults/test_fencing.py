@@ -4,9 +4,8 @@ import asyncio
 
 import pytest
 
-from tests.integration.client import claim, create_coupon
-from tests.integration.conftest import Stack
-from tests.integration.test_burst import grants_of, session, settle, wait_for_grants
+from tests.support.client import claim, create_coupon, grants_of, session, settle, wait_for_grants
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -11,11 +11,18 @@ import urllib.request
 import pytest
 
 from deploy.embedded import start_broker, start_postgres
-from tests.faults.clients import check, report, stored_grants, sustained_load
-from tests.faults.test_crashes import http, pending_answers_reach
-from tests.integration.client import POLL_INTERVAL_S, create_coupon, post
-from tests.integration.conftest import Infra, Stack
-from tests.integration.test_burst import grants_of, wait_for_grants
+from deploy.stack import Infra
+from tests.support.client import (
+    POLL_INTERVAL_S,
+    create_coupon,
+    grants_of,
+    pending_answers_reach,
+    post,
+    wait_for_grants,
+)
+from tests.support.client import session as client_session
+from tests.support.load import check, report, stored_grants, sustained_load
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -41,7 +48,7 @@ async def readiness_becomes(url: str, wanted: bool, timeout_s: float = 60) -> bo
 async def test_postgres_stopped_and_started_again(infra: Infra, stack: Stack) -> None:
     started = time.monotonic()
     users, count = 1200, 1000
-    async with http() as session:
+    async with client_session(128, 30) as session:
         coupon = (await create_coupon(session, stack, count))["id"]
         load = sustained_load(session, stack, coupon, "p", users, per_s=200, wait_s=1)
         await wait_for_grants(stack, coupon, count // 10, timeout_s=60)
@@ -68,7 +75,7 @@ async def test_the_broker_frozen_then_thawed(infra: Infra, stack: Stack) -> None
     started = time.monotonic()
     users, count = 600, 500
     broker = infra.broker.process.pid
-    async with http() as session:
+    async with client_session(128, 30) as session:
         coupon = (await create_coupon(session, stack, count))["id"]
         load = sustained_load(session, stack, coupon, "b", users, per_s=100, wait_s=1)
         await wait_for_grants(stack, coupon, count // 10, timeout_s=60)
@@ -104,7 +111,7 @@ async def test_the_broker_restarted_empty(infra: Infra, stack: Stack) -> None:
     users = count = 800
     allocators = [part.process.pid for part in stack.allocators]
     port = int(infra.broker.bootstrap_servers.rsplit(":", 1)[1])
-    async with http() as session:
+    async with client_session(128, 30) as session:
         coupon = (await create_coupon(session, stack, count))["id"]
         load = sustained_load(session, stack, coupon, "e", users, per_s=100, wait_s=1)
         await wait_for_grants(stack, coupon, count // 5, timeout_s=60)

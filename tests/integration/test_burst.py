@@ -5,78 +5,21 @@ import asyncio
 import time
 from collections import Counter
 
-import aiohttp
 import pytest
 
-from tests.integration.client import (
-    POLL_INTERVAL_S,
-    Answer,
+from tests.support.client import (
     claim,
     create_coupon,
+    decisions_of,
+    grants_of,
     percentile,
-    poll_ticket,
+    session,
+    settle,
+    wait_for_grants,
 )
-from tests.integration.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-CONNECTIONS_MAX = 256
-
-
-def session() -> aiohttp.ClientSession:
-    return aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(limit=CONNECTIONS_MAX),
-        timeout=aiohttp.ClientTimeout(total=60),
-    )
-
-
-async def grants_of(stack: Stack, coupon_id: str) -> tuple[int, int, int]:
-    conn = await stack.db()
-    try:
-        row = await conn.fetchrow(
-            "SELECT count(*) AS n, count(DISTINCT user_id) AS users,"
-            " (SELECT issued FROM coupons WHERE id = $1) AS issued"
-            " FROM grants WHERE coupon_id = $1",
-            coupon_id,
-        )
-    finally:
-        await conn.close()
-    return row["n"], row["users"], row["issued"]
-
-
-async def decisions_of(stack: Stack, coupon_id: str) -> int:
-    conn = await stack.db()
-    try:
-        decided: int = await conn.fetchval(
-            "SELECT count(*) FROM decisions WHERE coupon_id = $1 AND outcome <> 'created'",
-            coupon_id,
-        )
-    finally:
-        await conn.close()
-    return decided
-
-
-async def wait_for_grants(
-    stack: Stack, coupon_id: str, at_least: int, timeout_s: float = 30
-) -> None:
-    deadline = time.monotonic() + timeout_s
-    while (await grants_of(stack, coupon_id))[0] < at_least:
-        assert time.monotonic() < deadline, f"fewer than {at_least} grants after {timeout_s}s"
-        await asyncio.sleep(POLL_INTERVAL_S)
-
-
-async def settle(http: aiohttp.ClientSession, stack: Stack, answers: list[Answer]) -> Counter[str]:
-    """Every answer's final outcome, polling the tickets of those still pending."""
-    outcomes: Counter[str] = Counter()
-    assert stack.notifier
-    for answer in answers:
-        assert answer.status in (201, 202, 409), (answer.status, answer.body)
-        if answer.status == 202:
-            final = await poll_ticket(http, answer.headers["Location"])
-            outcomes[final.get("reason") or final["status"]] += 1
-        else:
-            outcomes[answer.body.get("reason") or answer.body["status"]] += 1
-    return outcomes
 
 
 async def test_a_burst_of_2000_people_gets_exactly_25_grants(

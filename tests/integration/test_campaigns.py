@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.client import Answer, claim, create_coupon, get, post, step
-from tests.integration.conftest import Stack
+from tests.support.client import Answer, claim, create_coupon, get, post, step
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -6,8 +6,8 @@ from datetime import UTC, datetime, timedelta
 import aiohttp
 import pytest
 
-from tests.integration.client import claim, create_coupon, poll_ticket, post
-from tests.integration.conftest import Stack
+from tests.support.client import claim, create_coupon, poll_ticket, post
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

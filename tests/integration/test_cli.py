@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from tests.integration.conftest import SECRET, Stack
+from tests.support.stack import SECRET, Stack
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import aiohttp
 import pytest
 
 from schemas.topics import partition_of
-from tests.integration.client import claim, create_coupon
-from tests.integration.conftest import Stack
+from tests.support.client import claim, create_coupon
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from tests.integration.client import claim, create_coupon
-from tests.integration.conftest import Stack
+from tests.support.client import claim, create_coupon
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.client import claim, create_coupon, poll_ticket, read_event, step
-from tests.integration.conftest import Stack
+from tests.support.client import claim, create_coupon, poll_ticket, read_event, step
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -12,8 +12,8 @@ import aiohttp
 import pyarrow.parquet as pq
 import pytest
 
-from tests.integration.client import claim, create_coupon
-from tests.integration.conftest import Stack
+from tests.support.client import claim, create_coupon
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -24,8 +24,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.auth import mint_token
-from tests.integration.client import PARTITIONS, claim, coupons_on_every_partition
-from tests.integration.conftest import SECRET, Stack
+from tests.support.client import PARTITIONS, claim, coupons_on_every_partition
+from tests.support.stack import SECRET, Stack
 
 pytestmark = pytest.mark.integration
 

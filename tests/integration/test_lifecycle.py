@@ -10,7 +10,7 @@ import aiohttp
 import pytest
 
 from schemas.readmodel import dt_to_ms
-from tests.integration.client import (
+from tests.support.client import (
     POLL_INTERVAL_S,
     claim,
     create_coupon,
@@ -19,7 +19,7 @@ from tests.integration.client import (
     read_event,
     step,
 )
-from tests.integration.conftest import Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ import time
 import aiohttp
 import pytest
 
-from tests.integration.client import POLL_INTERVAL_S, claim, create_coupon, get, post
-from tests.integration.conftest import Stack
+from tests.support.client import POLL_INTERVAL_S, claim, create_coupon, get, post
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

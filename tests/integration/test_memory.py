@@ -9,8 +9,8 @@ import urllib.request
 import aiohttp
 import pytest
 
-from tests.integration.client import POLL_INTERVAL_S, claim, create_coupon, step
-from tests.integration.conftest import Stack
+from tests.support.client import POLL_INTERVAL_S, claim, create_coupon, step
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

@@ -5,8 +5,8 @@ import uuid
 import asyncpg
 import pytest
 
+from deploy.stack import Infra
 from runtime.db import migrate, migrations
-from tests.integration.conftest import Infra
 
 pytestmark = pytest.mark.integration
 

@@ -17,9 +17,8 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from schemas.topics import Topics, coupon_key
-from tests.integration.client import PARTITIONS, claim, coupons_on_every_partition
-from tests.integration.conftest import Stack
-from tests.integration.test_replay import replay
+from tests.support.client import PARTITIONS, claim, coupons_on_every_partition, metric, replay
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
@@ -101,12 +100,6 @@ async def decisions_of(stack: Stack, request_ids: list[str]) -> dict[str, asyncp
             await asyncio.sleep(POLL_INTERVAL_S)
     finally:
         await conn.close()
-
-
-async def metric(url: str, name: str) -> float:
-    async with aiohttp.ClientSession() as session, session.get(f"{url}/metrics") as response:
-        text = await response.text()
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
 
 
 async def replayed_the_same(stack: Stack) -> None:

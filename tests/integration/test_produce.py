@@ -7,11 +7,11 @@ import uuid
 
 from aiokafka import TopicPartition
 
+from deploy.stack import Infra
 from runtime import kafka
 from runtime.produce import Batcher, send_all
 from runtime.settings import Settings
 from schemas.topics import partition_for
-from tests.integration.conftest import Infra
 
 PARTITIONS = 3
 READ_IDLE_S = 5.0

@@ -1,26 +1,13 @@
 """`coupons replay` re-decides this stack's command log with the pure core and proves the
 database from it; one corrupted decision is caught and named."""
 
-import os
-import subprocess
-import sys
-
 import aiohttp
 import pytest
 
-from tests.integration.client import claim, create_coupon, step
-from tests.integration.conftest import Stack
+from tests.support.client import claim, create_coupon, replay, step
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-RUN_TIMEOUT_S = 180
-
-
-def replay(stack: Stack, *args: str) -> tuple[int, str]:
-    argv = [sys.executable, "-m", "deploy.cli", "replay", *args]
-    done = subprocess.run(argv, env={**os.environ, **stack.env}, capture_output=True,
-                          text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
-    return done.returncode, done.stdout + done.stderr
 
 
 async def test_replay_proves_the_database_and_catches_a_corrupted_decision(stack: Stack) -> None:

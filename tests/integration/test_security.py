@@ -8,8 +8,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.integration.client import claim, create_coupon
-from tests.integration.conftest import SECRET, Stack
+from tests.support.client import claim, create_coupon
+from tests.support.stack import SECRET, Stack
 
 pytestmark = pytest.mark.integration
 

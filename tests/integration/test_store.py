@@ -9,8 +9,8 @@ import pytest
 
 from allocator.effects import Effects
 from allocator.store import Fenced, Landed, PartitionStore
+from deploy.stack import Infra
 from runtime.db import create_database
-from tests.integration.conftest import Infra
 
 pytestmark = pytest.mark.integration
 

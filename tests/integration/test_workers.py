@@ -10,8 +10,8 @@ import pytest
 
 from deploy.embedded import free_port
 from deploy.stack import start_part, wait_listening, wait_until
-from tests.integration.client import create_coupon, post
-from tests.integration.conftest import Stack
+from tests.support.client import create_coupon, post
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

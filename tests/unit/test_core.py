@@ -7,42 +7,19 @@ from hypothesis import strategies as st
 
 from allocator.core import CoreConfig, PartitionCore, day_of
 from allocator.effects import Record
-from schemas.messages import Claim, CouponSpec, CreateCoupon, DayReserved, ReserveDay
-from tests.unit.simulation import SECRET, Cluster
-
-DAY_MS = 86_400_000
-NOON = 1_795_262_400_000  # 2026-11-21T12:00:00Z
-
-
-def coupon_id(n: int) -> str:
-    return f"00000000-0000-4000-8000-{n:012d}"
-
-
-def request_id(n: int) -> str:
-    return f"00000000-0000-4000-9000-{n:012d}"
-
-
-def create(
-    n: int, count: int, daily: bool = True, start: int = NOON, days: int = 7
-) -> CreateCoupon:
-    spec = CouponSpec(f"C{n}", "m", "d", start, start + days * DAY_MS, count, 1, daily)
-    return CreateCoupon(request_id(10**9 + n), coupon_id(n), "admin", spec, start - 1, "r")
-
-
-def claim(n: int, coupon: int, user: str, at: int = NOON + 1) -> Claim:
-    return Claim(request_id(n), coupon_id(coupon), user, at, "r")
-
-
-def run(commands: list, partitions: int = 2, batch_max: int = 7) -> Cluster:
-    cluster = Cluster(partitions)
-    for command in commands:
-        cluster.append(command)
-    cluster.drain(batch_max)
-    return cluster
-
-
-def outcomes(cluster: Cluster) -> dict[str, tuple[str, str | None]]:
-    return {d.request_id: (d.outcome, d.reason) for d in cluster.decisions}
+from schemas.messages import Claim, DayReserved, ReserveDay
+from tests.support.simulation import (
+    DAY_MS,
+    NOON,
+    SECRET,
+    Cluster,
+    claim,
+    coupon_id,
+    create,
+    outcomes,
+    request_id,
+    run,
+)
 
 
 def test_exactly_count_grants_first_come_first_served() -> None:

@@ -17,8 +17,7 @@ from schemas.messages import (
     Distribute,
     GrantAction,
 )
-from tests.unit.simulation import Cluster
-from tests.unit.test_core import DAY_MS, NOON, claim, coupon_id, create, request_id
+from tests.support.simulation import DAY_MS, NOON, Cluster, claim, coupon_id, create, request_id
 
 TICK_MS = 100
 _ids = iter(range(10**6, 10**7))

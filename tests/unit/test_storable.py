@@ -25,8 +25,7 @@ from schemas.storable import (
     stand_in,
     text_fault,
 )
-from tests.unit.simulation import Cluster
-from tests.unit.test_core import NOON, claim, coupon_id, create, outcomes, request_id
+from tests.support.simulation import NOON, Cluster, claim, coupon_id, create, outcomes, request_id
 
 CONFIG = CoreConfig(b"storable-test-secret")
 UNSTORABLE_CHARS = st.sampled_from(["\x00", "\ud800", "\udfff"])

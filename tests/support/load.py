@@ -12,8 +12,8 @@ from typing import Any
 
 import aiohttp
 
-from tests.integration.client import POLL_INTERVAL_S, Answer, post
-from tests.integration.conftest import Stack
+from tests.support.client import POLL_INTERVAL_S, Answer, post
+from tests.support.stack import Stack
 
 ATTEMPTS_MAX = 40
 RETRY_PAUSE_S = 0.25

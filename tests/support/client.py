@@ -2,7 +2,11 @@
 
 import asyncio
 import json
+import os
+import subprocess
+import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,9 +14,9 @@ from typing import Any
 import aiohttp
 
 from schemas.topics import partition_of
-from tests.integration.conftest import Stack
+from tests.support.stack import Stack
 
-PARTITIONS = 4  # the command log's, in the test stack (conftest.build_stack)
+PARTITIONS = 4  # the command log's, in the test stack (tests/support/stack.py)
 
 
 @dataclass
@@ -151,3 +155,95 @@ async def read_event(stream: aiohttp.ClientResponse) -> tuple[str, dict[str, Any
             data = line[6:].strip()
         elif line == b"\n" and name:
             return name, json.loads(data)
+
+
+def session(connections_max: int = 256, timeout_s: float = 60) -> aiohttp.ClientSession:
+    """A client session for many people at once."""
+    return aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=connections_max),
+        timeout=aiohttp.ClientTimeout(total=timeout_s),
+    )
+
+
+async def grants_of(stack: Stack, coupon_id: str) -> tuple[int, int, int]:
+    conn = await stack.db()
+    try:
+        row = await conn.fetchrow(
+            "SELECT count(*) AS n, count(DISTINCT user_id) AS users,"
+            " (SELECT issued FROM coupons WHERE id = $1) AS issued"
+            " FROM grants WHERE coupon_id = $1",
+            coupon_id,
+        )
+    finally:
+        await conn.close()
+    return row["n"], row["users"], row["issued"]
+
+
+async def decisions_of(stack: Stack, coupon_id: str) -> int:
+    conn = await stack.db()
+    try:
+        decided: int = await conn.fetchval(
+            "SELECT count(*) FROM decisions WHERE coupon_id = $1 AND outcome <> 'created'",
+            coupon_id,
+        )
+    finally:
+        await conn.close()
+    return decided
+
+
+async def wait_for_grants(
+    stack: Stack, coupon_id: str, at_least: int, timeout_s: float = 30
+) -> None:
+    deadline = time.monotonic() + timeout_s
+    while (await grants_of(stack, coupon_id))[0] < at_least:
+        assert time.monotonic() < deadline, f"fewer than {at_least} grants after {timeout_s}s"
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def settle(http: aiohttp.ClientSession, stack: Stack, answers: list[Answer]) -> Counter[str]:
+    """Every answer's final outcome, polling the tickets of those still pending."""
+    outcomes: Counter[str] = Counter()
+    assert stack.notifier
+    for answer in answers:
+        assert answer.status in (201, 202, 409), (answer.status, answer.body)
+        if answer.status == 202:
+            final = await poll_ticket(http, answer.headers["Location"])
+            outcomes[final.get("reason") or final["status"]] += 1
+        else:
+            outcomes[answer.body.get("reason") or answer.body["status"]] += 1
+    return outcomes
+
+
+async def pending_answers_reach(session: aiohttp.ClientSession, stack: Stack, count: int) -> bool:
+    """Until the gateway has answered `count` claims 202 (from its metrics), bounded."""
+    deadline = time.monotonic() + 60
+    while True:
+        async with session.get(f"{stack.gateway_url}/metrics") as response:
+            text = await response.text()
+        pending = sum(
+            float(line.split()[-1])
+            for line in text.splitlines()
+            if line.startswith('coupons_claims_total{outcome="pending"}')
+        )
+        if pending >= count:
+            return True
+        if time.monotonic() > deadline:
+            return False
+        await asyncio.sleep(POLL_INTERVAL_S)
+
+
+async def metric(url: str, name: str) -> float:
+    """A counter's value (summed over its labels) on a part's /metrics."""
+    async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
+        text = await response.text()
+    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+
+
+RUN_TIMEOUT_S = 180
+
+
+def replay(stack: Stack, *args: str) -> tuple[int, str]:
+    argv = [sys.executable, "-m", "deploy.cli", "replay", *args]
+    done = subprocess.run(argv, env={**os.environ, **stack.env}, capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
+    return done.returncode, done.stdout + done.stderr

@@ -47,7 +47,7 @@ def container_infra(root: Path) -> Iterator[Any]:
     from testcontainers.community.kafka import KafkaContainer
     from testcontainers.community.postgres import PostgresContainer
 
-    from tests.integration.conftest import Infra
+    from deploy.stack import Infra
 
     engine()
     kafka = KafkaContainer(KAFKA_IMAGE).with_kraft()

@@ -1,0 +1,104 @@
+"""The real stack for integration and fault tests: the one builder of deploy/stack.py, with
+what tests add (tokens, a database connection). Each test gets its own database and its own
+topics; the fixtures are registered for the whole suite by tests/conftest.py."""
+
+import asyncio
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import asyncpg
+import pytest
+
+from deploy import stack as builder
+from deploy.stack import Infra, start_infra
+from runtime.auth import mint_token
+from runtime.db import create_database
+
+SECRET = "integration-secret-" + uuid.uuid4().hex
+COMMAND_PARTITIONS = 4
+
+
+@dataclass
+class Stack(builder.Stack):
+    database_url: str = ""
+    infra: Infra | None = None
+
+    def token(self, sub: str, admin: bool = False) -> str:
+        return mint_token(SECRET, sub, admin=admin)
+
+    async def db(self) -> asyncpg.Connection:
+        return await asyncpg.connect(self.database_url)
+
+
+def running_infra(root: os.PathLike[str] | str) -> Iterator[Infra]:
+    """A broker and a PostgreSQL for as long as the generator lives; stopped by PID."""
+    from pathlib import Path
+
+    infra = start_infra(Path(root))
+    try:
+        yield infra
+    finally:
+        infra.stop()
+
+
+def build_stack(
+    infra: Infra,
+    name: str,
+    allocator_partitions: list[str] | None,
+    extra_env: dict[str, str] | None = None,
+) -> Stack:
+    database = f"t_{uuid.uuid4().hex[:12]}"
+    url = asyncio.run(create_database(infra.postgres.url, database))
+    env = builder.stack_env(
+        infra.broker.bootstrap_servers, url, SECRET, "codes-" + SECRET, 0, f"{database}."
+    )
+    env = builder.free_ports_env(env)
+    env.update(
+        {
+            "COUPONS_COMMAND_PARTITIONS": str(COMMAND_PARTITIONS),
+            # Every test client is 127.0.0.1 and many act fast as one person: limits are
+            # tested on their own (test_limits.py), off elsewhere.
+            "RATE_LIMIT_ADDRESS_PER_S": "0",
+            "RATE_LIMIT_USER_PER_S": "0",
+            **(extra_env or {}),
+        }
+    )
+    stack = Stack(env, infra.root / "logs" / name, database_url=url, infra=infra)
+    try:
+        for partitions in allocator_partitions if allocator_partitions is not None else [""]:
+            stack.start_allocator(partitions)
+        stack.start_notifier()
+        stack.start_gateway()
+    except BaseException:
+        stack.stop()
+        raise
+    return stack
+
+
+@pytest.fixture(scope="session")
+def infra(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Infra]:
+    root = tmp_path_factory.mktemp("stack")
+    if pytestconfig.getoption("backend") == "containers":
+        from tests.support.containers import container_infra
+
+        yield from container_infra(root)
+    else:
+        yield from running_infra(root)
+
+
+@pytest.fixture
+def stack(infra: Infra, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    marker = request.node.get_closest_marker("allocators")
+    partitions = list(marker.args) if marker else None
+    settings = request.node.get_closest_marker("stack_env")
+    built = build_stack(infra, request.node.name, partitions, settings.kwargs if settings else None)
+    yield built
+    built.stop()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "allocators(*partitions): one allocator per argument")
+    config.addinivalue_line("markers", "stack_env(**variables): extra environment for the stack")
+    os.environ.setdefault("COUPONS_TEST", "1")
