@@ -50,7 +50,7 @@ lint: install
 	$(BIN)/lint-imports
 
 types: install
-	$(BIN)/mypy gateway allocator notifier schemas runtime deploy bench
+	$(BIN)/mypy gateway allocator notifier schemas runtime deploy bench tests
 
 # The noon burst, sustained grants and replay, against the baseline and the ceiling;
 # the report goes to bench/results/. BENCH_ARGS passes options: make bench BENCH_ARGS='--users 20000'

@@ -130,7 +130,7 @@ def valid_body(path: str) -> dict[str, Any]:
             "start_time": (now - timedelta(seconds=1)).isoformat(),
             "expiry": (now + timedelta(days=1)).isoformat(),
         }  # fmt: skip
-    by_suffix = {
+    by_suffix: dict[str, dict[str, Any]] = {
         "/claims": {"user_id": "fuzzed"},
         "/codes": {"codes": ["F1", "F2"]},
         "/assignments": {"user_id": "fuzzed", "code": "FUZZ-ONE"},

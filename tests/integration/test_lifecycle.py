@@ -205,7 +205,7 @@ async def test_a_closed_live_stream_releases_holds_where_the_coupon_asks(stack: 
         gone = await get(session, f"{url}/{held.body['grant']['id']}/events", stack.token("alice"))
         still = await get(session, f"{url}/{kept.body['grant']['id']}", stack.token("alice"))
     assert snapshot == ("grants", {"items": []})
-    assert live[0] == "decision" and live[1]["grant"]["id"] == held.body["grant"]["id"]  # type: ignore[index]
+    assert live[0] == "decision" and live[1]["grant"]["id"] == held.body["grant"]["id"]
     assert (bob.status, passed["status"], passed["grant"]["user_id"]) == (202, "granted", "bob")
     assert gone.body["items"][-1]["cause"] == "disconnect"
     assert still.body["state"] == "held"  # this coupon did not ask for release on disconnect

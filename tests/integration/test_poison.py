@@ -9,6 +9,7 @@ refused, and the rest commits; a replay makes the same refusals."""
 import asyncio
 import time
 import uuid
+from typing import Any
 
 import aiohttp
 import asyncpg
@@ -26,7 +27,7 @@ DECIDED_TIMEOUT_S = 60
 POLL_INTERVAL_S = 0.1
 
 
-def claim_record(coupon_id: str, user_id: object, **changes: object) -> dict[str, object]:
+def claim_record(coupon_id: str, user_id: object, **changes: object) -> dict[str, Any]:
     record = {
         "kind": "claim",
         "request_id": str(uuid.uuid4()),
@@ -117,7 +118,9 @@ async def replayed_the_same(stack: Stack) -> None:
 async def test_bad_records_in_the_log_are_refused_and_stall_nothing(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
         coupons = await coupons_on_every_partition(session, stack)
-    good, bad, unreadable = [], [], 0
+    good: list[str] = []
+    bad: list[tuple[str, str]] = []
+    unreadable = 0
     records: list[tuple[str, bytes]] = []
     for n, coupon_id in enumerate(coupons):
         for what, payload in bad_records(coupon_id):

@@ -5,7 +5,7 @@ end. What they were told is checked against PostgreSQL afterwards."""
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any
@@ -84,15 +84,15 @@ async def _claim_once(
     return outcome.answer.body
 
 
-async def paced(clients: list[Callable[[], Awaitable[Outcome]]], per_s: float) -> list[Outcome]:
+async def paced(clients: Sequence[Callable[[], Awaitable[Outcome]]], per_s: float) -> list[Outcome]:
     """Start the clients at a steady rate (a sustained load, not one wave); all outcomes."""
     started = time.monotonic()
-    running = []
+    running: list[asyncio.Task[Outcome]] = []
     for index, client in enumerate(clients):
         delay = started + index / per_s - time.monotonic()
         if delay > 0:
             await asyncio.sleep(delay)
-        running.append(asyncio.create_task(client()))
+        running.append(asyncio.ensure_future(client()))
     return list(await asyncio.gather(*running))
 
 

@@ -130,7 +130,7 @@ def claim(n: int, coupon: int, user: str, at: int = NOON + 1) -> Claim:
     return Claim(request_id(n), coupon_id(coupon), user, at, "r")
 
 
-def run(commands: list, partitions: int = 2, batch_max: int = 7) -> Cluster:
+def run(commands: list[Command], partitions: int = 2, batch_max: int = 7) -> Cluster:
     cluster = Cluster(partitions)
     for command in commands:
         cluster.append(command)

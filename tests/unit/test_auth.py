@@ -72,7 +72,7 @@ def test_wrong_signature_expiry_and_missing_claims_are_refused() -> None:
 
 
 def test_the_none_algorithm_is_never_accepted() -> None:
-    unsigned = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, None, algorithm="none")
+    unsigned = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, "", algorithm="none")
     refused(Verifier(SECRET), unsigned)
     refused(Verifier(PUBLIC, "RS256"), unsigned)
 

@@ -7,7 +7,7 @@ from hypothesis import strategies as st
 
 from allocator.core import CoreConfig, PartitionCore, day_of
 from allocator.effects import Record
-from schemas.messages import Claim, DayReserved, ReserveDay
+from schemas.messages import Claim, Command, DayReserved, ReserveDay
 from tests.support.simulation import (
     DAY_MS,
     NOON,
@@ -118,8 +118,10 @@ commands_strategy = st.lists(
 coupons_strategy = st.lists(st.tuples(st.integers(0, 6), st.booleans()), min_size=3, max_size=3)
 
 
-def build(coupons: list[tuple[int, bool]], claims: list[tuple[int, int, int]]) -> list:
-    commands: list = [create(n, count, daily, days=3) for n, (count, daily) in enumerate(coupons)]
+def build(coupons: list[tuple[int, bool]], claims: list[tuple[int, int, int]]) -> list[Command]:
+    commands: list[Command] = [
+        create(n, count, daily, days=3) for n, (count, daily) in enumerate(coupons)
+    ]
     for i, (coupon, user, day) in enumerate(claims):
         commands.append(claim(i, coupon, f"u{user}", at=NOON + day * DAY_MS + i))
     return commands
@@ -127,7 +129,12 @@ def build(coupons: list[tuple[int, bool]], claims: list[tuple[int, int, int]]) -
 
 @settings(max_examples=300, deadline=None)
 @given(coupons_strategy, commands_strategy, st.integers(1, 4), st.integers(1, 9))
-def test_invariants_hold_for_any_sequence(coupons, claims, partitions, batch_max) -> None:
+def test_invariants_hold_for_any_sequence(
+    coupons: list[tuple[int, bool]],
+    claims: list[tuple[int, int, int]],
+    partitions: int,
+    batch_max: int,
+) -> None:
     commands = build(coupons, claims)
     cluster = run(commands, partitions, batch_max)
     by_request = {d.request_id: d for d in cluster.decisions}
@@ -170,7 +177,13 @@ def coupons_by_id(coupons: list[tuple[int, bool]]) -> list[tuple[str, int]]:
 
 @settings(max_examples=150, deadline=None)
 @given(coupons_strategy, commands_strategy, st.integers(1, 4), st.integers(1, 9), st.integers(1, 9))
-def test_replaying_the_log_reproduces_every_decision(coupons, claims, partitions, b1, b2) -> None:
+def test_replaying_the_log_reproduces_every_decision(
+    coupons: list[tuple[int, bool]],
+    claims: list[tuple[int, int, int]],
+    partitions: int,
+    b1: int,
+    b2: int,
+) -> None:
     # Invariant 6: the log, as it was written, decided again with other batch sizes.
     live = run(build(coupons, claims), partitions, b1)
     replay = Cluster(partitions, replaying=True)

@@ -29,26 +29,26 @@ class Recording(Mapping[str, str]):
     """An environment that remembers every name the code asks it for."""
 
     def __init__(self, values: dict[str, str]) -> None:
-        self.values = values
+        self.known = values
         self.asked: set[str] = set()
 
     def __getitem__(self, name: str) -> str:
         self.asked.add(name)
-        return self.values[name]
+        return self.known[name]
 
     def get(self, name: str, default: Any = None) -> Any:
         self.asked.add(name)
-        return self.values.get(name, default)
+        return self.known.get(name, default)
 
     def __contains__(self, name: object) -> bool:
         self.asked.add(str(name))
-        return name in self.values
+        return name in self.known
 
     def __iter__(self) -> Iterator[str]:
-        return iter(self.values)
+        return iter(self.known)
 
     def __len__(self) -> int:
-        return len(self.values)
+        return len(self.known)
 
 
 def read_by_settings(env: dict[str, str]) -> set[str]:

@@ -16,6 +16,7 @@ from schemas.messages import (
     Decision,
     Distribute,
     GrantAction,
+    Strategy,
 )
 from tests.support.simulation import DAY_MS, NOON, Cluster, claim, coupon_id, create, request_id
 
@@ -198,11 +199,11 @@ def test_closing_refuses_the_line_and_revokes_what_is_outstanding() -> None:
 # -- bulk distribution --------------------------------------------------------------------
 
 
-def distribute(strategy: str, users: list[str], **kw: Any) -> Distribute:
+def distribute(strategy: Strategy, users: list[str], **kw: Any) -> Distribute:
     fields = {"per_user": 1, "seed": "s", "dry_run": False, **kw}
     return Distribute(
         rid(), coupon_id(1), "admin", tuple(users), strategy, at_ms=NOON, reply_to="r", **fields
-    )  # type: ignore[arg-type]
+    )
 
 
 def test_a_dry_run_previews_exactly_what_the_real_run_gives() -> None:

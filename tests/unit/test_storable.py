@@ -11,6 +11,7 @@ from allocator.effects import Record
 from schemas.messages import (
     AddCodes,
     Claim,
+    Command,
     CouponSpec,
     CreateCoupon,
     DayReserved,
@@ -69,10 +70,10 @@ def test_every_kind_of_unstorable_value_is_found() -> None:
     bad = [
         replace(good, user_id="al\x00ice"),
         replace(good, user_id="\ud800"),
-        replace(good, user_id=5),
+        replace(good, user_id=5),  # type: ignore[arg-type]
         replace(good, user_id="x" * 201),
         replace(good, at_ms=TIME_MS_MAX + 1),
-        replace(good, at_ms=float("nan")),
+        replace(good, at_ms=float("nan")),  # type: ignore[arg-type]
         replace(good, at_ms=True),
         replace(good, coupon_id="ABCDEF00-0000-4000-8000-000000000001"),
         replace(good, reply_to="no topic"),
@@ -140,10 +141,18 @@ def test_a_spec_with_a_wrong_type_is_refused() -> None:
     assert command_fault(command) == "spec (count must be an integer from 0 to 10000000)"
 
 
-def _refusing(kind: type, user: str) -> Cluster:
+def _refusing(kind: type[ReserveDay | DayReserved], user: str) -> Cluster:
     cluster = Cluster(2)
-    cluster.refuses = lambda c: "refused" if isinstance(c, kind) and c.user_id == user else None
-    for command in [create(1, 2), claim(1, 1, "u1"), claim(2, 1, "u2"), claim(3, 1, "u3")]:
+    cluster.refuses = lambda c: (
+        "refused" if isinstance(c, kind) and getattr(c, "user_id", None) == user else None
+    )
+    commands: list[Command] = [
+        create(1, 2),
+        claim(1, 1, "u1"),
+        claim(2, 1, "u2"),
+        claim(3, 1, "u3"),
+    ]
+    for command in commands:
         cluster.append(command)
     cluster.drain(3)
     return cluster
