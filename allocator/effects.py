@@ -138,6 +138,7 @@ class Effects:
     codes_used: dict[tuple[str, str], str] = field(default_factory=dict)  # (coupon, code): grant
     commands: list[ReserveDay | DayReserved | ReleaseDay] = field(default_factory=list)
     ticked: set[str] = field(default_factory=set)
+    touched: set[str] = field(default_factory=set)  # coupons whose status `changed` holds
     unstorable: list[Record] = field(default_factory=list)  # refused, answered if they can be
 
     @property

@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 
 import asyncpg
 
-from allocator.core import CoreConfig, PartitionCore
+from allocator.core import PartitionCore
 from allocator.effects import DecisionRow, Record
+from allocator.state import CoreConfig
 from runtime import kafka
 from runtime.settings import Settings
 from schemas import logmarks

@@ -19,8 +19,9 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from prometheus_client import Counter, Gauge, Histogram
 
 from allocator import isolation, outbox, which_log
-from allocator.core import CoreConfig, PartitionCore, day_of
+from allocator.core import PartitionCore
 from allocator.effects import Effects, Record
+from allocator.state import CoreConfig, day_of
 from allocator.store import Fenced, Landed, Ownership, PartitionStore
 from runtime import db, kafka
 from runtime.produce import Message, send_all

@@ -10,8 +10,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC
 
-from allocator.core import CoreConfig, PartitionCore
+from allocator.core import PartitionCore
 from allocator.effects import Effects, Loaded, Record
+from allocator.state import CoreConfig
 from schemas.messages import (
     Claim,
     Command,

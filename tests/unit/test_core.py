@@ -5,8 +5,9 @@ from collections import Counter, defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allocator.core import CoreConfig, PartitionCore, day_of
+from allocator.core import PartitionCore
 from allocator.effects import Record
+from allocator.state import CoreConfig, day_of
 from schemas.messages import Claim, Command, DayReserved, ReserveDay
 from tests.support.simulation import (
     DAY_MS,

@@ -6,8 +6,9 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from allocator.core import CoreConfig, PartitionCore
+from allocator.core import PartitionCore
 from allocator.effects import Record
+from allocator.state import CoreConfig
 from schemas.messages import (
     AddCodes,
     Claim,

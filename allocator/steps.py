@@ -1,0 +1,53 @@
+"""A grant's steps (confirm, cancel, lock, unlock, redeem) and the passing of time, which
+lapses holds and locks whose deadline has come."""
+
+from allocator import answers, grants, line, redemption
+from allocator.book import CouponBook
+from allocator.effects import Cause, Effects
+from allocator.state import Partition
+from schemas.messages import (
+    GrantAction,
+)
+
+
+def step(
+    partition: Partition,
+    fx: Effects,
+    book: CouponBook,
+    offset: int,
+    command: GrantAction,
+    cause: Cause,
+) -> None:
+    grant = book.grants.get(command.grant_id)
+    if grant is None:
+        answers.decide(fx, offset, command, "rejected", "unknown_grant", cause.at_ms)
+        return
+    spec = book.spec
+    reason = redemption.refusal(grant, command, spec, book.redeemed_by[grant.user_id])
+    if reason is not None:
+        answers.decide(fx, offset, command, "rejected", reason, cause.at_ms, grant=grant)
+        return
+    changed = redemption.apply(grant, command, spec, book.clock_ms)
+    grants.change(fx, book, changed, command.action, cause)
+    if command.action == "redeem":
+        book.redeemed_by[grant.user_id] += 1
+    if changed.state == "released":
+        grants.give_back(fx, book, changed, cause)
+    line.advance(partition, fx, book, cause)  # a unit came back, or the last hold became final
+    answers.decide(fx, offset, command, "applied", None, cause.at_ms, grant=changed)
+
+
+def pass_time(partition: Partition, fx: Effects, book: CouponBook, cause: Cause) -> None:
+    """Move the coupon's clock to `cause`: lapse what is due, close the line at expiry."""
+    if cause.at_ms <= book.clock_ms:
+        return
+    book.clock_ms = cause.at_ms
+    released = False
+    for grant in book.lapsed(book.clock_ms):
+        changed, why = redemption.lapse(grant)
+        grants.change(fx, book, changed, why, cause)
+        if changed.state == "released":
+            grants.give_back(fx, book, changed, cause)
+            released = True
+    if released or (book.line and book.clock_ms >= book.spec.expiry_ms):
+        line.advance(partition, fx, book, cause)
