@@ -12,7 +12,6 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -21,8 +20,9 @@ from prometheus_client import Counter, Gauge, Histogram
 from allocator import isolation, outbox, which_log
 from allocator.core import PartitionCore
 from allocator.effects import Effects, Record
-from allocator.state import CoreConfig, day_of
-from allocator.store import Fenced, Landed, Ownership, PartitionStore
+from allocator.partition import Owned, Phase
+from allocator.state import CoreConfig
+from allocator.store import FENCED, Fenced, Landed, Ownership, PartitionStore
 from runtime import db, kafka
 from runtime.produce import Message, send_all
 from runtime.settings import Settings
@@ -44,7 +44,6 @@ DECISIONS = Counter(
     "coupons_allocator_decisions_total", "Final decisions made", ["outcome", "reason"]
 )
 LAG = Gauge("coupons_allocator_lag_records", "Records not decided yet", ["partition"])
-FENCED = Counter("coupons_allocator_fenced_total", "Batches refused: partition taken over")
 UNREADABLE = Counter("coupons_allocator_unreadable_total", "Commands skipped as unreadable")
 UNSTORABLE = Counter(
     "coupons_allocator_unstorable_total",
@@ -60,35 +59,9 @@ FORGOTTEN = Counter(
     "coupons_allocator_forgotten_total", "Idle coupons and people dropped from memory"
 )
 FORGET_EVERY_S = 5.0
-NEW_LOGS = Counter(
-    "coupons_allocator_new_logs_total",
-    "Partitions found in a log other than the one their stored position belongs to",
-)
-LOG_CHECK_EVERY_S = 1.0  # while a partition is paused for a log that may be new
-# Every partition's mark is looked at this often anyway: a new log that grew past the stored
-# position before it was read shows no end below the position. Re-reading it from its start
-# then decides nothing twice: requests already decided get their first decision back.
-LOG_VERIFY_EVERY_S = 5.0
 
 
-@dataclass(slots=True)
-class Owned:
-    """A partition this allocator holds: its core, store, epoch and committed offset."""
-
-    tp: TopicPartition
-    store: PartitionStore
-    core: PartitionCore
-    epoch: int
-    next_offset: int  # a position: log offset + base
-    cold: bool = True  # coupons with deadlines not loaded into the core yet
-    base: int = 0  # added to this log's offsets to make positions (allocator/which_log.py)
-    log_id: str | None = None
-    log_mark: int | None = None
-    suspect: bool = False  # the log may not be the one the position belongs to: paused
-    checked_at: float = 0.0
-
-
-class Allocator:
+class Allocator(which_log.LogWatch):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
@@ -149,17 +122,17 @@ class Allocator:
             ownership.next_offset,
         )
 
-    async def run(self, stop: asyncio.Event, until_idle: bool = False) -> None:
-        """Decide batches until `stop` is set (or, with until_idle, until nothing is left)."""
+    async def run(self, stop: asyncio.Event) -> None:
+        """Decide batches until `stop` is set."""
         assert self.consumer
         verifying = asyncio.create_task(self._verify_marks())
         try:
-            await self._decide_until(stop, until_idle)
+            await self._decide_until(stop)
         finally:
             verifying.cancel()
             await asyncio.gather(verifying, return_exceptions=True)
 
-    async def _decide_until(self, stop: asyncio.Event, until_idle: bool) -> None:
+    async def _decide_until(self, stop: asyncio.Event) -> None:
         assert self.consumer
         while not stop.is_set():
             batches = await self.consumer.getmany(
@@ -172,8 +145,6 @@ class Allocator:
             await self._tick()
             self._forget_idle()
             self._measure_lag()
-            if until_idle and not batches and self._caught_up():
-                return
 
     async def _tick(self) -> None:
         """Append a Tick for each coupon whose deadline has come: the core reads no clock."""
@@ -181,7 +152,7 @@ class Allocator:
         now = time.monotonic()
         due: list[Message] = []
         for owned in list(self.owned.values()):
-            if owned.cold and not await self._warm(owned):
+            if not owned.deciding or (owned.phase is Phase.COLD and not await self._warm(owned)):
                 continue
             for coupon_id in owned.core.due(now_ms):
                 sent = self.ticking.get(coupon_id)
@@ -215,7 +186,7 @@ class Allocator:
                 await db.forget_connections(self.pool)
             return False
         owned.core.load(loaded)
-        owned.cold = False
+        owned.move(Phase.WARM)
         return True
 
     def _forget_idle(self) -> None:
@@ -227,11 +198,6 @@ class Allocator:
         for owned in self.owned.values():
             FORGOTTEN.inc(owned.core.forget_idle(now, idle_s))
 
-    def _caught_up(self) -> bool:
-        assert self.consumer
-        ends = {tp: (self.consumer.highwater(tp) or 0) + o.base for tp, o in self.owned.items()}
-        return all(not o.suspect and ends[tp] <= o.next_offset for tp, o in self.owned.items())
-
     def _measure_lag(self) -> None:
         assert self.consumer
         for tp, owned in self.owned.items():
@@ -240,103 +206,8 @@ class Allocator:
                 lag = highwater + owned.base - owned.next_offset
                 LAG.labels(str(tp.partition)).set(max(lag, 0))
 
-    # -- which log (allocator/which_log.py) ----------------------------------------------------
-
-    def _suspect(self, owned: Owned) -> None:
-        """Stop deciding this partition until its log is known to be the position's."""
-        assert self.consumer
-        owned.suspect = True
-        self.consumer.pause(owned.tp)
-
-    async def _watch_logs(self) -> None:
-        """A log end below the position means the broker may have started a new log."""
-        assert self.consumer
-        for owned in list(self.owned.values()):
-            highwater = self.consumer.highwater(owned.tp)
-            if highwater is not None and highwater + owned.base < owned.next_offset:
-                self._suspect(owned)
-            if owned.suspect and time.monotonic() - owned.checked_at >= LOG_CHECK_EVERY_S:
-                await self._check_log(owned)
-
-    async def _verify_marks(self) -> None:
-        """Beside the deciding: look at every partition's mark now and then, and hand a
-        partition whose mark is gone to the deciding loop, paused."""
-        while True:
-            await asyncio.sleep(LOG_VERIFY_EVERY_S)
-            for owned in list(self.owned.values()):
-                if owned.suspect or owned.log_id is None or owned.log_mark is None:
-                    continue
-                verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
-                if verdict is which_log.Verdict.NEW and self.owned.get(owned.tp) is owned:
-                    self._suspect(owned)  # the loop looks again, with the mark it has now
-
-    async def _check_log(self, owned: Owned) -> None:
-        assert self.consumer
-        owned.checked_at = time.monotonic()
-        try:
-            if owned.log_id is None or owned.log_mark is None:
-                await self._mark(owned, owned.base)  # a partition seen for the first time
-            else:
-                verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
-                if verdict is which_log.Verdict.UNKNOWN:
-                    self.problem = "broker: cannot tell which log a partition holds"
-                    return
-                if verdict is which_log.Verdict.NEW:
-                    await self._new_log(owned)
-        except Fenced as fenced:
-            FENCED.inc()
-            log.warning("%s: stopping work on this partition", fenced)
-            self._drop(owned)
-            return
-        except (*db.UNAVAILABLE, asyncpg.PostgresError, *kafka.ERRORS) as error:
-            self.problem = f"checking the log: {error}"
-            return
-        owned.suspect = False
-        self.consumer.resume(owned.tp)
-        self.problem = None
-
-    async def _new_log(self, owned: Owned) -> None:
-        """The broker holds a new log: go on from its first record. What the old log held
-        beyond the position is gone; positions go on growing from where they were."""
-        assert self.consumer
-        tp = owned.tp
-        start = (await self.consumer.beginning_offsets([tp]))[tp]
-        log.warning(
-            "%s[%d]: the log is not the one position %d belongs to; going on from its offset %d",
-            *tp, owned.next_offset, start,
-        )  # fmt: skip
-        NEW_LOGS.inc()
-        await self._mark(owned, owned.next_offset - start)
-        owned.core = PartitionCore(self.config)
-        owned.cold = True
-        self.consumer.seek(tp, start)
-        await self._ask_days_again(owned)
-
-    async def _mark(self, owned: Owned, base: int) -> None:
-        assert self.producer
-        log_id, payload = which_log.new_mark()
-        tp = owned.tp
-        sent = await self.producer.send_and_wait(tp.topic, payload, partition=tp.partition)
-        await owned.store.mark_log(owned.epoch, log_id, sent.offset, base)
-        owned.log_id, owned.log_mark, owned.base = log_id, sent.offset, base
-
-    async def _ask_days_again(self, owned: Owned) -> None:
-        """Claims waiting for a person's day asked for it in a log that is gone: ask again.
-        The person's partition answers the same request the same way, so asking twice is
-        safe."""
-        waiting = await owned.store.reserving(self._owns(owned))
-        again: list[Message] = []
-        for w in waiting:
-            claim = w.claim
-            day = day_of(claim.at_ms, self.config.day_zone)
-            ask = ReserveDay(claim.request_id, claim.coupon_id, claim.user_id, day, claim.at_ms)
-            again.append((self.topics.commands, user_key(claim.user_id), encode(ask)))
-        if again:
-            log.warning("%s[%d]: asking again for %d days", *owned.tp, len(again))
-            await self._publish(again)
-
     async def _handle(self, owned: Owned, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
-        if owned.suspect:
+        if not owned.deciding:
             return  # fetched before the pause: read again once the log is known
         # Positions below the committed one were decided already (a seek raced a fetch).
         base = owned.base
@@ -372,8 +243,7 @@ class Allocator:
             if self.pool:
                 await db.forget_connections(self.pool)
             log.warning("batch at %d failed (%s); retrying", owned.next_offset, error)
-            owned.core = PartitionCore(self.config)
-            owned.cold = True
+            owned.reset(PartitionCore(self.config))
             assert self.consumer
             self.consumer.seek(owned.tp, owned.next_offset - owned.base)
             await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2))
@@ -409,10 +279,10 @@ class Allocator:
             core = PartitionCore(self.config)  # what PostgreSQL holds, as after a restart
             done = await self._decide(owned, core, marked, next_offset, trial)
             if not trial:
-                owned.core, owned.cold = core, True
+                owned.reset(core)
             return done
 
-        owned.core, owned.cold = PartitionCore(self.config), True  # it decided what was refused
+        owned.reset(PartitionCore(self.config))  # it decided what was refused
         return await isolation.isolate(records, attempt, error)
 
     async def _decide(
@@ -442,8 +312,7 @@ class Allocator:
         assert self.consumer
         if ownership.outbox:
             await self._publish(outbox.unpack(ownership.outbox))
-        owned.core = PartitionCore(self.config)
-        owned.cold = True
+        owned.reset(PartitionCore(self.config))
         owned.next_offset = ownership.next_offset
         self.consumer.seek(owned.tp, ownership.next_offset - owned.base)
 

@@ -9,11 +9,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import asyncpg
+from prometheus_client import Counter
 
 from allocator.effects import Effects, Loaded, LoadedCoupon, Needs, Waiting
 from allocator.writes import write
 from schemas.messages import Claim, CouponStatus, Decision, Grant, decode_decision
 from schemas.readmodel import GRANT_COLUMNS, dt_to_ms, grant_from_row, status_from_row
+
+FENCED = Counter("coupons_allocator_fenced_total", "Batches refused: partition taken over")
 
 
 class Fenced(Exception):

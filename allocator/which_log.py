@@ -15,15 +15,28 @@ the waiting line and of decisions stays the order of arrival).
 
 import asyncio
 import enum
+import logging
 import time
 import uuid
+from collections.abc import Callable
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
+import asyncpg
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
+from prometheus_client import Counter
 
-from runtime import kafka
+from allocator.core import PartitionCore
+from allocator.partition import Owned, Phase
+from allocator.state import CoreConfig, day_of
+from allocator.store import FENCED, Fenced
+from runtime import db, kafka
+from runtime.produce import Message
 from runtime.settings import Settings
 from schemas import logmarks
+from schemas.messages import ReserveDay, encode
+from schemas.topics import Topics, user_key
+
+log = logging.getLogger(__name__)
 
 CHECK_TIMEOUT_S = 5.0
 
@@ -91,3 +104,131 @@ class Checker:
                 first = fetched[0]
                 same = first.offset == offset and logmarks.mark_id(first.value) == log_id
                 return Verdict.SAME if same else Verdict.NEW
+
+
+NEW_LOGS = Counter(
+    "coupons_allocator_new_logs_total",
+    "Partitions found in a log other than the one their stored position belongs to",
+)
+LOG_CHECK_EVERY_S = 1.0  # while a partition is paused for a log that may be new
+# Every partition's mark is looked at this often anyway: a new log that grew past the stored
+# position before it was read shows no end below the position. Re-reading it from its start
+# then decides nothing twice: requests already decided get their first decision back.
+LOG_VERIFY_EVERY_S = 5.0
+
+
+class LogWatch:
+    """The allocator's side of it: each partition's log marked, checked beside the
+    deciding and whenever its end falls below the position, and a new log taken up. Mixed
+    into the allocator, whose parts these are."""
+
+    settings: Settings
+    topics: Topics
+    config: CoreConfig
+    owned: dict[TopicPartition, Owned]
+    consumer: AIOKafkaConsumer | None
+    producer: AIOKafkaProducer | None
+    checker: Checker
+    problem: str | None
+
+    def _owns(self, owned: Owned) -> Callable[[str], bool]:
+        raise NotImplementedError
+
+    def _drop(self, owned: Owned) -> None:
+        raise NotImplementedError
+
+    async def _publish(self, messages: list[Message]) -> None:
+        raise NotImplementedError
+
+    def _suspect(self, owned: Owned) -> None:
+        """Stop deciding this partition until its log is known to be the position's."""
+        assert self.consumer
+        if owned.deciding:
+            owned.move(Phase.UNSURE)
+        self.consumer.pause(owned.tp)
+
+    async def _watch_logs(self) -> None:
+        """A log end below the position means the broker may have started a new log."""
+        assert self.consumer
+        for owned in list(self.owned.values()):
+            highwater = self.consumer.highwater(owned.tp)
+            if highwater is not None and highwater + owned.base < owned.next_offset:
+                self._suspect(owned)
+            if not owned.deciding and time.monotonic() - owned.checked_at >= LOG_CHECK_EVERY_S:
+                await self._check_log(owned)
+
+    async def _verify_marks(self) -> None:
+        """Beside the deciding: look at every partition's mark now and then, and hand a
+        partition whose mark is gone to the deciding loop, paused."""
+        while True:
+            await asyncio.sleep(LOG_VERIFY_EVERY_S)
+            for owned in list(self.owned.values()):
+                if not owned.deciding or owned.log_id is None or owned.log_mark is None:
+                    continue
+                verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
+                if verdict is Verdict.NEW and self.owned.get(owned.tp) is owned:
+                    self._suspect(owned)  # the loop looks again, with the mark it has now
+
+    async def _check_log(self, owned: Owned) -> None:
+        assert self.consumer
+        owned.checked_at = time.monotonic()
+        try:
+            if owned.log_id is None or owned.log_mark is None:
+                await self._mark(owned, owned.base)  # a partition seen for the first time
+            else:
+                verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
+                if verdict is Verdict.UNKNOWN:
+                    self.problem = "broker: cannot tell which log a partition holds"
+                    return
+                if verdict is Verdict.NEW:
+                    await self._new_log(owned)
+        except Fenced as fenced:
+            FENCED.inc()
+            log.warning("%s: stopping work on this partition", fenced)
+            self._drop(owned)
+            return
+        except (*db.UNAVAILABLE, asyncpg.PostgresError, *kafka.ERRORS) as error:
+            self.problem = f"checking the log: {error}"
+            return
+        owned.move(Phase.COLD)
+        self.consumer.resume(owned.tp)
+        self.problem = None
+
+    async def _new_log(self, owned: Owned) -> None:
+        """The broker holds a new log: go on from its first record. What the old log held
+        beyond the position is gone; positions go on growing from where they were."""
+        assert self.consumer
+        tp = owned.tp
+        start = (await self.consumer.beginning_offsets([tp]))[tp]
+        log.warning(
+            "%s[%d]: the log is not the one position %d belongs to; going on from its offset %d",
+            *tp, owned.next_offset, start,
+        )  # fmt: skip
+        NEW_LOGS.inc()
+        await self._mark(owned, owned.next_offset - start)
+        owned.reset(PartitionCore(self.config))
+        self.consumer.seek(tp, start)
+        await self._ask_days_again(owned)
+
+    async def _mark(self, owned: Owned, base: int) -> None:
+        assert self.producer
+        log_id, payload = new_mark()
+        tp = owned.tp
+        sent = await self.producer.send_and_wait(tp.topic, payload, partition=tp.partition)
+        await owned.store.mark_log(owned.epoch, log_id, sent.offset, base)
+        owned.log_id, owned.log_mark, owned.base = log_id, sent.offset, base
+
+    async def _ask_days_again(self, owned: Owned) -> None:
+        """Claims waiting for a person's day asked for it in a log that is gone: ask again.
+        The person's partition answers the same request the same way, so asking twice is
+        safe."""
+        waiting = await owned.store.reserving(self._owns(owned))
+        again: list[Message] = []
+        for w in waiting:
+            claim = w.claim
+            day = day_of(claim.at_ms, self.config.day_zone)
+            ask = ReserveDay(claim.request_id, claim.coupon_id, claim.user_id, day, claim.at_ms)
+            again.append((self.topics.commands, user_key(claim.user_id), encode(ask)))
+        if again:
+            log.warning("%s[%d]: asking again for %d days", *owned.tp, len(again))
+            await self._publish(again)
