@@ -217,67 +217,19 @@ def start_postgres(
     as_user = _pg_user_kwargs(pgdata, bin_dir)
     log_path = data_dir / "postgres.log"
     if not (pgdata / "PG_VERSION").exists():
-        t0 = time.monotonic()
-        with log_path.open("ab") as out:
-            subprocess.run(
-                [
-                    str(bin_dir / "initdb"),
-                    "-D",
-                    str(pgdata),
-                    "--auth=trust",
-                    "-U",
-                    "postgres",
-                    "--encoding=UTF8",
-                ],  # no --no-sync: ~0.3s more, once, for a durable cluster
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                cwd=pgdata,
-                check=True,
-                timeout=120,
-                **as_user,
-            )
-        log.info("initdb %s took %.2fs", pgdata, time.monotonic() - t0)
+        _initdb(bin_dir, pgdata, log_path, as_user)
     port = _claim_port(port)
     socket_dir = pgdata
     if len(str(pgdata / f".s.PGSQL.{port}.lock")) > 100:
         socket_dir = Path(tempfile.mkdtemp(prefix="cpg"))
         socket_dir.chmod(0o777)
-    argv = [
-        str(bin_dir / "postgres"),
-        "-D",
-        str(pgdata),
-        "-p",
-        str(port),
-        "-h",
-        "127.0.0.1",
-        "-k",
-        str(socket_dir),
-        "-c",
-        "fsync=on",
-        "-c",
-        "synchronous_commit=on",
-        "-c",
-        "max_connections=200",
-        "-c",
-        "shared_buffers=256MB",
-    ]
+    settings = ["fsync=on", "synchronous_commit=on", "max_connections=200", "shared_buffers=256MB"]
+    argv = [str(bin_dir / "postgres"), "-D", str(pgdata), "-p", str(port), "-h", "127.0.0.1",
+            "-k", str(socket_dir), *(arg for s in settings for arg in ("-c", s))]  # fmt: skip
     # SIGINT = postgres "fast" shutdown: roll back open transactions, checkpoint, exit.
     proc = spawn("postgres", argv, log_path, signal.SIGINT, cwd=pgdata, **as_user)
-    isready = [
-        str(bin_dir / "pg_isready"),
-        "-q",
-        "-h",
-        "127.0.0.1",
-        "-p",
-        str(port),
-        "-U",
-        "postgres",
-        "-d",
-        "postgres",
-        "-t",
-        "1",
-    ]
+    isready = [str(bin_dir / "pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(port),
+               "-U", "postgres", "-d", "postgres", "-t", "1"]  # fmt: skip
 
     def ready() -> bool:
         try:
@@ -287,3 +239,15 @@ def start_postgres(
 
     wait_ready(proc, ready, ready_timeout_s)
     return Postgres(process=proc, url=f"postgresql://postgres@127.0.0.1:{port}/postgres", port=port)
+
+
+def _initdb(bin_dir: Path, pgdata: Path, log_path: Path, as_user: dict[str, Any]) -> None:
+    started = time.monotonic()
+    with log_path.open("ab") as out:
+        subprocess.run(
+            [str(bin_dir / "initdb"), "-D", str(pgdata), "--auth=trust", "-U", "postgres",
+             "--encoding=UTF8"],  # no --no-sync: ~0.3s more, once, for a durable cluster
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=pgdata,
+            check=True, timeout=120, **as_user,
+        )  # fmt: skip
+    log.info("initdb %s took %.2fs", pgdata, time.monotonic() - started)

@@ -5,8 +5,10 @@ import asyncio
 import logging
 from typing import Any
 
+import asyncpg
 from aiohttp import web
 from aiohttp.typedefs import Handler
+from aiokafka import AIOKafkaConsumer
 
 from notifier import coupon_events, dashboard, streams, tickets
 from notifier.forwarder import Forwarder
@@ -64,19 +66,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             return "a notifier task stopped"  # its exception is in the log
         return await db.unreachable(pool)
 
-    limited = guard(settings.limits, settings.jwt, streaming=lambda r: r.path in STREAM_PATHS)
-    app = web.Application(middlewares=[errors, limited], client_max_size=16 * 1024)
-    app[tickets.POOL] = pool
-    app[tickets.TICKET_SECRET] = settings.ticket_secret
-    app[tickets.TOPICS] = Topics(settings.topic_prefix)
-    app[tickets.OFFSETS] = offsets
-    app[tickets.TAILS] = tickets.Tails(tails)
-    app[streams.STREAMS] = live
-    app[coupon_events.WATCH] = watch
-    app[dashboard.DASHBOARD] = board
-    for method, path, handler in ROUTES:
-        app.router.add_route(method, path, handler)
-    add_docs_routes(app, document("notifier"))
+    app = _application(settings, pool, offsets, tails, live, watch, board)
     add_ops_routes(app, readiness)
     runner = await serve(app, settings.host, settings.notifier_port)
     log.info("notifier listening on %s:%d", settings.host, settings.notifier_port)
@@ -94,3 +84,28 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await offsets.stop()
         await tails.stop()
         await pool.close()
+
+
+def _application(
+    settings: Settings,
+    pool: asyncpg.Pool,
+    offsets: AIOKafkaConsumer,
+    tails: AIOKafkaConsumer,
+    live: streams.Streams,
+    watch: coupon_events.CouponWatch,
+    board: dashboard.Dashboard,
+) -> web.Application:
+    limited = guard(settings.limits, settings.jwt, streaming=lambda r: r.path in STREAM_PATHS)
+    app = web.Application(middlewares=[errors, limited], client_max_size=16 * 1024)
+    app[tickets.POOL] = pool
+    app[tickets.TICKET_SECRET] = settings.ticket_secret
+    app[tickets.TOPICS] = Topics(settings.topic_prefix)
+    app[tickets.OFFSETS] = offsets
+    app[tickets.TAILS] = tickets.Tails(tails)
+    app[streams.STREAMS] = live
+    app[coupon_events.WATCH] = watch
+    app[dashboard.DASHBOARD] = board
+    for method, path, handler in ROUTES:
+        app.router.add_route(method, path, handler)
+    add_docs_routes(app, document("notifier"))
+    return app

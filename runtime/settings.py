@@ -102,15 +102,7 @@ class Settings:
                 claim_wait_s_default=float(env.get("CLAIM_WAIT_S_DEFAULT", "2")),
                 claim_wait_s_max=float(env.get("CLAIM_WAIT_S_MAX", "10")),
                 db_pool_size_max=int(env.get("DB_POOL_SIZE_MAX", "10")),
-                limits=Limits(
-                    user_per_s=float(env.get("RATE_LIMIT_USER_PER_S", "10")),
-                    user_burst=float(env.get("RATE_LIMIT_USER_BURST", "20")),
-                    address_per_s=float(env.get("RATE_LIMIT_ADDRESS_PER_S", "500")),
-                    address_burst=float(env.get("RATE_LIMIT_ADDRESS_BURST", "1000")),
-                    trusted_proxies=parse_networks(env.get("COUPONS_TRUSTED_PROXIES", "")),
-                    in_flight_max=int(env.get("COUPONS_IN_FLIGHT_MAX", "10000")),
-                    keys_max=int(env.get("RATE_LIMIT_KEYS_MAX", "100000")),
-                ),
+                limits=_limits(env),
                 produce_queue_max=int(env.get("GATEWAY_PRODUCE_QUEUE_MAX", "20000")),
             )
             settings.day_zone  # noqa: B018 - fail at start on an unknown zone
@@ -121,6 +113,18 @@ class Settings:
         except (ValueError, KeyError) as error:
             raise SettingsError(f"bad setting: {error}") from error
         return settings
+
+
+def _limits(env: Mapping[str, str]) -> Limits:
+    return Limits(
+        user_per_s=float(env.get("RATE_LIMIT_USER_PER_S", "10")),
+        user_burst=float(env.get("RATE_LIMIT_USER_BURST", "20")),
+        address_per_s=float(env.get("RATE_LIMIT_ADDRESS_PER_S", "500")),
+        address_burst=float(env.get("RATE_LIMIT_ADDRESS_BURST", "1000")),
+        trusted_proxies=parse_networks(env.get("COUPONS_TRUSTED_PROXIES", "")),
+        in_flight_max=int(env.get("COUPONS_IN_FLIGHT_MAX", "10000")),
+        keys_max=int(env.get("RATE_LIMIT_KEYS_MAX", "100000")),
+    )
 
 
 PRODUCTION_SECRET_CHARS_MIN = 32
