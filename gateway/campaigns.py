@@ -7,7 +7,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
-from gateway.pipeline import GATEWAY, Gateway, rejection
+from gateway.pipeline import GATEWAY, Gateway, rejection, unless_rejected
 from runtime import requests
 from runtime.auth import Caller, caller
 from runtime.http import Problem, json_response
@@ -21,7 +21,6 @@ from schemas.messages import (
     Decision,
     Distribute,
     Plan,
-    Request,
     Strategy,
 )
 from schemas.storable import (
@@ -48,18 +47,6 @@ async def _admin(request: web.Request, doing: str) -> tuple[Gateway, Caller, Cou
     return gateway, who, status
 
 
-async def _decided(
-    request: web.Request, gateway: Gateway, command: Request, title: str
-) -> Decision | web.Response:
-    """The applied decision, or the response that says why there is none (yet)."""
-    answer = await gateway.decide(request, command)
-    if isinstance(answer, web.Response):
-        return answer
-    if answer.outcome == "rejected":
-        return rejection(answer, gateway.ticket(command.coupon_id, command.request_id), title)
-    return answer
-
-
 def _learn(gateway: Gateway, answer: Decision) -> CouponStatus:
     """The coupon as the decision left it, known to this gateway's edge answers at once."""
     assert answer.coupon is not None, "a decision about a whole coupon carries its status"
@@ -70,39 +57,36 @@ def _learn(gateway: Gateway, answer: Decision) -> CouponStatus:
 async def close(request: web.Request) -> web.Response:
     gateway, who, status = await _admin(request, "close coupons")
     revoke = requests.query_flag(request, "revoke")
-    scope = f"{status.coupon_id}/close/{revoke}"
+    sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/close/{revoke}")
     command = CloseCoupon(
-        gateway.request_id(requests.idempotency_key(request), who.user_id, scope),
-        status.coupon_id,
-        who.user_id,
-        revoke,
-        gateway.now_ms(),
-        gateway.reply_topic,
+        request_id=sent.request_id, coupon_id=status.coupon_id, user_id=who.user_id,
+        revoke=revoke, at_ms=sent.at_ms, reply_to=sent.reply_to,
+    )  # fmt: skip
+
+    def closed(decision: Decision, _: str) -> web.Response:
+        coupon = coupon_view(_learn(gateway, decision), gateway.now_ms())
+        return json_response({**coupon, "revoked": decision.revoked})
+
+    return await gateway.answer(
+        request, command, unless_rejected("Cannot close the coupon", closed)
     )
-    answer = await _decided(request, gateway, command, "Cannot close the coupon")
-    if isinstance(answer, web.Response):
-        return answer
-    coupon = _learn(gateway, answer)
-    return json_response({**coupon_view(coupon, gateway.now_ms()), "revoked": answer.revoked})
 
 
 async def upload_codes(request: web.Request) -> web.Response:
     gateway, who, status = await _admin(request, "upload codes")
     codes = await _codes(request)
+    sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/codes")
     command = AddCodes(
-        gateway.request_id(
-            requests.idempotency_key(request), who.user_id, f"{status.coupon_id}/codes"
-        ),
-        status.coupon_id,
-        who.user_id,
-        codes,
-        gateway.now_ms(),
-        gateway.reply_topic,
-    )
-    answer = await _decided(request, gateway, command, "Codes not added")
-    if isinstance(answer, web.Response):
-        return answer
-    return json_response({"added": len(codes), "codes_left": _learn(gateway, answer).codes_left})
+        request_id=sent.request_id, coupon_id=status.coupon_id, user_id=who.user_id,
+        codes=codes, at_ms=sent.at_ms, reply_to=sent.reply_to,
+    )  # fmt: skip
+
+    def added(decision: Decision, _: str) -> web.Response:
+        return json_response(
+            {"added": len(codes), "codes_left": _learn(gateway, decision).codes_left}
+        )
+
+    return await gateway.answer(request, command, unless_rejected("Codes not added", added))
 
 
 async def _codes(request: web.Request) -> tuple[str, ...]:
@@ -144,25 +128,18 @@ async def assign(request: web.Request) -> web.Response:
     body = await requests.json_object(request, {"user_id", "code"})
     owner = requests.text(body, "user_id", USER_ID_CHARS_MAX)
     code = requests.text(body, "code", CODE_CHARS_MAX)
+    sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/assign/{owner}/{code}")
     command = AssignCode(
-        gateway.request_id(
-            requests.idempotency_key(request),
-            who.user_id,
-            f"{status.coupon_id}/assign/{owner}/{code}",
-        ),
-        status.coupon_id,
-        who.user_id,
-        owner,
-        code,
-        gateway.now_ms(),
-        gateway.reply_topic,
-    )
-    answer = await _decided(request, gateway, command, "Code not assigned")
-    if isinstance(answer, web.Response):
-        return answer
-    assert answer.grant is not None
-    location = f"/v1/grants/{answer.grant.id}"
-    return json_response(grant_view(answer.grant), status=201, headers={"Location": location})
+        request_id=sent.request_id, coupon_id=status.coupon_id, user_id=who.user_id,
+        owner_id=owner, code=code, at_ms=sent.at_ms, reply_to=sent.reply_to,
+    )  # fmt: skip
+
+    def assigned(decision: Decision, _: str) -> web.Response:
+        assert decision.grant is not None, "an assignment that is not rejected grants"
+        location = f"/v1/grants/{decision.grant.id}"
+        return json_response(grant_view(decision.grant), status=201, headers={"Location": location})
+
+    return await gateway.answer(request, command, unless_rejected("Code not assigned", assigned))
 
 
 async def distribute(request: web.Request) -> web.Response:
@@ -185,29 +162,22 @@ async def distribute(request: web.Request) -> web.Response:
     if strategy != "equal" and per_user != 1:
         raise requests.invalid("per_user applies to the equal strategy only")
     dry_run = requests.boolean(body, "dry_run", default=False)
-    key = requests.idempotency_key(request)
-    request_id = gateway.request_id(key, who.user_id, f"{status.coupon_id}/distribute/{dry_run}")
+    sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/distribute/{dry_run}")
+    seed = requests.text(body, "seed", SEED_CHARS_MAX, default=sent.request_id)
     command = Distribute(
-        request_id,
-        status.coupon_id,
-        who.user_id,
-        tuple(users),
-        cast(Strategy, strategy),
-        per_user,
-        requests.text(body, "seed", SEED_CHARS_MAX, default=request_id),
-        dry_run,
-        gateway.now_ms(),
-        gateway.reply_topic,
-    )
-    answer = await gateway.decide(request, command)
-    if isinstance(answer, web.Response):
-        return answer
-    if answer.outcome == "rejected":
-        ticket = gateway.ticket(status.coupon_id, request_id)
-        plan = _plan_view(answer.plan, command.seed) if answer.plan else None
-        return rejection(answer, ticket, "Not distributed", plan=plan)
-    assert answer.plan is not None
-    return json_response(_plan_view(answer.plan, command.seed), status=200 if dry_run else 201)
+        request_id=sent.request_id, coupon_id=status.coupon_id, user_id=who.user_id,
+        users=tuple(users), strategy=cast(Strategy, strategy), per_user=per_user, seed=seed,
+        dry_run=dry_run, at_ms=sent.at_ms, reply_to=sent.reply_to,
+    )  # fmt: skip
+
+    def planned(decision: Decision, ticket: str) -> web.Response:
+        plan = _plan_view(decision.plan, seed) if decision.plan else None
+        if decision.outcome == "rejected":
+            return rejection(decision, ticket, "Not distributed", plan=plan)
+        assert plan is not None, "a distribution that is not rejected has its plan"
+        return json_response(plan, status=200 if dry_run else 201)
+
+    return await gateway.answer(request, command, planned)
 
 
 def _plan_view(plan: Plan, seed: str) -> dict[str, Any]:

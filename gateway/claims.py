@@ -5,7 +5,7 @@ import time
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from gateway.pipeline import GATEWAY, Gateway, refusal, rejection
+from gateway.pipeline import GATEWAY, Gateway, Pending, refusal, rejection
 from runtime import requests
 from runtime.auth import caller
 from runtime.http import Problem, json_response
@@ -61,13 +61,13 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
         raise Problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge)
     command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)
-    answer = await gateway.submit(request, command, wait_s)
-    if isinstance(answer, int):
-        return await gateway.pending(command, answer), "pending"
-    ticket = gateway.ticket(coupon_id, request_id)
-    if answer.grant is None:
-        return rejection(answer, ticket), answer.reason or "rejected"
-    return _granted(ticket, answer.grant), "granted"
+    outcome = await gateway.submit(request, command, wait_s)
+    if isinstance(outcome, Pending):
+        return await gateway.pending(command, outcome.offset), "pending"
+    decision, ticket = outcome.decision, gateway.ticket(coupon_id, request_id)
+    if decision.grant is None:
+        return rejection(decision, ticket), decision.reason or "rejected"
+    return _granted(ticket, decision.grant), "granted"
 
 
 def _granted(ticket: str, grant: Grant) -> web.Response:

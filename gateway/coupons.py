@@ -12,7 +12,7 @@ from runtime.http import Problem, json_response
 from schemas import readmodel
 from schemas.codes import DEFAULT_ALPHABET, DEFAULT_PATTERN, CodeFormat, InvalidFormat
 from schemas.coupons import coupon_view, grant_view
-from schemas.messages import CouponSpec, CreateCoupon
+from schemas.messages import CouponSpec, CreateCoupon, Decision
 from schemas.storable import (
     CODE_ALPHABET_CHARS_MAX,
     CODE_CHARS_MAX,
@@ -109,27 +109,23 @@ async def create(request: web.Request) -> web.Response:
     if not who.admin:
         raise Problem(403, "forbidden", "Forbidden", "only an admin may create coupons")
     spec = spec_from(await requests.json_object(request, FIELDS))
-    request_id = gateway.request_id(requests.idempotency_key(request), who.user_id, "create")
-    coupon_id = str(uuid.uuid5(uuid.UUID(request_id), "coupon"))
+    sent = gateway.envelope(request, who.user_id, "create")
+    coupon_id = str(uuid.uuid5(uuid.UUID(sent.request_id), "coupon"))
     command = CreateCoupon(
-        request_id, coupon_id, who.user_id, spec, gateway.now_ms(), gateway.reply_topic
-    )
-    settings = gateway.settings
-    answer = await gateway.submit(
-        request,
-        command,
-        requests.wait_s(request, settings.claim_wait_s_max, settings.claim_wait_s_max),
-    )
-    if isinstance(answer, int):
-        return await gateway.pending(command, answer)
-    if answer.coupon is None:
-        return rejection(answer, gateway.ticket(coupon_id, request_id))
-    gateway.statuses.learn(answer.coupon)
-    return json_response(
-        coupon_view(answer.coupon, gateway.now_ms()),
-        status=201,
-        headers={"Location": f"/v1/coupons/{coupon_id}"},
-    )
+        request_id=sent.request_id, coupon_id=coupon_id, user_id=who.user_id, spec=spec,
+        at_ms=sent.at_ms, reply_to=sent.reply_to,
+    )  # fmt: skip
+
+    def created(decision: Decision, ticket: str) -> web.Response:
+        if decision.coupon is None:
+            return rejection(decision, ticket)
+        gateway.statuses.learn(decision.coupon)
+        view = coupon_view(decision.coupon, gateway.now_ms())
+        return json_response(view, status=201, headers={"Location": f"/v1/coupons/{coupon_id}"})
+
+    wait_max_s = gateway.settings.claim_wait_s_max  # a creation waits as long as it may
+    wait_s = requests.wait_s(request, wait_max_s, wait_max_s)
+    return await gateway.answer(request, command, created, wait_s)
 
 
 async def list_coupons(request: web.Request) -> web.Response:

@@ -15,7 +15,7 @@ from runtime.auth import Caller, caller
 from runtime.http import Problem, json_response
 from schemas import readmodel
 from schemas.coupons import grant_view, rfc3339
-from schemas.messages import Action, Grant, GrantAction
+from schemas.messages import Action, Decision, Grant, GrantAction
 from schemas.storable import LOCK_ID_CHARS_MAX
 
 ACTIONS: frozenset[str] = frozenset({"confirm", "cancel", "lock", "unlock", "redeem"})
@@ -71,25 +71,19 @@ async def step(request: web.Request) -> web.Response:
     if lock_id is not None and (not isinstance(lock_id, str) or len(lock_id) > LOCK_ID_CHARS_MAX):
         raise requests.invalid("lock_id must be the string a lock answered with")
     who, grant = await _grant(request)
+    sent = gateway.envelope(request, who.user_id, f"{grant.id}/{action}")
     command = GrantAction(
-        request_id=gateway.request_id(
-            requests.idempotency_key(request), who.user_id, f"{grant.id}/{action}"
-        ),
-        coupon_id=grant.coupon_id,
-        user_id=who.user_id,
-        grant_id=grant.id,
-        action=cast(Action, action),
-        at_ms=gateway.now_ms(),
-        reply_to=gateway.reply_topic,
-        lock_id=lock_id,
-    )
-    answer = await gateway.decide(request, command)
-    if isinstance(answer, web.Response):
-        return answer
-    ticket = gateway.ticket(grant.coupon_id, command.request_id)
-    if answer.outcome != "applied" or answer.grant is None:
-        return rejection(answer, ticket, title=f"Cannot {action} this grant")
-    body_out: dict[str, Any] = {"ticket": ticket, **grant_view(answer.grant)}
-    if action == "lock":
-        body_out["lock_id"] = answer.grant.lock_id  # the key to redeem or unlock with
-    return json_response(body_out)
+        request_id=sent.request_id, coupon_id=grant.coupon_id, user_id=who.user_id,
+        grant_id=grant.id, action=cast(Action, action), at_ms=sent.at_ms,
+        reply_to=sent.reply_to, lock_id=lock_id,
+    )  # fmt: skip
+
+    def stepped(decision: Decision, ticket: str) -> web.Response:
+        if decision.outcome != "applied" or decision.grant is None:
+            return rejection(decision, ticket, title=f"Cannot {action} this grant")
+        body_out: dict[str, Any] = {"ticket": ticket, **grant_view(decision.grant)}
+        if action == "lock":
+            body_out["lock_id"] = decision.grant.lock_id  # the key to redeem or unlock with
+        return json_response(body_out)
+
+    return await gateway.answer(request, command, stepped)

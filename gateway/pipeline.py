@@ -3,6 +3,7 @@
 import asyncio
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +22,40 @@ from schemas import readmodel, reasons
 from schemas.messages import CouponStatus, Decision, Request, encode
 from schemas.tickets import mint, request_id_for
 from schemas.topics import Topics, coupon_key, partition_of
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What every command a person sends carries besides its own fields."""
+
+    request_id: str  # from the Idempotency-Key: a retry names the same request
+    at_ms: int  # when the gateway received it: the time the allocator decides it at
+    reply_to: str  # this gateway's reply topic
+
+
+@dataclass(frozen=True, slots=True)
+class Decided:
+    decision: Decision
+
+
+@dataclass(frozen=True, slots=True)
+class Pending:
+    offset: int  # where the command stands in its partition's log
+
+
+Answer = Decided | Pending
+Render = Callable[[Decision, str], web.Response]  # a decision and its ticket, as HTTP
+
+
+def unless_rejected(title: str, applied: Render) -> Render:
+    """Show a rejection as a 409 problem titled `title`, anything else as `applied` does."""
+
+    def render(decision: Decision, ticket: str) -> web.Response:
+        if decision.outcome == "rejected":
+            return rejection(decision, ticket, title)
+        return applied(decision, ticket)
+
+    return render
 
 
 @dataclass
@@ -61,18 +96,31 @@ class Gateway:
             return str(uuid.uuid4())
         return request_id_for(self.settings.ticket_secret, user_id, scope, key)
 
-    async def decide(self, request: web.Request, command: Request) -> Decision | web.Response:
-        """Hand a command on; its decision, or a 202 with a ticket when it comes late."""
-        settings = self.settings
-        wait_s = requests.wait_s(request, settings.claim_wait_s_default, settings.claim_wait_s_max)
-        answer = await self.submit(request, command, wait_s)
-        if isinstance(answer, int):
-            return await self.pending(command, answer)
-        return answer
+    def envelope(self, request: web.Request, user_id: str, scope: str) -> Envelope:
+        """What a command carries besides its own fields; `scope` names what the request
+        does, so that one Idempotency-Key names one request per person and scope."""
+        key = requests.idempotency_key(request)
+        return Envelope(self.request_id(key, user_id, scope), self.now_ms(), self.reply_topic)
 
-    async def submit(self, request: web.Request, command: Request, wait_s: float) -> Decision | int:
-        """Produce a command; its decision if it comes within `wait_s`, else its offset.
-        From the produce on, whatever fails answers 202 with the ticket (`http.accept`)."""
+    async def answer(
+        self, request: web.Request, command: Request, render: Render, wait_s: float | None = None
+    ) -> web.Response:
+        """Hand a command on and answer: its decision as `render` shows it, or `202` with
+        its ticket when the decision comes later than the client would wait."""
+        if wait_s is None:
+            settings = self.settings
+            wait_s = requests.wait_s(
+                request, settings.claim_wait_s_default, settings.claim_wait_s_max
+            )
+        outcome = await self.submit(request, command, wait_s)
+        if isinstance(outcome, Pending):
+            return await self.pending(command, outcome.offset)
+        return render(outcome.decision, self.ticket(command.coupon_id, command.request_id))
+
+    async def submit(self, request: web.Request, command: Request, wait_s: float) -> Answer:
+        """Produce a command; its decision if it comes within `wait_s`, else where it
+        stands in the log. From the produce on, whatever fails answers 202 with the ticket
+        (`http.accept`)."""
         future = self.replies.expect(command.request_id)
         try:
             offset = await asyncio.wait_for(
@@ -101,10 +149,10 @@ class Gateway:
             ) from error
         accept(request, lambda: self.pending_at(command, None))
         try:
-            return await asyncio.wait_for(asyncio.shield(future), wait_s)
+            return Decided(await asyncio.wait_for(asyncio.shield(future), wait_s))
         except Exception:  # late, or anything odd: the ticket answers it
             self.replies.forget(command.request_id)
-            return offset
+            return Pending(offset)
 
     async def position(self, request_id: str, coupon_id: str, offset: int) -> int | None:
         """How many are ahead of a pending request (itself included), if we can tell."""
