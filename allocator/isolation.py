@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import Counter
 
 from allocator.effects import Effects, Record
-from runtime.db import data_fault
+from runtime import errors
 from runtime.produce import Message
 
 log = logging.getLogger(__name__)
@@ -36,9 +36,11 @@ TRIALS = Counter(
 Attempt = Callable[[list[Record], bool], Awaitable[tuple[Effects, list[Message]]]]
 
 
-class Unisolable(Exception):
+class Unisolable(errors.CouponsError):
     """The batch is refused even with the record found at fault refused: the fault is not
     in one record. Treated as a failing database: retried later."""
+
+    retriable = True
 
 
 async def isolate(
@@ -57,7 +59,7 @@ async def isolate(
         try:
             return await attempt([_marked(r, faults) for r in records], False)
         except Exception as again:
-            if not data_fault(again):
+            if not errors.data_refused(again, encoding=True):
                 raise
             error = again
 
@@ -74,7 +76,7 @@ async def _first_at_fault(
         try:
             await attempt(marked[:middle], True)
         except Exception as refused:
-            if not data_fault(refused):
+            if not errors.data_refused(refused, encoding=True):
                 raise
             fails, error = middle, refused
         else:

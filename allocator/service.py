@@ -23,7 +23,7 @@ from allocator.effects import Effects, Record
 from allocator.partition import Owned, Phase
 from allocator.state import CoreConfig
 from allocator.store import FENCED, Fenced, Landed, Ownership, PartitionStore
-from runtime import db, kafka
+from runtime import db, errors, kafka
 from runtime.produce import Message, send_all
 from runtime.settings import Settings
 from schemas import logmarks
@@ -180,7 +180,9 @@ class Allocator(which_log.LogWatch):
             needs = owned.core.needs([])
             needs.coupon_ids = mine - set(owned.core.books)
             loaded, _ = await owned.store.load(needs)
-        except (*db.UNAVAILABLE, asyncpg.PostgresError) as error:
+        except Exception as error:
+            if not errors.known(error):
+                raise
             self.problem = f"database: {error}"
             if self.pool:
                 await db.forget_connections(self.pool)
@@ -236,7 +238,9 @@ class Allocator(which_log.LogWatch):
             log.warning("%s[%d]: %s; resuming there", *owned.tp, landed)
             await self._resume(owned, landed.ownership)
             return
-        except (*db.UNAVAILABLE, asyncpg.PostgresError, isolation.Unisolable) as error:
+        except Exception as error:
+            if not errors.retriable(error):
+                raise
             # Nothing was committed: forget what the core decided and read it again.
             FAILURES.inc()
             self.problem = f"database: {error}"
@@ -268,7 +272,7 @@ class Allocator(which_log.LogWatch):
         try:
             return await self._decide(owned, owned.core, records, next_offset)
         except Exception as refused:
-            if not db.data_fault(refused):
+            if not errors.data_refused(refused, encoding=True):
                 raise
             error = refused
             log.error("batch at %d refused by PostgreSQL (%s); isolating", owned.next_offset, error)

@@ -13,17 +13,18 @@ from prometheus_client import Counter
 
 from allocator.effects import Effects, Loaded, LoadedCoupon, Needs, Waiting
 from allocator.writes import write
+from runtime import errors
 from schemas.messages import Claim, CouponStatus, Decision, Grant, decode_decision
 from schemas.readmodel import GRANT_COLUMNS, dt_to_ms, grant_from_row, status_from_row
 
 FENCED = Counter("coupons_allocator_fenced_total", "Batches refused: partition taken over")
 
 
-class Fenced(Exception):
+class Fenced(errors.CouponsError):
     """Another allocator took the partition: this one must not write to it again."""
 
 
-class Landed(Exception):
+class Landed(errors.CouponsError):
     """An earlier commit of ours landed though we never heard (the connection died before
     its answer): the row is still ours but further on. Carry on from where it stands."""
 

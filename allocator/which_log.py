@@ -20,7 +20,6 @@ import time
 import uuid
 from collections.abc import Callable
 
-import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter
@@ -29,7 +28,7 @@ from allocator.core import PartitionCore
 from allocator.partition import Owned, Phase
 from allocator.state import CoreConfig, day_of
 from allocator.store import FENCED, Fenced
-from runtime import db, kafka
+from runtime import errors, kafka
 from runtime.produce import Message
 from runtime.settings import Settings
 from schemas import logmarks
@@ -187,7 +186,9 @@ class LogWatch:
             log.warning("%s: stopping work on this partition", fenced)
             self._drop(owned)
             return
-        except (*db.UNAVAILABLE, asyncpg.PostgresError, *kafka.ERRORS) as error:
+        except Exception as error:
+            if not errors.known(error):
+                raise
             self.problem = f"checking the log: {error}"
             return
         owned.move(Phase.COLD)

@@ -10,10 +10,9 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 
 from gateway.replies import Replies
-from runtime import db, requests
+from runtime import errors, requests
 from runtime.http import Problem, accept, json_response, problem
 from runtime.produce import Batcher, Saturated
 from runtime.settings import Settings
@@ -138,7 +137,9 @@ class Gateway:
                 f"the request was not accepted ({error}); retry shortly",
                 headers={"Retry-After": "1"},
             ) from error
-        except (KafkaError, TimeoutError) as error:
+        except Exception as error:
+            if not errors.unavailable(error):
+                raise
             self.replies.forget(command.request_id)
             raise Problem(
                 503,
@@ -164,8 +165,10 @@ class Gateway:
             done = await self.pool.fetchval(
                 readmodel.PARTITION_NEXT_OFFSET, self.topics.commands, partition
             )
-        except (*db.UNAVAILABLE, asyncpg.PostgresError):
-            return None
+        except Exception as error:
+            if not errors.known(error):
+                raise
+            return None  # the position is a courtesy: the ticket is the answer
         return max(offset - (done or 0) + 1, 1)
 
     async def pending(self, command: Request, offset: int) -> web.Response:

@@ -23,6 +23,7 @@ from aiohttp import web
 from prometheus_client import Gauge
 
 from notifier import sse
+from runtime import errors
 from runtime.http import Problem
 from runtime.statuses import Statuses
 from schemas import readmodel
@@ -105,7 +106,9 @@ class CouponWatch:
                 next_count = time.monotonic() + LINE_POLL_S
                 try:
                     await self._count_lines(list(self.watchers))
-                except (OSError, asyncpg.PostgresError) as error:
+                except Exception as error:
+                    if not errors.known(error):
+                        raise
                     log.warning("could not count the lines: %s", error)
             self.flush(int(time.time() * 1000))
 

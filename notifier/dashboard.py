@@ -22,6 +22,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.errors import KafkaError
 
 from notifier import sse
+from runtime import errors
 from runtime.http import Problem
 from schemas import readmodel
 from schemas.coupons import coupon_view
@@ -99,7 +100,9 @@ class Dashboard:
                 continue
             try:
                 self.latest = await self.snapshot()
-            except (OSError, asyncpg.PostgresError) as error:
+            except Exception as error:
+                if not errors.known(error):
+                    raise
                 log.warning("dashboard: %s", error)
                 continue
             framed = sse.event("snapshot", self.latest)

@@ -22,6 +22,7 @@ from typing import Any
 import asyncpg
 
 from notifier import sse
+from runtime import errors
 from schemas import readmodel
 from schemas.coupons import grant_view, rfc3339
 from schemas.messages import Grant
@@ -115,7 +116,9 @@ class GrantFeed:
         while not stop.is_set():
             try:
                 await self.poll(time.monotonic(), int(time.time() * 1000))
-            except (OSError, asyncpg.PostgresError) as error:
+            except Exception as error:
+                if not errors.known(error):
+                    raise
                 log.warning("grant feed: %s", error)  # read on from the same id
             await asyncio.sleep(FEED_POLL_S)
 

@@ -16,11 +16,11 @@ from typing import Any
 import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Gauge
 
 from notifier import sse
 from notifier.grant_events import GrantFeed
+from runtime import errors
 from runtime.auth import Verifier, caller
 from runtime.http import Problem
 from runtime.produce import send_all
@@ -110,7 +110,9 @@ class Streams:
                     self.producer, [(self.topics.commands, coupon_key(coupon_id), encode(command))]
                 )
                 RELEASED.inc()
-        except (OSError, asyncpg.PostgresError, KafkaError) as error:
+        except Exception as error:
+            if not errors.known(error):
+                raise
             # The hold then lapses at its deadline as usual: nothing is lost, only later.
             log.warning("could not release the holds of a closed stream: %s", error)
 

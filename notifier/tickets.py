@@ -8,7 +8,7 @@ import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from runtime import kafka
+from runtime import errors
 from runtime.http import Problem, json_response
 from schemas import readmodel, reasons
 from schemas.coupons import grant_view
@@ -121,7 +121,9 @@ class Tails:
         async with self.lock:
             try:
                 scan = await asyncio.wait_for(self._scan(tp, start), TAIL_READ_S)
-            except (TimeoutError, *kafka.ERRORS):
+            except Exception as error:
+                if not errors.known(error):
+                    raise
                 return None
             finally:
                 self.consumer.unsubscribe()  # no fetching in the background between reads

@@ -7,35 +7,6 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-# What a lost, stopped or restarting database raises. InternalClientError is asyncpg's
-# protocol state after a connection died mid-operation (MagicStack/asyncpg#1069): such a
-# connection must not be used again (`forget_connections`).
-UNAVAILABLE: tuple[type[BaseException], ...] = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-    asyncpg.InternalClientError,
-)
-
-
-# What PostgreSQL (or asyncpg, encoding it) refuses because of what a statement holds, not
-# because it is away: a value out of range or not text, a broken constraint, a row too big
-# for an index. Retrying the same statement gets the same answer.
-DATA_FAULTS: tuple[type[BaseException], ...] = (
-    asyncpg.DataError,
-    asyncpg.IntegrityConstraintViolationError,
-    asyncpg.ProgramLimitExceededError,
-    ValueError,  # asyncpg's COPY encodes in Python: UnicodeEncodeError, a bad UUID
-    TypeError,
-    OverflowError,
-)
-
-
-def data_fault(error: BaseException) -> bool:
-    return isinstance(error, DATA_FAULTS) and not isinstance(error, UNAVAILABLE)
-
 
 async def forget_connections(pool: asyncpg.Pool) -> None:
     """After a database failure: open fresh connections rather than reuse broken ones."""

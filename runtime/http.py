@@ -18,7 +18,7 @@ from prometheus_client import (
     generate_latest,
 )
 
-from runtime.db import UNAVAILABLE
+from runtime import errors as failures
 
 log = logging.getLogger(__name__)
 
@@ -109,12 +109,13 @@ async def errors(
         if http.status < 400:
             raise
         response = problem(http.status, "http", http.reason, http.text or http.reason)
-    except UNAVAILABLE as error:
-        log.warning("dependency failure on %s: %s", name, error)
-        response = unavailable("a dependency is unavailable; retry shortly")
-    except Exception:
-        log.exception("unhandled error on %s", name)
-        response = problem(500, "internal", "Internal error", "an unexpected error occurred")
+    except Exception as error:
+        if failures.unavailable(error):
+            log.warning("dependency failure on %s: %s", name, error)
+            response = unavailable("a dependency is unavailable; retry shortly")
+        else:
+            log.exception("unhandled error on %s", name)
+            response = problem(500, "internal", "Internal error", "an unexpected error occurred")
     if response.status >= 500 and ACCEPTED in request:
         response = request[ACCEPTED]()
     HTTP_REQUESTS.labels(request.method, name, str(response.status)).inc()

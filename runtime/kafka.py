@@ -10,14 +10,13 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError
 
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_MS = 10_000
-ERRORS = (KafkaError, TimeoutError, OSError)  # the broker is away or refused: try again later
 
 
 def producer(settings: Settings, linger_ms: int = 1) -> AIOKafkaProducer:

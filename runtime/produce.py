@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from aiokafka.structs import RecordMetadata
 from prometheus_client import Gauge
 
+from runtime import errors
 from schemas.topics import partition_for
 
 Message = tuple[str, bytes, bytes]  # topic, key, value
@@ -59,7 +60,7 @@ async def send_all(producer: AIOKafkaProducer, messages: list[Message]) -> None:
     await asyncio.gather(*(future for future, _ in sent))
 
 
-class Saturated(Exception):
+class Saturated(errors.Unavailable):
     """The produce queue is full: shed the request rather than queue without bound."""
 
 
