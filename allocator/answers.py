@@ -14,7 +14,7 @@ from schemas.messages import (
 
 
 def decide(
-    fx: Effects,
+    effects: Effects,
     offset: int,
     command: Request,
     outcome: Outcome,
@@ -38,10 +38,10 @@ def decide(
         plan=plan,
         revoked=revoked,
     )
-    fx.decisions.append(DecisionRow(decision, offset))
+    effects.decisions.append(DecisionRow(decision, offset))
 
 
-def refuse_unstorable(fx: Effects, record: Record) -> None:
+def refuse_unstorable(effects: Effects, record: Record) -> None:
     """A request that holds what cannot be stored changes nothing and is refused; its
     decision names the sender with what can be stored of what they sent."""
     command = record.command
@@ -55,4 +55,4 @@ def refuse_unstorable(fx: Effects, record: Record) -> None:
         at_ms=storable.time_stand_in(command.at_ms),
         reply_to=storable.reply_stand_in(command.reply_to),
     )
-    fx.decisions.append(DecisionRow(decision, record.offset))
+    effects.decisions.append(DecisionRow(decision, record.offset))

@@ -20,7 +20,7 @@ from allocator.book import CouponBook
 from allocator.effects import Cause, Effects, Loaded, Needs, Record
 from allocator.state import CoreConfig, Partition
 from schemas import storable
-from schemas.codes import coupon_key
+from schemas.codes import codes_key
 from schemas.messages import (
     REQUESTS,
     AddCodes,
@@ -116,7 +116,7 @@ class PartitionCore(Partition):
     def load(self, loaded: Loaded) -> None:
         for coupon_id, coupon in loaded.coupons.items():
             if coupon_id not in self.books:
-                key = coupon_key(self.config.code_secret, coupon_id)
+                key = codes_key(self.config.code_secret, coupon_id)
                 book = CouponBook.open(coupon.status, key)
                 book.restore(coupon)
                 self.books[coupon_id] = book
@@ -138,73 +138,73 @@ class PartitionCore(Partition):
     def decide(self, records: Sequence[Record], decided: Mapping[str, Decision]) -> Effects:
         """Apply a batch in log order. `decided`: earlier decisions of its request ids."""
         assert records, "a batch has at least one record"
-        fx = Effects(next_offset=records[-1].offset + 1)
+        effects = Effects(next_offset=records[-1].offset + 1)
         seen: dict[str, Decision] = dict(decided)
         for record in records:
             command = record.command
             if record.fault is not None and not storable.answerable(command):
-                self._refuse(fx, record)  # no decision of its own
+                self._refuse(effects, record)  # no decision of its own
                 continue
             if isinstance(command, REQUESTS) and command.request_id in seen:
                 earlier = seen[command.request_id]
-                fx.echoes.append(replace(earlier, reply_to=command.reply_to))
+                effects.echoes.append(replace(earlier, reply_to=command.reply_to))
                 continue
-            before = len(fx.decisions)
-            self._apply(fx, record)
-            for row in fx.decisions[before:]:
+            before = len(effects.decisions)
+            self._apply(effects, record)
+            for row in effects.decisions[before:]:
                 seen[row.decision.request_id] = row.decision
-        for coupon_id in sorted(fx.touched):
-            fx.changed[coupon_id] = self.books[coupon_id].status()
-        return fx
+        for coupon_id in sorted(effects.touched):
+            effects.changed[coupon_id] = self.books[coupon_id].status()
+        return effects
 
-    def _apply(self, fx: Effects, record: Record) -> None:
+    def _apply(self, effects: Effects, record: Record) -> None:
         command = record.command
         if record.fault is not None:
-            return self._refuse(fx, record)
+            return self._refuse(effects, record)
         if isinstance(command, ReserveDay):
-            return days.reserve_day(self, fx, command)
+            return days.reserve_day(self, effects, command)
         if isinstance(command, ReleaseDay):
-            return days.release_day(self, fx, command)
+            return days.release_day(self, effects, command)
         if isinstance(command, CreateCoupon):
-            return coupons.create(self, fx, record.offset, command)
+            return coupons.create(self, effects, record.offset, command)
         book = self.books.get(command.coupon_id)
         if book is None:
             if isinstance(command, REQUESTS):
                 at_ms = command.at_ms
-                answers.decide(fx, record.offset, command, "rejected", "unknown_coupon", at_ms)
+                answers.decide(effects, record.offset, command, "rejected", "unknown_coupon", at_ms)
             return None
         cause = Cause(command.request_id, record.offset, command.at_ms)
-        steps.pass_time(self, fx, book, cause)
+        steps.pass_time(self, effects, book, cause)
         if isinstance(command, Claim):
-            line.join(self, fx, book, record.offset, command, cause)
+            line.join(self, effects, book, record.offset, command, cause)
         elif isinstance(command, DayReserved):
-            days.day_reserved(self, fx, book, command, cause)
+            days.day_reserved(self, effects, book, command, cause)
         elif isinstance(command, GrantAction):
-            steps.step(self, fx, book, record.offset, command, cause)
+            steps.step(self, effects, book, record.offset, command, cause)
         elif isinstance(command, CloseCoupon):
-            coupons.close(fx, book, record.offset, command, cause)
+            coupons.close(effects, book, record.offset, command, cause)
         elif isinstance(command, AddCodes):
-            coupons.add_codes(self, fx, book, record.offset, command, cause)
+            coupons.add_codes(self, effects, book, record.offset, command, cause)
         elif isinstance(command, AssignCode):
-            coupons.assign(fx, book, record.offset, command, cause)
+            coupons.assign(effects, book, record.offset, command, cause)
         elif isinstance(command, Distribute):
-            coupons.distribute(fx, book, record.offset, command, cause)
+            coupons.distribute(effects, book, record.offset, command, cause)
         else:
             assert isinstance(command, Tick), f"a command the core does not know: {command}"
-            fx.ticked.add(command.coupon_id)
+            effects.ticked.add(command.coupon_id)
         return None
 
-    def _refuse(self, fx: Effects, record: Record) -> None:
+    def _refuse(self, effects: Effects, record: Record) -> None:
         """A record that cannot be stored changes nothing; whoever it speaks for is told.
         A request is refused; a day asked for is answered refused, and the claim that is
-        waiting for it is refused; any other record is only noted (fx.unstorable)."""
+        waiting for it is refused; any other record is only noted (effects.unstorable)."""
         command, fault = record.command, record.fault
         assert fault is not None
-        fx.unstorable.append(record)
+        effects.unstorable.append(record)
         if storable.answerable(command):
-            answers.refuse_unstorable(fx, record)
+            answers.refuse_unstorable(effects, record)
         elif isinstance(command, ReserveDay) and storable.routable(command):
-            fx.commands.append(
+            effects.commands.append(
                 DayReserved(
                     command.request_id,
                     command.coupon_id,
@@ -219,4 +219,4 @@ class PartitionCore(Partition):
             book = self.books.get(command.coupon_id)
             if book is not None:
                 cause = Cause(command.request_id, record.offset, book.clock_ms)
-                days.day_reserved(self, fx, book, command, cause, fault)
+                days.day_reserved(self, effects, book, command, cause, fault)

@@ -10,7 +10,7 @@ from allocator.effects import (
     Effects,
 )
 from allocator.state import Partition
-from schemas.codes import InvalidFormat, coupon_key
+from schemas.codes import InvalidFormat, codes_key
 from schemas.messages import (
     AddCodes,
     AssignCode,
@@ -23,44 +23,53 @@ from schemas.messages import (
 )
 
 
-def create(partition: Partition, fx: Effects, offset: int, command: CreateCoupon) -> None:
+def create(partition: Partition, effects: Effects, offset: int, command: CreateCoupon) -> None:
     if command.coupon_id in partition.books:
-        answers.decide(fx, offset, command, "rejected", "conflict", command.at_ms)
+        answers.decide(effects, offset, command, "rejected", "conflict", command.at_ms)
         return
     status = CouponStatus(command.coupon_id, command.spec, 0, False)
-    key = coupon_key(partition.config.code_secret, command.coupon_id)
+    key = codes_key(partition.config.code_secret, command.coupon_id)
     try:
         book = CouponBook.open(status, key)
     except InvalidFormat:  # the gateway checks this; a hand-written command may not
-        answers.decide(fx, offset, command, "rejected", "invalid_coupon", command.at_ms)
+        answers.decide(effects, offset, command, "rejected", "invalid_coupon", command.at_ms)
         return
     book.clock_ms = command.at_ms
     partition.books[command.coupon_id] = book
     status = book.status()
-    fx.created.append(status)
-    fx.touched.add(command.coupon_id)
-    answers.decide(fx, offset, command, "created", None, command.at_ms, coupon=status)
+    effects.created.append(status)
+    effects.touched.add(command.coupon_id)
+    answers.decide(effects, offset, command, "created", None, command.at_ms, coupon=status)
 
 
-def close(fx: Effects, book: CouponBook, offset: int, command: CloseCoupon, cause: Cause) -> None:
+def close(
+    effects: Effects, book: CouponBook, offset: int, command: CloseCoupon, cause: Cause
+) -> None:
     book.closed = True
-    line.refuse_line(fx, book, "closed", cause)
+    line.refuse_line(effects, book, "closed", cause)
     revoked = 0
     if command.revoke:
         live = sorted((g for g in book.grants.values() if g.state in LIVE), key=_by_seq)
         for grant in live:
             changed = replace(grant, state="revoked", deadline_ms=None, lock_id=None)
-            grants.change(fx, book, changed, "revoke", cause)
+            grants.change(effects, book, changed, "revoke", cause)
             revoked += 1
-    fx.touched.add(book.coupon_id)
+    effects.touched.add(book.coupon_id)
     answers.decide(
-        fx, offset, command, "applied", None, cause.at_ms, coupon=book.status(), revoked=revoked
+        effects,
+        offset,
+        command,
+        "applied",
+        None,
+        cause.at_ms,
+        coupon=book.status(),
+        revoked=revoked,
     )
 
 
 def add_codes(
     partition: Partition,
-    fx: Effects,
+    effects: Effects,
     book: CouponBook,
     offset: int,
     command: AddCodes,
@@ -74,43 +83,45 @@ def add_codes(
     elif len(set(command.codes)) < len(command.codes) or book.codes_taken & set(command.codes):
         reason = "duplicate_code"
     if reason is not None:
-        answers.decide(fx, offset, command, "rejected", reason, cause.at_ms)
+        answers.decide(effects, offset, command, "rejected", reason, cause.at_ms)
         return
     for code in command.codes:
         book.codes_uploaded += 1
         book.codes.append(code)
         book.codes_taken.add(code)
-        fx.codes_added.append(CodeRow(book.coupon_id, book.codes_uploaded, code))
-    fx.touched.add(book.coupon_id)
-    line.advance(partition, fx, book, cause)  # people may be waiting for codes
-    answers.decide(fx, offset, command, "applied", None, cause.at_ms, coupon=book.status())
+        effects.codes_added.append(CodeRow(book.coupon_id, book.codes_uploaded, code))
+    effects.touched.add(book.coupon_id)
+    line.advance(partition, effects, book, cause)  # people may be waiting for codes
+    answers.decide(effects, offset, command, "applied", None, cause.at_ms, coupon=book.status())
 
 
-def assign(fx: Effects, book: CouponBook, offset: int, command: AssignCode, cause: Cause) -> None:
+def assign(
+    effects: Effects, book: CouponBook, offset: int, command: AssignCode, cause: Cause
+) -> None:
     reason = _assign_refusal(book, command)
     if reason is not None:
-        answers.decide(fx, offset, command, "rejected", reason, cause.at_ms)
+        answers.decide(effects, offset, command, "rejected", reason, cause.at_ms)
         return
     grant = grants.give(
-        fx, book, command.owner_id, command.request_id, cause, "assign", command.code
+        effects, book, command.owner_id, command.request_id, cause, "assign", command.code
     )
-    answers.decide(fx, offset, command, "granted", None, cause.at_ms, grant=grant)
+    answers.decide(effects, offset, command, "granted", None, cause.at_ms, grant=grant)
 
 
 def distribute(
-    fx: Effects, book: CouponBook, offset: int, command: Distribute, cause: Cause
+    effects: Effects, book: CouponBook, offset: int, command: Distribute, cause: Cause
 ) -> None:
     if book.closed or cause.at_ms >= book.spec.expiry_ms:
         refused = "closed" if book.closed else "expired"
-        answers.decide(fx, offset, command, "rejected", refused, cause.at_ms)
+        answers.decide(effects, offset, command, "rejected", refused, cause.at_ms)
         return
     plan, reason = distribution.plan(book, command)
     if reason is None and not command.dry_run:
         for user_id, count in plan.granted:
             for _ in range(count):
-                grants.give(fx, book, user_id, command.request_id, cause, "distribution")
+                grants.give(effects, book, user_id, command.request_id, cause, "distribution")
     outcome: Outcome = "rejected" if reason else "applied"
-    answers.decide(fx, offset, command, outcome, reason, cause.at_ms, plan=plan)
+    answers.decide(effects, offset, command, outcome, reason, cause.at_ms, plan=plan)
 
 
 def _by_seq(grant: Grant) -> int:

@@ -17,14 +17,16 @@ from schemas.messages import (
 )
 
 
-def reserve_day(partition: Partition, fx: Effects, command: ReserveDay) -> None:
+def reserve_day(partition: Partition, effects: Effects, command: ReserveDay) -> None:
     days = partition.user_days.setdefault(command.user_id, {})
     holder = days.get(command.day)
     if holder is None:
         days[command.day] = command.request_id
-        fx.days.append(DayRow(command.user_id, command.day, command.request_id, command.coupon_id))
+        effects.days.append(
+            DayRow(command.user_id, command.day, command.request_id, command.coupon_id)
+        )
     reserved = holder is None or holder == command.request_id
-    fx.commands.append(
+    effects.commands.append(
         DayReserved(
             command.request_id,
             command.coupon_id,
@@ -36,18 +38,18 @@ def reserve_day(partition: Partition, fx: Effects, command: ReserveDay) -> None:
     )
 
 
-def release_day(partition: Partition, fx: Effects, command: ReleaseDay) -> None:
+def release_day(partition: Partition, effects: Effects, command: ReleaseDay) -> None:
     days = partition.user_days.setdefault(command.user_id, {})
     for day, holder in sorted(days.items()):
         if holder == command.request_id:
             del days[day]
             row = DayRow(command.user_id, day, command.request_id, command.coupon_id)
-            fx.days_released.append(row)
+            effects.days_released.append(row)
 
 
 def day_reserved(
     partition: Partition,
-    fx: Effects,
+    effects: Effects,
     book: CouponBook,
     command: DayReserved,
     cause: Cause,
@@ -60,11 +62,13 @@ def day_reserved(
     book.reserving_users[user_id] -= 1
     fault = fault or command.fault
     if command.reserved is True and not book.closed and fault is None:
-        grant = grants.give(fx, book, user_id, command.request_id, cause, "claim")
-        line.settle(fx, book, waiting, "granted", None, cause, grant)
+        grant = grants.give(effects, book, user_id, command.request_id, cause, "claim")
+        line.settle(effects, book, waiting, "granted", None, cause, grant)
     else:
         if command.reserved is True:  # closed or refused meanwhile: give the day back
-            fx.commands.append(ReleaseDay(command.request_id, book.coupon_id, user_id, cause.at_ms))
+            effects.commands.append(
+                ReleaseDay(command.request_id, book.coupon_id, user_id, cause.at_ms)
+            )
         reason = "unstorable" if fault else "closed" if book.closed else "daily_limit"
-        line.settle(fx, book, waiting, "rejected", reason, cause)
-    line.advance(partition, fx, book, cause)
+        line.settle(effects, book, waiting, "rejected", reason, cause)
+    line.advance(partition, effects, book, cause)

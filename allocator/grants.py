@@ -22,7 +22,7 @@ def grant_id(coupon_id: str, seq: int) -> str:
 
 
 def give(
-    fx: Effects,
+    effects: Effects,
     book: CouponBook,
     owner_id: str,
     request_id: str,
@@ -40,7 +40,7 @@ def give(
     if book.uploaded or source == "assign":
         book.codes_taken.add(code)
     if book.uploaded:
-        fx.codes_used[(book.coupon_id, code)] = grant_id(book.coupon_id, seq)
+        effects.codes_used[(book.coupon_id, code)] = grant_id(book.coupon_id, seq)
     hold_ms = book.spec.hold_seconds * 1000 if source == "claim" else 0
     grant = Grant(
         id=grant_id(book.coupon_id, seq),
@@ -57,8 +57,8 @@ def give(
     book.issued += 1
     book.per_user[owner_id] += 1
     book.remember(grant)
-    fx.new_grants[grant.id] = grant
-    fx.events.append(
+    effects.new_grants[grant.id] = grant
+    effects.events.append(
         GrantEvent(
             grant.id,
             book.coupon_id,
@@ -70,18 +70,18 @@ def give(
             cause.at_ms,
         )
     )
-    fx.touched.add(book.coupon_id)
+    effects.touched.add(book.coupon_id)
     return grant
 
 
-def change(fx: Effects, book: CouponBook, grant: Grant, why: str, cause: Cause) -> None:
+def change(effects: Effects, book: CouponBook, grant: Grant, why: str, cause: Cause) -> None:
     before = book.grants[grant.id]
     book.remember(grant)
-    if grant.id in fx.new_grants:
-        fx.new_grants[grant.id] = grant
+    if grant.id in effects.new_grants:
+        effects.new_grants[grant.id] = grant
     else:
-        fx.grant_changes[grant.id] = grant
-    fx.events.append(
+        effects.grant_changes[grant.id] = grant
+    effects.events.append(
         GrantEvent(
             grant.id,
             book.coupon_id,
@@ -93,12 +93,14 @@ def change(fx: Effects, book: CouponBook, grant: Grant, why: str, cause: Cause) 
             cause.at_ms,
         )
     )
-    fx.touched.add(book.coupon_id)
+    effects.touched.add(book.coupon_id)
 
 
-def give_back(fx: Effects, book: CouponBook, grant: Grant, cause: Cause) -> None:
+def give_back(effects: Effects, book: CouponBook, grant: Grant, cause: Cause) -> None:
     """A released hold returns its unit (not its code) and the person's day."""
     book.issued -= 1
     book.per_user[grant.user_id] -= 1
     if book.spec.daily_rule and grant.source == "claim":
-        fx.commands.append(ReleaseDay(grant.request_id, book.coupon_id, grant.user_id, cause.at_ms))
+        effects.commands.append(
+            ReleaseDay(grant.request_id, book.coupon_id, grant.user_id, cause.at_ms)
+        )

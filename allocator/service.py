@@ -226,11 +226,9 @@ class Allocator(which_log.LogWatch):
                 UNREADABLE.inc()  # never decided, never blocks the partition
                 log.error("skipping unreadable command at %d: %s", message.offset, error)
         try:
-            fx, messages = await self._commit(owned, records, fresh[-1].offset + base + 1)
+            effects, messages = await self._commit(owned, records, fresh[-1].offset + base + 1)
         except Fenced as fenced:
-            FENCED.inc()
-            log.warning("%s: stopping work on this partition", fenced)
-            self._drop(owned)
+            self._fenced_out(owned, fenced)
             return
         except Landed as landed:
             # Our last commit landed unheard: what it decided is durable; its messages are
@@ -253,14 +251,14 @@ class Allocator(which_log.LogWatch):
             await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2))
             return
         self.problem = None
-        owned.next_offset = fx.next_offset
-        for coupon_id in fx.ticked:
+        owned.next_offset = effects.next_offset
+        for coupon_id in effects.ticked:
             self.ticking.pop(coupon_id, None)
         await self._publish(messages)
         BATCHES.observe(len(records))
-        for row in fx.decisions:
+        for row in effects.decisions:
             DECISIONS.labels(row.decision.outcome, row.decision.reason or "").inc()
-        for record in fx.unstorable:
+        for record in effects.unstorable:
             UNSTORABLE.inc()
             log.error("refused the command at %d: %s", record.offset, record.fault)
 
@@ -297,18 +295,20 @@ class Allocator(which_log.LogWatch):
         next_offset: int,
         trial: bool = False,
     ) -> tuple[Effects, list[Message]]:
-        fx = Effects(next_offset)
+        effects = Effects(next_offset)
         if records:
             needs = core.needs(records)
             loaded, decided = await owned.store.load(needs)
             core.load(loaded)
-            fx = core.decide(records, decided)
-        fx.next_offset = next_offset  # past the last record read, decided, mark or unreadable
-        messages = self._messages(fx)
+            effects = core.decide(records, decided)
+        effects.next_offset = next_offset  # past the last record read, decided, mark or unreadable
+        messages = self._messages(effects)
         started = time.perf_counter()
-        await owned.store.commit(owned.epoch, owned.next_offset, fx, outbox.pack(messages), trial)
+        await owned.store.commit(
+            owned.epoch, owned.next_offset, effects, outbox.pack(messages), trial
+        )
         COMMIT_SECONDS.observe(time.perf_counter() - started)
-        return fx, messages
+        return effects, messages
 
     async def _resume(self, owned: Owned, ownership: Ownership) -> None:
         """Carry on from the partition row as stored: publish its outbox (consumers take
@@ -320,24 +320,27 @@ class Allocator(which_log.LogWatch):
         owned.next_offset = ownership.next_offset
         self.consumer.seek(owned.tp, ownership.next_offset - owned.base)
 
-    def _drop(self, owned: Owned) -> None:
+    def _fenced_out(self, owned: Owned, fenced: Fenced) -> None:
+        """Another allocator took the partition: never write to it again."""
+        FENCED.inc()
+        log.warning("%s: stopping work on this partition", fenced)
         assert self.consumer
         del self.owned[owned.tp]
         self.consumer.pause(owned.tp)
         if not self.owned:
             self.problem = "fenced out of every partition it was given"
 
-    def _messages(self, fx: Effects) -> list[Message]:
+    def _messages(self, effects: Effects) -> list[Message]:
         topics = self.topics
         out: list[Message] = []
-        for row in fx.decisions:
+        for row in effects.decisions:
             decision = row.decision
             out.append((topics.decisions, coupon_key(decision.coupon_id), encode(decision)))
-        for echo in fx.echoes:
+        for echo in effects.echoes:
             out.append((topics.decisions, coupon_key(echo.coupon_id), encode(echo)))
-        for status in fx.changed.values():
+        for status in effects.changed.values():
             out.append((topics.status, coupon_key(status.coupon_id), encode(status)))
-        for command in fx.commands:
+        for command in effects.commands:
             key = (
                 user_key(command.user_id)
                 if isinstance(command, ReserveDay | ReleaseDay)

@@ -12,7 +12,7 @@ from schemas.messages import (
 
 def step(
     partition: Partition,
-    fx: Effects,
+    effects: Effects,
     book: CouponBook,
     offset: int,
     command: GrantAction,
@@ -20,24 +20,24 @@ def step(
 ) -> None:
     grant = book.grants.get(command.grant_id)
     if grant is None:
-        answers.decide(fx, offset, command, "rejected", "unknown_grant", cause.at_ms)
+        answers.decide(effects, offset, command, "rejected", "unknown_grant", cause.at_ms)
         return
     spec = book.spec
     reason = redemption.refusal(grant, command, spec, book.redeemed_by[grant.user_id])
     if reason is not None:
-        answers.decide(fx, offset, command, "rejected", reason, cause.at_ms, grant=grant)
+        answers.decide(effects, offset, command, "rejected", reason, cause.at_ms, grant=grant)
         return
     changed = redemption.apply(grant, command, spec, book.clock_ms)
-    grants.change(fx, book, changed, command.action, cause)
+    grants.change(effects, book, changed, command.action, cause)
     if command.action == "redeem":
         book.redeemed_by[grant.user_id] += 1
     if changed.state == "released":
-        grants.give_back(fx, book, changed, cause)
-    line.advance(partition, fx, book, cause)  # a unit came back, or the last hold became final
-    answers.decide(fx, offset, command, "applied", None, cause.at_ms, grant=changed)
+        grants.give_back(effects, book, changed, cause)
+    line.advance(partition, effects, book, cause)  # a unit came back, or the last hold became final
+    answers.decide(effects, offset, command, "applied", None, cause.at_ms, grant=changed)
 
 
-def pass_time(partition: Partition, fx: Effects, book: CouponBook, cause: Cause) -> None:
+def pass_time(partition: Partition, effects: Effects, book: CouponBook, cause: Cause) -> None:
     """Move the coupon's clock to `cause`: lapse what is due, close the line at expiry."""
     if cause.at_ms <= book.clock_ms:
         return
@@ -45,9 +45,9 @@ def pass_time(partition: Partition, fx: Effects, book: CouponBook, cause: Cause)
     released = False
     for grant in book.lapsed(book.clock_ms):
         changed, why = redemption.lapse(grant)
-        grants.change(fx, book, changed, why, cause)
+        grants.change(effects, book, changed, why, cause)
         if changed.state == "released":
-            grants.give_back(fx, book, changed, cause)
+            grants.give_back(effects, book, changed, cause)
             released = True
     if released or (book.line and book.clock_ms >= book.spec.expiry_ms):
-        line.advance(partition, fx, book, cause)
+        line.advance(partition, effects, book, cause)

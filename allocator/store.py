@@ -225,17 +225,17 @@ class PartitionStore:
         return loaded
 
     async def commit(
-        self, epoch: int, expected_offset: int, fx: Effects, outbox: bytes, trial: bool = False
+        self, epoch: int, expected_offset: int, effects: Effects, outbox: bytes, trial: bool = False
     ) -> None:
         """Write a batch, or raise Fenced and write nothing. A `trial` is rolled back:
         whether PostgreSQL would take the batch, raising what it would raise."""
         try:
-            await self._commit(epoch, expected_offset, fx, outbox, trial)
+            await self._commit(epoch, expected_offset, effects, outbox, trial)
         except _RolledBack:
             pass
 
     async def _commit(
-        self, epoch: int, expected_offset: int, fx: Effects, outbox: bytes, trial: bool
+        self, epoch: int, expected_offset: int, effects: Effects, outbox: bytes, trial: bool
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
             # First statement: it takes the row lock, so a newer owner waits for us or we
@@ -247,7 +247,7 @@ class PartitionStore:
                 WHERE topic = $3 AND partition = $4 AND epoch = $5 AND next_offset = $6
                 RETURNING 1
                 """,
-                fx.next_offset,
+                effects.next_offset,
                 outbox,
                 self.topic,
                 self.partition,
@@ -264,7 +264,7 @@ class PartitionStore:
                 if row is not None and row["epoch"] == epoch:
                     raise Landed(Ownership(epoch, row["next_offset"], row["outbox"]))
                 raise Fenced(f"{self.topic}[{self.partition}] epoch {epoch} is no longer ours")
-            await write(conn, fx, self.partition)
+            await write(conn, effects, self.partition)
             if trial:
                 raise _RolledBack
 

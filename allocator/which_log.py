@@ -27,7 +27,7 @@ from prometheus_client import Counter
 from allocator.core import PartitionCore
 from allocator.partition import Owned, Phase
 from allocator.state import CoreConfig, day_of
-from allocator.store import FENCED, Fenced
+from allocator.store import Fenced
 from runtime import errors, kafka
 from runtime.produce import Message
 from runtime.settings import Settings
@@ -133,7 +133,7 @@ class LogWatch:
     def _owns(self, owned: Owned) -> Callable[[str], bool]:
         raise NotImplementedError
 
-    def _drop(self, owned: Owned) -> None:
+    def _fenced_out(self, owned: Owned, fenced: Fenced) -> None:
         raise NotImplementedError
 
     async def _publish(self, messages: list[Message]) -> None:
@@ -182,9 +182,7 @@ class LogWatch:
                 if verdict is Verdict.NEW:
                     await self._new_log(owned)
         except Fenced as fenced:
-            FENCED.inc()
-            log.warning("%s: stopping work on this partition", fenced)
-            self._drop(owned)
+            self._fenced_out(owned, fenced)
             return
         except Exception as error:
             if not errors.known(error):

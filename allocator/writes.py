@@ -5,6 +5,7 @@ grow with the batch, so a batch of 2,000 claims costs about as much as a batch o
 """
 
 from collections.abc import Awaitable, Callable
+from dataclasses import fields
 from datetime import datetime
 from typing import Any
 
@@ -13,108 +14,79 @@ import orjson
 
 from allocator.effects import Effects, Record
 from schemas import storable
-from schemas.messages import CouponStatus, Decision, Grant
+from schemas.messages import CouponSpec, CouponStatus, Decision, Grant
 from schemas.readmodel import GRANT_FIELDS, ms_to_dt
 
+# A coupon's row: its id, its spec's fields (times as timestamps, named as the columns
+# are), its committed status, and who created it when.
+SPEC_COLUMNS = {"start_ms": "start_time", "expiry_ms": "expiry"}
+SPEC_FIELDS = tuple(f.name for f in fields(CouponSpec))
 COUPON_COLUMNS = [
     "id",
-    "code",
-    "message",
-    "description",
-    "start_time",
-    "expiry",
-    "count",
-    "per_user_limit",
-    "daily_rule",
-    "hold_seconds",
-    "release_on_disconnect",
-    "lock_seconds",
-    "redemptions_per_grant",
-    "redemptions_per_user",
-    "code_source",
-    "code_pattern",
-    "code_alphabet",
-    "issued",
-    "closed",
-    "held",
-    "codes_left",
-    "created_at",
-    "created_by",
+    *(SPEC_COLUMNS.get(name, name) for name in SPEC_FIELDS),
+    *("issued", "closed", "held", "codes_left", "created_at", "created_by"),
 ]
 
 
-async def write(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
+async def write(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
     """Every kind of effect, each by its own writer, in an order the foreign keys allow."""
     for writer in WRITERS:
-        await writer(conn, fx, partition)
+        await writer(conn, effects, partition)
 
 
-async def _coupons_created(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if not fx.created:
+async def _coupons_created(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if not effects.created:
         return
     await conn.copy_records_to_table(
-        "coupons", columns=COUPON_COLUMNS, records=[_coupon(s, fx) for s in fx.created]
+        "coupons", columns=COUPON_COLUMNS, records=[_coupon(s, effects) for s in effects.created]
     )
 
 
-async def _coupons_changed(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if not fx.changed:
+async def _coupons_changed(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if not effects.changed:
         return
-    statuses = list(fx.changed.values())
-    await conn.execute(
-        "UPDATE coupons c SET issued = u.issued, closed = u.closed, held = u.held,"
-        " codes_left = u.codes_left"
-        " FROM unnest($1::uuid[], $2::int[], $3::bool[], $4::int[], $5::int[])"
-        " AS u(id, issued, closed, held, codes_left) WHERE c.id = u.id",
-        [s.coupon_id for s in statuses],
-        [s.issued for s in statuses],
-        [s.closed for s in statuses],
-        [s.held for s in statuses],
-        [s.codes_left for s in statuses],
-    )
+    columns = {"issued": "int", "closed": "bool", "held": "int", "codes_left": "int"}
+    rows = [
+        (s.coupon_id, s.issued, s.closed, s.held, s.codes_left) for s in effects.changed.values()
+    ]
+    await _update_by_id(conn, "coupons", columns, rows)
 
 
-async def _codes_added(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if not fx.codes_added:
+async def _codes_added(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if not effects.codes_added:
         return
     await conn.copy_records_to_table(
         "coupon_codes",
         columns=["coupon_id", "position", "code"],
-        records=[(c.coupon_id, c.position, c.code) for c in fx.codes_added],
+        records=[(c.coupon_id, c.position, c.code) for c in effects.codes_added],
     )
 
 
-async def _grants_given(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if not fx.new_grants:
+async def _grants_given(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if not effects.new_grants:
         return
     await conn.copy_records_to_table(
         "grants",
         columns=list(GRANT_FIELDS),
-        records=[_grant(g) for g in fx.new_grants.values()],
+        records=[_grant(g) for g in effects.new_grants.values()],
     )
 
 
-async def _grants_changed(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if not fx.grant_changes:
+async def _grants_changed(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if not effects.grant_changes:
         return
-    changes = list(fx.grant_changes.values())
-    await conn.execute(
-        "UPDATE grants g SET state = u.state, deadline = u.deadline, lock_id = u.lock_id,"
-        " redemptions = u.redemptions"
-        " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::uuid[], $5::int[])"
-        " AS u(id, state, deadline, lock_id, redemptions) WHERE g.id = u.id",
-        [g.id for g in changes],
-        [g.state for g in changes],
-        [_when(g.deadline_ms) for g in changes],
-        [g.lock_id for g in changes],
-        [g.redemptions for g in changes],
-    )
+    columns = {"state": "text", "deadline": "timestamptz", "lock_id": "uuid", "redemptions": "int"}
+    rows = [
+        (g.id, g.state, _when(g.deadline_ms), g.lock_id, g.redemptions)
+        for g in effects.grant_changes.values()
+    ]
+    await _update_by_id(conn, "grants", columns, rows)
 
 
-async def _codes_used(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if not fx.codes_used:
+async def _codes_used(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if not effects.codes_used:
         return
-    used = list(fx.codes_used.items())
+    used = list(effects.codes_used.items())
     await conn.execute(
         "UPDATE coupon_codes c SET grant_id = u.grant_id"
         " FROM unnest($1::uuid[], $2::text[], $3::uuid[]) AS u(coupon_id, code, grant_id)"
@@ -125,8 +97,8 @@ async def _codes_used(conn: asyncpg.Connection, fx: Effects, partition: int) -> 
     )
 
 
-async def _grant_events(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if not fx.events:
+async def _grant_events(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if not effects.events:
         return
     await conn.copy_records_to_table(
         "grant_events",
@@ -153,13 +125,13 @@ async def _grant_events(conn: asyncpg.Connection, fx: Effects, partition: int) -
                 e.offset,
                 ms_to_dt(e.at_ms),
             )
-            for e in fx.events
+            for e in effects.events
         ],
     )
 
 
-async def _decisions(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if not fx.decisions:
+async def _decisions(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if not effects.decisions:
         return
     await conn.copy_records_to_table(
         "decisions",
@@ -188,19 +160,33 @@ async def _decisions(conn: asyncpg.Connection, fx: Effects, partition: int) -> N
                 r.offset,
                 _detail(d),
             )
-            for r in fx.decisions
+            for r in effects.decisions
             for d in (r.decision,)
         ],
     )
 
 
-async def _refused_commands(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if not fx.unstorable:
+async def _refused_commands(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if not effects.unstorable:
         return
     await conn.copy_records_to_table(
         "refused_commands",
         columns=["log_partition", "log_offset", "request_id", "fault"],
-        records=[_refused(r, partition) for r in fx.unstorable],
+        records=[_refused(r, partition) for r in effects.unstorable],
+    )
+
+
+async def _update_by_id(
+    conn: asyncpg.Connection, table: str, columns: dict[str, str], rows: list[tuple[Any, ...]]
+) -> None:
+    """Set `columns` (name: SQL type) of many rows by id in one statement: each column's
+    values bound as one array, unnested beside the ids."""
+    names = list(columns)
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(["uuid", *columns.values()], 1))
+    await conn.execute(
+        f"UPDATE {table} t SET {', '.join(f'{n} = u.{n}' for n in names)}"
+        f" FROM unnest({arrays}) AS u(id, {', '.join(names)}) WHERE t.id = u.id",
+        *(list(values) for values in zip(*rows, strict=True)),
     )
 
 
@@ -211,13 +197,13 @@ def _refused(record: Record, partition: int) -> tuple[Any, ...]:
     return (partition, record.offset, request_id, fault)
 
 
-async def _claim_line(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if fx.line_removed:
+async def _claim_line(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if effects.line_removed:
         await conn.execute(
-            "DELETE FROM claim_line WHERE request_id = ANY($1::uuid[])", list(fx.line_removed)
+            "DELETE FROM claim_line WHERE request_id = ANY($1::uuid[])", list(effects.line_removed)
         )
-    if fx.line_put:
-        rows = list(fx.line_put.values())
+    if effects.line_put:
+        rows = list(effects.line_put.values())
         await conn.execute(
             """
             INSERT INTO claim_line AS l
@@ -236,22 +222,22 @@ async def _claim_line(conn: asyncpg.Connection, fx: Effects, partition: int) -> 
         )
 
 
-async def _user_days(conn: asyncpg.Connection, fx: Effects, partition: int) -> None:
-    if fx.days:
+async def _user_days(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
+    if effects.days:
         await conn.copy_records_to_table(
             "user_days",
             columns=["user_id", "day", "request_id", "coupon_id"],
             records=[
                 (d.user_id, datetime.fromisoformat(d.day).date(), d.request_id, d.coupon_id)
-                for d in fx.days
+                for d in effects.days
             ],
         )
-    if fx.days_released:
+    if effects.days_released:
         await conn.execute(
             "DELETE FROM user_days d USING unnest($1::text[], $2::uuid[]) AS u(user_id, request_id)"
             " WHERE d.user_id = u.user_id AND d.request_id = u.request_id",
-            [d.user_id for d in fx.days_released],
-            [d.request_id for d in fx.days_released],
+            [d.user_id for d in effects.days_released],
+            [d.request_id for d in effects.days_released],
         )
 
 
@@ -285,38 +271,19 @@ def _detail(decision: Decision) -> str | None:
     return orjson.dumps(decision).decode()
 
 
-def _coupon(status: CouponStatus, fx: Effects) -> tuple[Any, ...]:
+def _spec_column(name: str, value: Any) -> Any:
+    return ms_to_dt(value) if name in SPEC_COLUMNS else value
+
+
+def _coupon(status: CouponStatus, effects: Effects) -> tuple[Any, ...]:
     creation = next(
         r.decision
-        for r in fx.decisions
+        for r in effects.decisions
         if r.decision.outcome == "created" and r.decision.coupon_id == status.coupon_id
     )
-    spec = status.spec
-    return (
-        status.coupon_id,
-        spec.code,
-        spec.message,
-        spec.description,
-        ms_to_dt(spec.start_ms),
-        ms_to_dt(spec.expiry_ms),
-        spec.count,
-        spec.per_user_limit,
-        spec.daily_rule,
-        spec.hold_seconds,
-        spec.release_on_disconnect,
-        spec.lock_seconds,
-        spec.redemptions_per_grant,
-        spec.redemptions_per_user,
-        spec.code_source,
-        spec.code_pattern,
-        spec.code_alphabet,
-        status.issued,
-        status.closed,
-        status.held,
-        status.codes_left,
-        ms_to_dt(creation.at_ms),
-        creation.user_id,
-    )
+    spec = [_spec_column(name, getattr(status.spec, name)) for name in SPEC_FIELDS]
+    committed = (status.issued, status.closed, status.held, status.codes_left)
+    return (status.coupon_id, *spec, *committed, ms_to_dt(creation.at_ms), creation.user_id)
 
 
 Writer = Callable[[asyncpg.Connection, Effects, int], Awaitable[None]]

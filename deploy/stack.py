@@ -37,7 +37,7 @@ class Part:
     url: str
 
 
-def _http_ready(url: str) -> bool:
+def http_ready(url: str) -> bool:
     try:
         with urllib.request.urlopen(f"{url}/readyz", timeout=1) as response:
             return bool(response.status == 200)
@@ -72,7 +72,7 @@ def start_part(
 
 def wait_part(part: Part, timeout_s: float = READY_TIMEOUT_S) -> None:
     deadline = time.monotonic() + timeout_s
-    while not _http_ready(part.url):
+    while not http_ready(part.url):
         code = part.process.popen.poll()
         if code is not None:
             tail = part.process.log_path.read_text()[-3000:]

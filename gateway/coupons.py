@@ -8,6 +8,7 @@ from aiohttp import web
 from gateway.pipeline import GATEWAY, rejection
 from runtime import requests
 from runtime.auth import caller
+from runtime.docs import document
 from runtime.http import Problem, json_response
 from schemas import readmodel
 from schemas.codes import DEFAULT_ALPHABET, DEFAULT_PATTERN, CodeFormat, InvalidFormat
@@ -29,25 +30,8 @@ from schemas.storable import (
 # Codes must be sparse: a made-up code is a real one at most once in this many tries.
 CODE_SPACE_PER_UNIT_MIN = 10_000
 LIST_ITEMS_MAX = 100
-FIELDS = {
-    "code",
-    "message",
-    "description",
-    "start_time",
-    "expiry",
-    "count",
-    "per_user_limit",
-    "daily_limit",
-    "hold_seconds",
-    "release_on_disconnect",
-    "lock_seconds",
-    "redemptions_per_grant",
-    "redemptions_per_user",
-    "code_source",
-    "code_pattern",
-    "code_prefix",
-    "code_alphabet",
-}
+# The fields a new coupon may have: as the API's document names them (NewCoupon).
+FIELDS = frozenset(document("gateway")["components"]["schemas"]["NewCoupon"]["properties"])
 
 
 def spec_from(body: dict[str, object]) -> CouponSpec:

@@ -50,11 +50,7 @@ class Replies:
             future.cancel()
 
     async def _read(self) -> None:
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=100)
-            await kafka.follow_new_logs(self.consumer)
-            for messages in batches.values():
-                for message in messages:
-                    future = self.waiting.pop((message.key or b"").decode(), None)
-                    if future is not None and not future.done():
-                        future.set_result(decode_decision(message.value or b"{}"))
+        async for message in kafka.follow(self.consumer, timeout_ms=100):
+            future = self.waiting.pop((message.key or b"").decode(), None)
+            if future is not None and not future.done():
+                future.set_result(decode_decision(message.value or b"{}"))

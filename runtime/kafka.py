@@ -62,6 +62,19 @@ async def follow_new_logs(consumer: AIOKafkaConsumer) -> None:
             await consumer.seek_to_beginning(tp)
 
 
+async def follow(
+    consumer: AIOKafkaConsumer, timeout_ms: int
+) -> AsyncIterator[ConsumerRecord[bytes, bytes]]:
+    """Every record of the consumer's partitions as it comes, for ever, going on from a new
+    log's start when the broker restarted empty (`follow_new_logs`)."""
+    while True:
+        batches = await consumer.getmany(timeout_ms=timeout_ms)
+        await follow_new_logs(consumer)
+        for messages in batches.values():
+            for message in messages:
+                yield message
+
+
 async def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
     """Create the topics that do not exist yet, with the given partition counts."""
     admin = AIOKafkaAdminClient(

@@ -3,6 +3,7 @@
 import json
 import math
 import uuid
+from collections.abc import Set as AbstractSet
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ def invalid(detail: str) -> Problem:
     return Problem(400, "invalid-request", "Invalid request", detail)
 
 
-async def json_object(request: web.Request, allowed: set[str]) -> dict[str, Any]:
+async def json_object(request: web.Request, allowed: AbstractSet[str]) -> dict[str, Any]:
     """The body as a JSON object whose every value can be stored (schemas/storable.py):
     what reaches the log from a body is checked here, once."""
     raw = await request.read()

@@ -42,16 +42,12 @@ class Statuses:
             self.coupons[status.coupon_id] = status
 
     async def _read(self) -> None:
-        while True:
-            batches = await self.consumer.getmany(timeout_ms=200)
-            await kafka.follow_new_logs(self.consumer)
-            for messages in batches.values():
-                for message in messages:
-                    try:
-                        status = decode_status(message.value or b"{}")
-                    except (ValueError, TypeError, KeyError) as error:
-                        log.error("unreadable status at %d: %s", message.offset, error)
-                        continue
-                    self.learn(status)
-                    if self.on_status is not None:
-                        self.on_status(status)
+        async for message in kafka.follow(self.consumer, timeout_ms=200):
+            try:
+                status = decode_status(message.value or b"{}")
+            except (ValueError, TypeError, KeyError) as error:
+                log.error("unreadable status at %d: %s", message.offset, error)
+                continue
+            self.learn(status)
+            if self.on_status is not None:
+                self.on_status(status)

@@ -123,7 +123,9 @@ def _half_bits(domain: int) -> int:
     return (bits + 1) // 2
 
 
-def coupon_key(master_secret: bytes, coupon_id: str) -> bytes:
+def codes_key(master_secret: bytes, coupon_id: str) -> bytes:
+    """The key of one coupon's codes, from the code secret (not the Kafka key of its
+    commands: that is `schemas.topics.coupon_key`)."""
     return hmac.new(master_secret, b"coupon-code\0" + coupon_id.encode(), hashlib.sha256).digest()
 
 

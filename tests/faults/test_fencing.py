@@ -4,7 +4,14 @@ import asyncio
 
 import pytest
 
-from tests.support.client import claim, create_coupon, grants_of, session, settle, wait_for_grants
+from tests.support.client import (
+    claim,
+    claims_under_way,
+    create_coupon,
+    grants_of,
+    session,
+    settle,
+)
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -18,10 +25,7 @@ async def test_two_allocators_forced_onto_one_partition_never_double_grant(
     users, count = 1200, 700
     async with session() as http:
         coupon = await create_coupon(http, stack, count)
-        first = asyncio.gather(
-            *(claim(http, stack, coupon["id"], f"early{i}", wait_s=0) for i in range(users // 2))
-        )
-        await wait_for_grants(stack, coupon["id"], 10)
+        first = await claims_under_way(http, stack, coupon["id"], "early", users // 2, 10)
         (stale,) = stack.allocators
         stack.start_allocator(label="allocator-usurper")  # same partitions: a newer epoch
         second = await asyncio.gather(

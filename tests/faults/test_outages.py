@@ -5,13 +5,11 @@ import asyncio
 import os
 import signal
 import time
-import urllib.error
-import urllib.request
 
 import pytest
 
 from deploy.embedded import start_broker, start_postgres
-from deploy.stack import Infra
+from deploy.stack import Infra, http_ready
 from tests.support.client import (
     POLL_INTERVAL_S,
     create_coupon,
@@ -27,18 +25,10 @@ from tests.support.stack import Stack
 pytestmark = pytest.mark.integration
 
 
-def ready(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/readyz", timeout=2) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
 async def readiness_becomes(url: str, wanted: bool, timeout_s: float = 60) -> bool:
     deadline = time.monotonic() + timeout_s
     while True:
-        if await asyncio.to_thread(ready, url) == wanted:
+        if await asyncio.to_thread(http_ready, url) == wanted:
             return True
         if time.monotonic() > deadline:
             return False
@@ -126,15 +116,11 @@ async def test_the_broker_restarted_empty(infra: Infra, stack: Stack) -> None:
                 os.kill(pid, signal.SIGCONT)
         outcomes = await load
     figures = check(outcomes, await stored_grants(stack, coupon), count)
-    conn = await stack.db()
-    try:
-        bases = await conn.fetch("SELECT partition, log_base FROM allocator_partitions")
-        decided_twice = await conn.fetchval(
-            "SELECT count(*) FROM (SELECT request_id FROM decisions GROUP BY request_id"
-            " HAVING count(*) > 1) twice"
-        )
-    finally:
-        await conn.close()
+    bases = await stack.fetch("SELECT partition, log_base FROM allocator_partitions")
+    decided_twice = await stack.fetchval(
+        "SELECT count(*) FROM (SELECT request_id FROM decisions GROUP BY request_id"
+        " HAVING count(*) > 1) twice"
+    )
     assert figures["sent again after a lost ticket"] > 0, "no ticket ever said it was lost"
     assert any(row["log_base"] > 0 for row in bases), "no allocator noticed the new log"
     assert decided_twice == 0

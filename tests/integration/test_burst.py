@@ -9,13 +9,13 @@ import pytest
 
 from tests.support.client import (
     claim,
+    claims_under_way,
     create_coupon,
     decisions_of,
     grants_of,
     percentile,
     session,
     settle,
-    wait_for_grants,
 )
 from tests.support.stack import Stack
 
@@ -58,10 +58,7 @@ async def test_an_allocator_killed_mid_burst_loses_and_duplicates_nothing(
     users, count = 2000, 600
     async with session() as http:
         coupon = await create_coupon(http, stack, count)
-        burst = asyncio.gather(
-            *(claim(http, stack, coupon["id"], f"user{i}", wait_s=0) for i in range(users))
-        )
-        await wait_for_grants(stack, coupon["id"], 20)
+        burst = await claims_under_way(http, stack, coupon["id"], "user", users, 20)
         (victim,) = stack.allocators
         victim.process.kill()  # SIGKILL: no chance to finish a batch or say goodbye
         killed_at = (await grants_of(stack, coupon["id"]))[0]
@@ -73,11 +70,7 @@ async def test_an_allocator_killed_mid_burst_loses_and_duplicates_nothing(
     assert await grants_of(stack, coupon["id"]) == (count, count, count)
     decided = await decisions_of(stack, coupon["id"])
     assert decided_at_kill < decided, "the kill landed after the last decision: nothing tested"
-    conn = await stack.db()
-    try:
-        assert await conn.fetchval("SELECT count(*) FROM claim_line") == 0
-    finally:
-        await conn.close()
+    assert await stack.fetchval("SELECT count(*) FROM claim_line") == 0
     edge = users - decided  # answered sold_out by the gateway without the log
     with capsys.disabled():
         print(

@@ -24,20 +24,16 @@ async def test_replay_proves_the_database_and_catches_a_corrupted_decision(stack
     assert {a.body["reason"] for a in later if a.status == 409} == {"daily_limit", "sold_out"}
 
     clean, proved = replay(stack)
-    conn = await stack.db()
-    try:
-        stored = await conn.fetchval("SELECT count(*) FROM decisions")
-        victim = await conn.fetchval(
-            "SELECT request_id::text FROM decisions WHERE outcome = 'granted' ORDER BY log_offset"
-            " LIMIT 1"
-        )
-        await conn.execute(
-            "UPDATE decisions SET outcome = 'rejected', reason = 'sold_out', grant_id = NULL"
-            " WHERE request_id = $1",
-            victim,
-        )
-    finally:
-        await conn.close()
+    stored = await stack.fetchval("SELECT count(*) FROM decisions")
+    victim = await stack.fetchval(
+        "SELECT request_id::text FROM decisions WHERE outcome = 'granted' ORDER BY log_offset"
+        " LIMIT 1"
+    )
+    await stack.fetch(
+        "UPDATE decisions SET outcome = 'rejected', reason = 'sold_out', grant_id = NULL"
+        " WHERE request_id = $1",
+        victim,
+    )
     caught, report = replay(stack)
     later_only, narrowed = replay(stack, "--since", "2999-01-01T00:00:00Z")
     print(f"\n{proved.strip()}\n--- after corrupting {victim}:\n{report.strip()}")

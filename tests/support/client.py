@@ -200,6 +200,19 @@ async def wait_for_grants(
         await asyncio.sleep(POLL_INTERVAL_S)
 
 
+async def claims_under_way(
+    http: aiohttp.ClientSession, stack: Stack, coupon_id: str, prefix: str, users: int,
+    grants_first: int,
+) -> "asyncio.Future[list[Answer]]":  # fmt: skip
+    """`users` claims sent at once (none waits for its decision), still running once at
+    least `grants_first` of them are granted: the moment to break something."""
+    burst = asyncio.gather(
+        *(claim(http, stack, coupon_id, f"{prefix}{i}", wait_s=0) for i in range(users))
+    )
+    await wait_for_grants(stack, coupon_id, grants_first)
+    return burst
+
+
 async def settle(http: aiohttp.ClientSession, stack: Stack, answers: list[Answer]) -> Counter[str]:
     """Every answer's final outcome, polling the tickets of those still pending."""
     outcomes: Counter[str] = Counter()

@@ -73,13 +73,13 @@ class Cluster:
         core = self.cores[partition]
         core.needs(records)
         core.load(Loaded())
-        fx = core.decide(records, {})
-        self.positions[partition] = fx.next_offset
-        self.effects.append(fx)
-        for row in fx.decisions:
+        batch = core.decide(records, {})
+        self.positions[partition] = batch.next_offset
+        self.effects.append(batch)
+        for row in batch.decisions:
             self.decisions.append(row.decision)
             self.offsets[row.decision.request_id] = row.offset
-        for command in fx.commands:
+        for command in batch.commands:
             self.emitted.append(command)
             if not self.replaying:  # a replay reads them from the log it was given
                 self.append(command)
@@ -100,9 +100,9 @@ class Cluster:
     def grants(self) -> dict[str, Grant]:
         """Every grant as it stands now."""
         latest: dict[str, Grant] = {}
-        for fx in self.effects:
-            latest.update(fx.new_grants)
-            latest.update(fx.grant_changes)
+        for batch in self.effects:
+            latest.update(batch.new_grants)
+            latest.update(batch.grant_changes)
         return latest
 
 

@@ -7,6 +7,7 @@ import os
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import asyncpg
 import pytest
@@ -30,6 +31,19 @@ class Stack(builder.Stack):
 
     async def db(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.database_url)
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """One query's rows, on a connection of its own."""
+        conn = await self.db()
+        try:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return rows
+        finally:
+            await conn.close()
+
+    async def fetchval(self, sql: str, *args: Any) -> Any:
+        rows = await self.fetch(sql, *args)
+        return rows[0][0] if rows else None
 
 
 def running_infra(root: os.PathLike[str] | str) -> Iterator[Infra]:

@@ -10,11 +10,11 @@ from schemas.codes import (
     CodeFormat,
     InvalidFormat,
     code_for,
-    coupon_key,
+    codes_key,
     permute,
 )
 
-KEY = coupon_key(b"secret", "c1")
+KEY = codes_key(b"secret", "c1")
 
 
 def test_codes_are_unique_over_a_large_coupon() -> None:
@@ -23,7 +23,7 @@ def test_codes_are_unique_over_a_large_coupon() -> None:
 
 
 def test_the_default_format_is_ten_crockford_characters_in_two_groups() -> None:
-    assert code_for(KEY, 1) != code_for(coupon_key(b"secret", "c2"), 1)
+    assert code_for(KEY, 1) != code_for(codes_key(b"secret", "c2"), 1)
     code = code_for(KEY, 1)
     assert len(code) == 11 and code[5] == "-"
     assert set(code.replace("-", "")) <= set(CROCKFORD)

@@ -82,19 +82,19 @@ def test_a_retried_request_gets_the_first_decision_and_no_second_effect() -> Non
     retry = Claim(first.request_id, first.coupon_id, "alice", first.at_ms + 5, "other-gateway")
     cluster = run([create(1, 5, daily=False), first, retry])
     assert len([d for d in cluster.decisions if d.grant]) == 1
-    echoes = [echo for fx in cluster.effects for echo in fx.echoes]
+    echoes = [echo for batch in cluster.effects for echo in batch.echoes]
     assert [(e.outcome, e.reply_to) for e in echoes] == [("granted", "other-gateway")]
 
 
 def test_answers_to_a_reservation_seen_twice_change_nothing() -> None:
     core = PartitionCore(CoreConfig(SECRET))
     first = claim(1, 1, "alice")
-    fx = core.decide([Record(0, create(1, 1)), Record(1, first)], {})
-    (ask,) = fx.commands
+    batch = core.decide([Record(0, create(1, 1)), Record(1, first)], {})
+    (ask,) = batch.commands
     assert isinstance(ask, ReserveDay)
     answer = DayReserved(ask.request_id, ask.coupon_id, "alice", ask.day, True, ask.at_ms)
-    fx = core.decide([Record(2, answer), Record(3, answer)], {})
-    assert [d.decision.outcome for d in fx.decisions] == ["granted"]
+    batch = core.decide([Record(2, answer), Record(3, answer)], {})
+    assert [d.decision.outcome for d in batch.decisions] == ["granted"]
 
 
 def test_day_is_taken_in_the_configured_zone() -> None:

@@ -111,7 +111,7 @@ def test_a_lock_lapses_and_redemption_ends_at_expiry() -> None:
     grant = granted(cluster, "u")
     send(cluster, act(grant, "lock", NOON + 2))
     cluster.tick(NOON + 2 + 60_000)
-    events = [e for fx in cluster.effects for e in fx.events if e.grant_id == grant]
+    events = [e for batch in cluster.effects for e in batch.events if e.grant_id == grant]
     assert [(e.before, e.after, e.cause) for e in events] == [
         (None, "assigned", "claim"),
         ("assigned", "locked", "lock"),
@@ -296,18 +296,18 @@ def test_lifecycle_properties(
     cluster = lifecycle_run(steps, count, uploaded, partitions)
     grants = cluster.grants()
     # No code handed out twice, whatever was released, assigned or uploaded.
-    created = [g for fx in cluster.effects for g in fx.new_grants.values()]
+    created = [g for batch in cluster.effects for g in batch.new_grants.values()]
     assert len({g.code for g in created}) == len(created)
     # Never more live units than the count.
     live = [g for g in grants.values() if g.state in ("held", "assigned", "locked", "redeemed")]
     assert len(live) <= count
     # No hold or lock outlives its deadline by more than one timer tick.
     deadlines: dict[tuple[str, str], int] = {}
-    for fx in cluster.effects:
-        for grant in [*fx.new_grants.values(), *fx.grant_changes.values()]:
+    for batch in cluster.effects:
+        for grant in [*batch.new_grants.values(), *batch.grant_changes.values()]:
             if grant.deadline_ms is not None:
                 deadlines[(grant.id, grant.state)] = grant.deadline_ms
-        for event in fx.events:
+        for event in batch.events:
             if event.cause in ("hold_lapsed", "lock_lapsed"):
                 due = deadlines[
                     (event.grant_id, "held" if event.cause == "hold_lapsed" else "locked")
@@ -339,8 +339,8 @@ def test_replaying_a_lifecycle_log_reproduces_it(
     replay.drain(batch)
     assert sorted(map(repr, replay.decisions)) == sorted(map(repr, live.decisions))
     assert replay.grants() == live.grants()
-    events = [e for fx in live.effects for e in fx.events]
-    assert [e for fx in replay.effects for e in fx.events] == events
+    events = [e for batch in live.effects for e in batch.events]
+    assert [e for batch in replay.effects for e in batch.events] == events
 
 
 # -- memory -------------------------------------------------------------------------------

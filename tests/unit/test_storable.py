@@ -97,8 +97,8 @@ def test_the_core_refuses_unstorable_commands_in_log_order_and_decides_the_rest(
         Record(5, claim(13, 1, "dave")),
         Record(6, claim(14, 1, "erin")),
     ]
-    fx = PartitionCore(CONFIG).decide(records, {})
-    decided = {r.offset: (r.decision.outcome, r.decision.reason) for r in fx.decisions}
+    batch = PartitionCore(CONFIG).decide(records, {})
+    decided = {r.offset: (r.decision.outcome, r.decision.reason) for r in batch.decisions}
     assert decided == {
         0: ("created", None),
         1: ("rejected", "unstorable"),
@@ -107,11 +107,11 @@ def test_the_core_refuses_unstorable_commands_in_log_order_and_decides_the_rest(
         5: ("granted", None),
         6: ("rejected", "sold_out"),
     }
-    assert [r.offset for r in fx.unstorable] == [1, 2, 4]
-    refusal = next(r.decision for r in fx.decisions if r.offset == 2)
+    assert [r.offset for r in batch.unstorable] == [1, 2, 4]
+    refusal = next(r.decision for r in batch.decisions if r.offset == 2)
     assert refusal.user_id == "al\ufffdice" and text_fault(refusal.user_id) is None
     again = PartitionCore(CONFIG).decide(records, {})  # invariant 6: the same, every time
-    assert again.decisions == fx.decisions
+    assert again.decisions == batch.decisions
 
 
 def test_a_refusal_the_shell_gives_is_a_refusal_of_the_core() -> None:
@@ -119,12 +119,12 @@ def test_a_refusal_the_shell_gives_is_a_refusal_of_the_core() -> None:
         Record(0, create(1, 2, daily=False)),
         Record(1, claim(10, 1, "alice"), "PostgreSQL refused it"),
     ]
-    fx = PartitionCore(CONFIG).decide(records, {})
-    assert [(r.decision.outcome, r.decision.reason) for r in fx.decisions] == [
+    batch = PartitionCore(CONFIG).decide(records, {})
+    assert [(r.decision.outcome, r.decision.reason) for r in batch.decisions] == [
         ("created", None),
         ("rejected", "unstorable"),
     ]
-    assert fx.grants == []
+    assert batch.grants == []
 
 
 def test_a_lone_surrogate_in_a_record_is_read_and_refused() -> None:
