@@ -3,11 +3,12 @@ bulk, list the grants and read the statistics."""
 
 import csv
 import io
+from collections.abc import Callable
 from typing import Any, cast
 
 from aiohttp import web
 
-from gateway.pipeline import GATEWAY, Gateway, rejection, unless_rejected
+from gateway.pipeline import GATEWAY, Gateway, Render, rejection, unless_rejected
 from runtime import requests
 from runtime.auth import Caller, caller
 from runtime.http import Problem, json_response
@@ -47,11 +48,18 @@ async def _admin(request: web.Request, doing: str) -> tuple[Gateway, Caller, Cou
     return gateway, who, status
 
 
-def _learn(gateway: Gateway, answer: Decision) -> CouponStatus:
-    """The coupon as the decision left it, known to this gateway's edge answers at once."""
-    assert answer.coupon is not None, "a decision about a whole coupon carries its status"
-    gateway.statuses.learn(answer.coupon)
-    return answer.coupon
+def _coupon_answer(
+    gateway: Gateway, title: str, view: Callable[[CouponStatus, Decision], dict[str, Any]]
+) -> Render:
+    """How a decision about a whole coupon is answered: the coupon as the decision left it,
+    known to this gateway's edge answers at once, shown by `view`; a rejection as such."""
+
+    def applied(decision: Decision, _: str) -> web.Response:
+        assert decision.coupon is not None, "a decision about a whole coupon carries its status"
+        gateway.statuses.learn(decision.coupon)
+        return json_response(view(decision.coupon, decision))
+
+    return unless_rejected(title, applied)
 
 
 async def close(request: web.Request) -> web.Response:
@@ -59,17 +67,21 @@ async def close(request: web.Request) -> web.Response:
     revoke = requests.query_flag(request, "revoke")
     sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/close/{revoke}")
     command = CloseCoupon(
-        request_id=sent.request_id, coupon_id=status.coupon_id, user_id=who.user_id,
-        revoke=revoke, at_ms=sent.at_ms, reply_to=sent.reply_to,
-    )  # fmt: skip
-
-    def closed(decision: Decision, _: str) -> web.Response:
-        coupon = coupon_view(_learn(gateway, decision), gateway.now_ms())
-        return json_response({**coupon, "revoked": decision.revoked})
-
-    return await gateway.answer(
-        request, command, unless_rejected("Cannot close the coupon", closed)
+        **sent,
+        coupon_id=status.coupon_id,
+        user_id=who.user_id,
+        revoke=revoke,
     )
+
+    render = _coupon_answer(
+        gateway,
+        "Cannot close the coupon",
+        lambda coupon, decision: {
+            **coupon_view(coupon, gateway.now_ms()),
+            "revoked": decision.revoked,
+        },
+    )
+    return await gateway.answer(request, command, render)
 
 
 async def upload_codes(request: web.Request) -> web.Response:
@@ -77,16 +89,18 @@ async def upload_codes(request: web.Request) -> web.Response:
     codes = await _codes(request)
     sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/codes")
     command = AddCodes(
-        request_id=sent.request_id, coupon_id=status.coupon_id, user_id=who.user_id,
-        codes=codes, at_ms=sent.at_ms, reply_to=sent.reply_to,
-    )  # fmt: skip
+        **sent,
+        coupon_id=status.coupon_id,
+        user_id=who.user_id,
+        codes=codes,
+    )
 
-    def added(decision: Decision, _: str) -> web.Response:
-        return json_response(
-            {"added": len(codes), "codes_left": _learn(gateway, decision).codes_left}
-        )
-
-    return await gateway.answer(request, command, unless_rejected("Codes not added", added))
+    render = _coupon_answer(
+        gateway,
+        "Codes not added",
+        lambda coupon, _: {"added": len(codes), "codes_left": coupon.codes_left},
+    )
+    return await gateway.answer(request, command, render)
 
 
 async def _codes(request: web.Request) -> tuple[str, ...]:
@@ -130,9 +144,12 @@ async def assign(request: web.Request) -> web.Response:
     code = requests.text(body, "code", CODE_CHARS_MAX)
     sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/assign/{owner}/{code}")
     command = AssignCode(
-        request_id=sent.request_id, coupon_id=status.coupon_id, user_id=who.user_id,
-        owner_id=owner, code=code, at_ms=sent.at_ms, reply_to=sent.reply_to,
-    )  # fmt: skip
+        **sent,
+        coupon_id=status.coupon_id,
+        user_id=who.user_id,
+        owner_id=owner,
+        code=code,
+    )
 
     def assigned(decision: Decision, _: str) -> web.Response:
         assert decision.grant is not None, "an assignment that is not rejected grants"
@@ -163,11 +180,11 @@ async def distribute(request: web.Request) -> web.Response:
         raise requests.invalid("per_user applies to the equal strategy only")
     dry_run = requests.boolean(body, "dry_run", default=False)
     sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/distribute/{dry_run}")
-    seed = requests.text(body, "seed", SEED_CHARS_MAX, default=sent.request_id)
+    seed = requests.text(body, "seed", SEED_CHARS_MAX, default=sent["request_id"])
     command = Distribute(
-        request_id=sent.request_id, coupon_id=status.coupon_id, user_id=who.user_id,
+        **sent, coupon_id=status.coupon_id, user_id=who.user_id,
         users=tuple(users), strategy=cast(Strategy, strategy), per_user=per_user, seed=seed,
-        dry_run=dry_run, at_ms=sent.at_ms, reply_to=sent.reply_to,
+        dry_run=dry_run,
     )  # fmt: skip
 
     def planned(decision: Decision, ticket: str) -> web.Response:

@@ -94,11 +94,13 @@ async def create(request: web.Request) -> web.Response:
         raise Problem(403, "forbidden", "Forbidden", "only an admin may create coupons")
     spec = spec_from(await requests.json_object(request, FIELDS))
     sent = gateway.envelope(request, who.user_id, "create")
-    coupon_id = str(uuid.uuid5(uuid.UUID(sent.request_id), "coupon"))
+    coupon_id = str(uuid.uuid5(uuid.UUID(sent["request_id"]), "coupon"))
     command = CreateCoupon(
-        request_id=sent.request_id, coupon_id=coupon_id, user_id=who.user_id, spec=spec,
-        at_ms=sent.at_ms, reply_to=sent.reply_to,
-    )  # fmt: skip
+        **sent,
+        coupon_id=coupon_id,
+        user_id=who.user_id,
+        spec=spec,
+    )
 
     def created(decision: Decision, ticket: str) -> web.Response:
         if decision.coupon is None:

@@ -73,9 +73,8 @@ async def step(request: web.Request) -> web.Response:
     who, grant = await _grant(request)
     sent = gateway.envelope(request, who.user_id, f"{grant.id}/{action}")
     command = GrantAction(
-        request_id=sent.request_id, coupon_id=grant.coupon_id, user_id=who.user_id,
-        grant_id=grant.id, action=cast(Action, action), at_ms=sent.at_ms,
-        reply_to=sent.reply_to, lock_id=lock_id,
+        **sent, coupon_id=grant.coupon_id, user_id=who.user_id,
+        grant_id=grant.id, action=cast(Action, action), lock_id=lock_id,
     )  # fmt: skip
 
     def stepped(decision: Decision, ticket: str) -> web.Response:

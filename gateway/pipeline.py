@@ -5,7 +5,7 @@ import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 import asyncpg
 from aiohttp import web
@@ -23,9 +23,9 @@ from schemas.tickets import mint, request_id_for
 from schemas.topics import Topics, coupon_key, partition_of
 
 
-@dataclass(frozen=True, slots=True)
-class Envelope:
-    """What every command a person sends carries besides its own fields."""
+class Envelope(TypedDict):
+    """What every command a person sends carries besides its own fields: a command is
+    made as `Kind(**envelope, ...its fields)`."""
 
     request_id: str  # from the Idempotency-Key: a retry names the same request
     at_ms: int  # when the gateway received it: the time the allocator decides it at
@@ -99,7 +99,11 @@ class Gateway:
         """What a command carries besides its own fields; `scope` names what the request
         does, so that one Idempotency-Key names one request per person and scope."""
         key = requests.idempotency_key(request)
-        return Envelope(self.request_id(key, user_id, scope), self.now_ms(), self.reply_topic)
+        return Envelope(
+            request_id=self.request_id(key, user_id, scope),
+            at_ms=self.now_ms(),
+            reply_to=self.reply_topic,
+        )
 
     async def answer(
         self, request: web.Request, command: Request, render: Render, wait_s: float | None = None
