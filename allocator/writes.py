@@ -97,73 +97,34 @@ async def _codes_used(conn: asyncpg.Connection, effects: Effects, partition: int
     )
 
 
+EVENT_COLUMNS = ("grant_id", "coupon_id", "before", "after", "cause", "request_id")
+DECISION_COLUMNS = ("request_id", "coupon_id", "user_id", "outcome", "reason", "grant_id")
+LOGGED_AT = ("log_partition", "log_offset")  # where in the log the row was decided
+
+
 async def _grant_events(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
     if not effects.events:
         return
-    await conn.copy_records_to_table(
-        "grant_events",
-        columns=[
-            "grant_id",
-            "coupon_id",
-            "before",
-            "after",
-            "cause",
-            "request_id",
-            "log_partition",
-            "log_offset",
-            "at",
-        ],
-        records=[
-            (
-                e.grant_id,
-                e.coupon_id,
-                e.before,
-                e.after,
-                e.cause,
-                e.request_id,
-                partition,
-                e.offset,
-                ms_to_dt(e.at_ms),
-            )
-            for e in effects.events
-        ],
-    )
+    records = [
+        (e.grant_id, e.coupon_id, e.before, e.after, e.cause, e.request_id)
+        + (partition, e.offset, ms_to_dt(e.at_ms))
+        for e in effects.events
+    ]
+    columns = [*EVENT_COLUMNS, *LOGGED_AT, "at"]
+    await conn.copy_records_to_table("grant_events", columns=columns, records=records)
 
 
 async def _decisions(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
     if not effects.decisions:
         return
-    await conn.copy_records_to_table(
-        "decisions",
-        columns=[
-            "request_id",
-            "coupon_id",
-            "user_id",
-            "outcome",
-            "reason",
-            "grant_id",
-            "decided_at",
-            "log_partition",
-            "log_offset",
-            "detail",
-        ],
-        records=[
-            (
-                d.request_id,
-                d.coupon_id,
-                d.user_id,
-                d.outcome,
-                d.reason,
-                d.grant.id if d.grant else None,
-                ms_to_dt(d.at_ms),
-                partition,
-                r.offset,
-                _detail(d),
-            )
-            for r in effects.decisions
-            for d in (r.decision,)
-        ],
-    )
+    records = [
+        (d.request_id, d.coupon_id, d.user_id, d.outcome, d.reason, d.grant.id if d.grant else None)
+        + (partition, r.offset, ms_to_dt(d.at_ms), _detail(d))
+        for r in effects.decisions
+        for d in (r.decision,)
+    ]
+    columns = [*DECISION_COLUMNS, *LOGGED_AT, "decided_at", "detail"]
+    await conn.copy_records_to_table("decisions", columns=columns, records=records)
 
 
 async def _refused_commands(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
