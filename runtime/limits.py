@@ -17,6 +17,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Counter, Gauge
 
 from runtime.auth import Caller, Verifier, caller
+from runtime.environment import variable
 from runtime.http import Problem, problem
 
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -97,13 +98,14 @@ def overloaded() -> web.Response:
 
 @dataclass(frozen=True)
 class Limits:
-    user_per_s: float = 10.0  # 0: no limit
-    user_burst: float = 20.0
-    address_per_s: float = 500.0
-    address_burst: float = 1000.0
-    trusted_proxies: tuple[Network, ...] = ()
-    in_flight_max: int = 10_000
-    keys_max: int = 100_000  # people (and addresses) each process keeps a bucket for
+    user_per_s: float = variable("RATE_LIMIT_USER_PER_S", 10.0)  # 0: no limit
+    user_burst: float = variable("RATE_LIMIT_USER_BURST", 20.0)
+    address_per_s: float = variable("RATE_LIMIT_ADDRESS_PER_S", 500.0)
+    address_burst: float = variable("RATE_LIMIT_ADDRESS_BURST", 1000.0)
+    trusted_proxies: tuple[Network, ...] = ()  # COUPONS_TRUSTED_PROXIES
+    in_flight_max: int = variable("COUPONS_IN_FLIGHT_MAX", 10_000)
+    # People (and addresses) each process keeps a bucket for.
+    keys_max: int = variable("RATE_LIMIT_KEYS_MAX", 100_000)
 
     def __post_init__(self) -> None:
         for per_s, burst in ((self.user_per_s, self.user_burst),

@@ -11,6 +11,7 @@ from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
 from runtime.auth import LEEWAY_S_DEFAULT, Verifier
+from runtime.environment import read, variable
 from runtime.limits import Limits, parse_networks
 
 
@@ -25,30 +26,30 @@ class Settings:
     jwt: Verifier
     code_secret: str = field(repr=False)
     ticket_key: str = field(repr=False, default="")
-    environment: str = "development"
-    topic_prefix: str = ""
-    commands_partitions: int = 4
-    day_zone_name: str = "UTC"
-    host: str = "127.0.0.1"
-    gateway_port: int = 8080
-    notifier_port: int = 8081
-    allocator_port: int = 8082
-    notifier_public_url: str = "http://127.0.0.1:8081"
-    allocator_partitions: tuple[int, ...] | None = None
-    allocator_id: str = "allocator"
-    gateway_id: str = ""
-    gateway_workers: int = 1
-    gateway_reuse_port: bool = False
-    event_loop: str = "uvloop"
-    kafka_fetch_wait_ms: int = 10
-    batch_records_max: int = 2000
-    forget_idle_s: float = 60.0
-    claim_wait_s_default: float = 2.0
-    claim_wait_s_max: float = 10.0
+    environment: str = variable("COUPONS_ENV", "development")
+    topic_prefix: str = variable("COUPONS_TOPIC_PREFIX", "")
+    commands_partitions: int = variable("COUPONS_COMMAND_PARTITIONS", 4)
+    day_zone_name: str = variable("COUPONS_DAY_TIMEZONE", "UTC")
+    host: str = variable("COUPONS_HOST", "127.0.0.1")
+    gateway_port: int = variable("GATEWAY_PORT", 8080)
+    notifier_port: int = variable("NOTIFIER_PORT", 8081)
+    allocator_port: int = variable("ALLOCATOR_PORT", 8082)
+    notifier_public_url: str = "http://127.0.0.1:8081"  # NOTIFIER_PUBLIC_URL, or its port's
+    allocator_partitions: tuple[int, ...] | None = None  # ALLOCATOR_PARTITIONS: 0,1,…
+    allocator_id: str = "allocator"  # ALLOCATOR_ID, or one with the process id
+    gateway_id: str = variable("GATEWAY_ID", "")
+    gateway_workers: int = variable("GATEWAY_WORKERS", 1)
+    gateway_reuse_port: bool = variable("GATEWAY_REUSE_PORT", False)
+    event_loop: str = variable("COUPONS_EVENT_LOOP", "uvloop")
+    kafka_fetch_wait_ms: int = variable("KAFKA_FETCH_WAIT_MS", 10)
+    batch_records_max: int = variable("ALLOCATOR_BATCH_RECORDS_MAX", 2000)
+    forget_idle_s: float = variable("ALLOCATOR_FORGET_IDLE_S", 60.0)
+    claim_wait_s_default: float = variable("CLAIM_WAIT_S_DEFAULT", 2.0)
+    claim_wait_s_max: float = variable("CLAIM_WAIT_S_MAX", 10.0)
     produce_timeout_s: float = 5.0
-    db_pool_size_max: int = 10
+    db_pool_size_max: int = variable("DB_POOL_SIZE_MAX", 10)
     limits: Limits = field(default_factory=Limits)
-    produce_queue_max: int = 20_000
+    produce_queue_max: int = variable("GATEWAY_PRODUCE_QUEUE_MAX", 20_000)
 
     @property
     def day_zone(self) -> tzinfo:
@@ -70,40 +71,28 @@ class Settings:
             raise SettingsError(f"bad setting: {error}") from error
         secrets = _secrets(env)
         partitions = env.get("ALLOCATOR_PARTITIONS", "").strip()
+        notifier_port = env.get("NOTIFIER_PORT", "8081")
         try:
-            settings = cls(
+            settings = read(
+                cls,
+                env,
                 kafka_bootstrap_servers=env["KAFKA_BOOTSTRAP_SERVERS"],
                 database_url=env["DATABASE_URL"],
                 jwt=verifier,
                 code_secret=secrets["COUPONS_CODE_SECRET"],
                 ticket_key=secrets["COUPONS_TICKET_SECRET"],
-                environment=env.get("COUPONS_ENV", "development"),
-                topic_prefix=env.get("COUPONS_TOPIC_PREFIX", ""),
-                commands_partitions=int(env.get("COUPONS_COMMAND_PARTITIONS", "4")),
-                day_zone_name=env.get("COUPONS_DAY_TIMEZONE", "UTC"),
-                host=env.get("COUPONS_HOST", "127.0.0.1"),
-                gateway_port=int(env.get("GATEWAY_PORT", "8080")),
-                notifier_port=int(env.get("NOTIFIER_PORT", "8081")),
-                allocator_port=int(env.get("ALLOCATOR_PORT", "8082")),
                 notifier_public_url=env.get(
-                    "NOTIFIER_PUBLIC_URL", f"http://127.0.0.1:{env.get('NOTIFIER_PORT', '8081')}"
+                    "NOTIFIER_PUBLIC_URL", f"http://127.0.0.1:{notifier_port}"
                 ).rstrip("/"),
                 allocator_partitions=(
                     tuple(int(p) for p in partitions.split(",")) if partitions else None
                 ),
                 allocator_id=env.get("ALLOCATOR_ID", f"allocator-{os.getpid()}"),
-                gateway_id=env.get("GATEWAY_ID", ""),
-                gateway_workers=int(env.get("GATEWAY_WORKERS", "1")),
-                gateway_reuse_port=env.get("GATEWAY_REUSE_PORT", "") == "1",
-                event_loop=env.get("COUPONS_EVENT_LOOP", "uvloop"),
-                kafka_fetch_wait_ms=int(env.get("KAFKA_FETCH_WAIT_MS", "10")),
-                batch_records_max=int(env.get("ALLOCATOR_BATCH_RECORDS_MAX", "2000")),
-                forget_idle_s=float(env.get("ALLOCATOR_FORGET_IDLE_S", "60")),
-                claim_wait_s_default=float(env.get("CLAIM_WAIT_S_DEFAULT", "2")),
-                claim_wait_s_max=float(env.get("CLAIM_WAIT_S_MAX", "10")),
-                db_pool_size_max=int(env.get("DB_POOL_SIZE_MAX", "10")),
-                limits=_limits(env),
-                produce_queue_max=int(env.get("GATEWAY_PRODUCE_QUEUE_MAX", "20000")),
+                limits=read(
+                    Limits,
+                    env,
+                    trusted_proxies=parse_networks(env.get("COUPONS_TRUSTED_PROXIES", "")),
+                ),
             )
             settings.day_zone  # noqa: B018 - fail at start on an unknown zone
             if settings.event_loop not in ("uvloop", "asyncio"):
@@ -113,18 +102,6 @@ class Settings:
         except (ValueError, KeyError) as error:
             raise SettingsError(f"bad setting: {error}") from error
         return settings
-
-
-def _limits(env: Mapping[str, str]) -> Limits:
-    return Limits(
-        user_per_s=float(env.get("RATE_LIMIT_USER_PER_S", "10")),
-        user_burst=float(env.get("RATE_LIMIT_USER_BURST", "20")),
-        address_per_s=float(env.get("RATE_LIMIT_ADDRESS_PER_S", "500")),
-        address_burst=float(env.get("RATE_LIMIT_ADDRESS_BURST", "1000")),
-        trusted_proxies=parse_networks(env.get("COUPONS_TRUSTED_PROXIES", "")),
-        in_flight_max=int(env.get("COUPONS_IN_FLIGHT_MAX", "10000")),
-        keys_max=int(env.get("RATE_LIMIT_KEYS_MAX", "100000")),
-    )
 
 
 PRODUCTION_SECRET_CHARS_MIN = 32
