@@ -21,7 +21,6 @@ import uuid
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.errors import KafkaError
 from prometheus_client import Counter
 
 from allocator.core import PartitionCore
@@ -70,7 +69,9 @@ class Checker:
         async with self.lock:
             try:
                 return await asyncio.wait_for(self._check(tp, offset, log_id), CHECK_TIMEOUT_S)
-            except (TimeoutError, KafkaError, OSError):
+            except Exception as error:
+                if not errors.unavailable(error):
+                    raise
                 await self.stop()  # a fresh connection next time
                 return Verdict.UNKNOWN
             finally:
