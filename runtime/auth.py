@@ -6,12 +6,14 @@ with an RS256 public key). `exp` and `sub` are required; `aud` and `iss` are che
 configured; clock-skew leeway is bounded.
 """
 
+import functools
 import time
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
 import jwt
 from aiohttp import web
+from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
 
 from runtime.http import Problem
 from schemas.storable import USER_ID_CHARS_MAX, text_fault
@@ -21,6 +23,33 @@ LEEWAY_S_MAX = 300
 TOKEN_TTL_S_DEFAULT = 24 * 3600
 
 Algorithm = Literal["HS256", "RS256"]
+KEYS_PREPARED_MAX = 16  # a process verifies with one key; tests make a few
+
+
+class _HMACPreparedOnce(HMACAlgorithm):
+    """HS256 whose key is checked and converted once, not for every token: PyJWT prepares
+    the key on each decode, and its PEM check was a tenth of a gateway's time."""
+
+    @functools.lru_cache(maxsize=KEYS_PREPARED_MAX)  # noqa: B019 - one instance, for good
+    def prepare_key(self, key: Any) -> bytes:
+        return super().prepare_key(key)
+
+
+class _RSAPreparedOnce(RSAAlgorithm):
+    """RS256 whose PEM key is parsed once, not for every token."""
+
+    @functools.lru_cache(maxsize=KEYS_PREPARED_MAX)  # noqa: B019 - one instance, for good
+    def prepare_key(self, key: Any) -> Any:
+        return super().prepare_key(key)
+
+
+# PyJWT's documented registry (jwt.register_algorithm): the same algorithms, keys prepared once.
+for _name, _prepared in (
+    ("HS256", _HMACPreparedOnce(HMACAlgorithm.SHA256)),
+    ("RS256", _RSAPreparedOnce(RSAAlgorithm.SHA256)),
+):
+    jwt.unregister_algorithm(_name)
+    jwt.register_algorithm(_name, _prepared)
 
 
 @dataclass(frozen=True, slots=True)
