@@ -50,16 +50,18 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     if status is None:
         raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {coupon_id}")
     now_ms = gateway.now_ms()
-    request_id = gateway.request_id(key, user_id, coupon_id)
     edge = EDGE_REASONS.get(state_at(status, now_ms))
     if edge is not None:
         # A retry (same Idempotency-Key) may have been decided before the coupon sold out,
         # through another gateway: that decision is the answer, not the edge's.
-        earlier = await _earlier(gateway, request_id, coupon_id) if key is not None else None
-        if earlier is not None:
-            return earlier
+        if key is not None:
+            request_id = gateway.request_id(key, user_id, coupon_id)
+            earlier = await _earlier(gateway, request_id, coupon_id)
+            if earlier is not None:
+                return earlier
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
         raise Problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge)
+    request_id = gateway.request_id(key, user_id, coupon_id)  # a fresh one without a key
     command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)
     outcome = await gateway.submit(request, command, wait_s)
     if isinstance(outcome, Pending):
