@@ -2,6 +2,7 @@
 one PostgreSQL transaction per claim:
 
     UPDATE coupons SET issued = issued + 1 WHERE id = $1 AND issued < count …
+    INSERT INTO user_days … (unique per person and day: the daily rule, when the coupon has it)
     INSERT INTO grants … (unique per coupon and person)
 
 Tuned fairly: a connection pool as large as PostgreSQL serves well here, statements
@@ -29,7 +30,13 @@ CREATE TABLE IF NOT EXISTS baseline_coupons (
     count       integer NOT NULL,
     issued      integer NOT NULL DEFAULT 0 CHECK (issued <= count),
     start_time  timestamptz NOT NULL,
-    expiry      timestamptz NOT NULL
+    expiry      timestamptz NOT NULL,
+    daily_rule  boolean NOT NULL DEFAULT true
+);
+CREATE TABLE IF NOT EXISTS baseline_user_days (
+    user_id     text NOT NULL,
+    day         date NOT NULL,
+    PRIMARY KEY (user_id, day)
 );
 CREATE TABLE IF NOT EXISTS baseline_grants (
     id          uuid PRIMARY KEY,
@@ -42,7 +49,11 @@ CREATE TABLE IF NOT EXISTS baseline_grants (
 TAKE_UNIT = """
 UPDATE baseline_coupons SET issued = issued + 1
 WHERE id = $1 AND issued < count AND now() >= start_time AND now() < expiry
-RETURNING issued
+RETURNING daily_rule
+"""
+TAKE_DAY = """
+INSERT INTO baseline_user_days (user_id, day) VALUES ($1, (now() AT TIME ZONE 'UTC')::date)
+ON CONFLICT DO NOTHING RETURNING 1
 """
 INSERT_GRANT = """
 INSERT INTO baseline_grants (id, coupon_id, user_id) VALUES ($1, $2, $3)
@@ -52,8 +63,12 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 VERIFIER = web.AppKey("verifier", Verifier)
 
 
-class AlreadyClaimed(Exception):
-    """Rolls the unit back: the person holds this coupon already."""
+class Refused(Exception):
+    """Rolls the unit back: the person holds this coupon already, or one today."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 async def claim(request: web.Request) -> web.Response:
@@ -63,13 +78,17 @@ async def claim(request: web.Request) -> web.Response:
     grant_id = str(uuid.uuid4())
     try:
         async with request.app[POOL].acquire() as conn, conn.transaction():
-            if await conn.fetchval(TAKE_UNIT, coupon_id) is None:
+            daily_rule = await conn.fetchval(TAKE_UNIT, coupon_id)
+            if daily_rule is None:
                 return problem(409, "sold-out", "Claim rejected", "sold out", reason="sold_out")
+            if daily_rule and await conn.fetchval(TAKE_DAY, who.user_id) is None:
+                raise Refused("daily_limit")
             granted_at = await conn.fetchval(INSERT_GRANT, grant_id, coupon_id, who.user_id)
             if granted_at is None:
-                raise AlreadyClaimed
-    except AlreadyClaimed:
-        return problem(409, "already-claimed", "Claim rejected", "yours", reason="already_claimed")
+                raise Refused("already_claimed")
+    except Refused as refused:
+        reason = refused.reason
+        return problem(409, reason.replace("_", "-"), "Claim rejected", reason, reason=reason)
     grant = {"id": grant_id, "coupon_id": coupon_id, "user_id": who.user_id,
              "granted_at": granted_at.isoformat()}  # fmt: skip
     return json_response({"status": "granted", "grant": grant}, status=201)

@@ -32,6 +32,7 @@ class Target:
     jwt_secret: str
     body: bytes = b"{}"
     prefer_wait_s: int = 10
+    keyed: bool = False  # an Idempotency-Key on every claim, as careful clients send
 
 
 @dataclass(slots=True)
@@ -67,12 +68,14 @@ class Result:
 
 def request_bytes(target: Target, user_id: str) -> bytes:
     token = mint_token(target.jwt_secret, user_id, ttl_s=3600)
+    key = f"Idempotency-Key: claim-{user_id}\r\n" if target.keyed else ""
     head = (
         f"POST {target.path} HTTP/1.1\r\n"
         f"Host: {target.host}:{target.port}\r\n"
         f"Authorization: Bearer {token}\r\n"
         "Content-Type: application/json\r\n"
         f"Prefer: wait={target.prefer_wait_s}\r\n"
+        f"{key}"
         f"Content-Length: {len(target.body)}\r\n\r\n"
     )
     return head.encode() + target.body

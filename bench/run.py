@@ -40,6 +40,28 @@ def run(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
+def claim_scenarios(args: argparse.Namespace) -> list[scenarios.ClaimScenario]:
+    """The burst (100,000 people, 25 units: almost every answer at the edge) and the
+    sustained run (a unit for everyone: every answer durable), each without and with an
+    Idempotency-Key, the sustained one also over many connections."""
+    every = ("ceiling", "baseline", "ours")
+    made = []
+    for keyed in (False, True):
+        suffix = "-keyed" if keyed else ""
+        burst = (f"burst{suffix}", every, args.users, args.count, args.connections)
+        sustained = (f"sustained{suffix}", every[1:], args.sustained_users,
+                     args.sustained_users, args.connections)  # fmt: skip
+        wide = (f"sustained-wide{suffix}", every[1:], args.sustained_users,
+                args.sustained_users, args.wide_connections)  # fmt: skip
+        for name, systems_measured, users, count, connections in (burst, sustained, wide):
+            made.append(
+                scenarios.ClaimScenario(
+                    name, systems_measured, users, count, connections, keyed, args.daily_rule
+                )
+            )
+    return made
+
+
 def _measure(
     args: argparse.Namespace, stack: systems.Systems, wanted: set[str], console: Console,
     log: Callable[[str], None],
@@ -55,18 +77,13 @@ def _measure(
             task = bar.add_task(label, total=total)
             return lambda done: bar.update(task, completed=done)
 
-        if "burst" in wanted:
-            burst_runs = scenarios.claims(
-                stack, "burst", ("ceiling", "baseline", "ours"), args.users, args.count,
-                args.connections, args.generators, progress,
-            )  # fmt: skip
-            figures += [r.figures() for r in burst_runs]
-        if "sustained" in wanted:
-            runs = scenarios.claims(
-                stack, "sustained", ("baseline", "ours"), args.sustained_users,
-                args.sustained_users, args.connections, args.generators, progress,
-            )  # fmt: skip
+        for scenario in claim_scenarios(args):
+            if scenario.name not in wanted:
+                continue
+            runs = scenarios.claims(stack, scenario, args.generators, progress)
             figures += [r.figures() for r in runs]
+            if scenario.name == "burst":
+                burst_runs = runs
         if "replay" in wanted:
-            replayed = scenarios.replay(stack, args.replay_commands, log)
+            replayed = scenarios.replay(stack, args.replay_commands, args.daily_rule, log)
     return figures, burst_runs, replayed

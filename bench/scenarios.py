@@ -28,6 +28,19 @@ REPLAY_COUPONS = 4
 REPLAY_TIMEOUT_S = 300.0
 
 
+@dataclass(frozen=True, slots=True)
+class ClaimScenario:
+    """Everyone claims one coupon at once: what each claim scenario varies."""
+
+    name: str
+    systems: tuple[str, ...]
+    users: int
+    count: int
+    connections: int
+    keyed: bool  # an Idempotency-Key on every claim
+    daily_rule: bool  # the coupon's one-coupon-per-person-per-day rule (on by default)
+
+
 @dataclass
 class Run:
     scenario: str
@@ -63,22 +76,25 @@ def _ms(ordered: list[float], fraction: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 1)
 
 
-def _target(systems: Systems, system: str, coupon_id: str) -> Target:
+def _target(systems: Systems, system: str, coupon_id: str, keyed: bool) -> Target:
     port = systems.port("gateway" if system == "ours" else system)
-    return Target("127.0.0.1", port, f"/v1/coupons/{coupon_id}/claims", systems.secret)
+    path = f"/v1/coupons/{coupon_id}/claims"
+    return Target("127.0.0.1", port, path, systems.secret, keyed=keyed)
 
 
-async def _baseline_coupon(systems: Systems, count: int) -> str:
+async def _baseline_coupon(systems: Systems, count: int, daily_rule: bool) -> str:
     coupon_id = str(uuid.uuid4())
     now = datetime.now(UTC)
     conn = await asyncpg.connect(systems.baseline_db)
     try:
         await conn.execute(
-            "INSERT INTO baseline_coupons (id, count, start_time, expiry) VALUES ($1, $2, $3, $4)",
+            "INSERT INTO baseline_coupons (id, count, start_time, expiry, daily_rule)"
+            " VALUES ($1, $2, $3, $4, $5)",
             coupon_id,
             count,
             now - timedelta(seconds=1),
             now + timedelta(days=1),
+            daily_rule,
         )
     finally:
         await conn.close()
@@ -105,37 +121,31 @@ async def _grants(systems: Systems, system: str, coupon_id: str) -> tuple[int, i
     return int(row["n"]), int(row["people"])
 
 
-def _coupon(systems: Systems, system: str, count: int) -> str:
+def _coupon(systems: Systems, system: str, count: int, daily_rule: bool) -> str:
     if system == "ours":
-        return systems.create_coupon(count)
+        return systems.create_coupon(count, daily_limit=daily_rule)
     if system == "baseline":
-        return asyncio.run(_baseline_coupon(systems, count))
+        return asyncio.run(_baseline_coupon(systems, count, daily_rule))
     return str(uuid.uuid4())  # the ceiling answers without looking
 
 
 def claims(
-    systems: Systems,
-    scenario: str,
-    systems_measured: tuple[str, ...],
-    users: int,
-    count: int,
-    connections: int,
-    generators: int,
-    progress: Progress,
+    systems: Systems, scenario: ClaimScenario, generators: int, progress: Progress
 ) -> list[Run]:
     """Everyone claims one coupon of `count` units at once, on each system in turn."""
     runs = []
-    for system in systems_measured:
-        coupon_id = _coupon(systems, system, count)
+    users, count, name = scenario.users, scenario.count, scenario.name
+    for system in scenario.systems:
+        coupon_id = _coupon(systems, system, count, scenario.daily_rule)
         result = generate(
-            _target(systems, system, coupon_id),
+            _target(systems, system, coupon_id, scenario.keyed),
             users,
-            connections,
+            scenario.connections,
             generators,
-            f"{scenario}-{system}-",
-            progress(f"{scenario}: {system}", users),
+            f"{name}-{system}-",
+            progress(f"{name}: {system}", users),
         )
-        run = Run(scenario, system, result)
+        run = Run(name, system, result)
         if system != "ceiling":
             grants, people = asyncio.run(_grants(systems, system, coupon_id))
             answered_granted = result.status.count(201)
@@ -150,14 +160,16 @@ def claims(
     return runs
 
 
-def replay(systems: Systems, commands: int, log: Callable[[str], None]) -> dict[str, Any]:
+def replay(
+    systems: Systems, commands: int, daily_rule: bool, log: Callable[[str], None]
+) -> dict[str, Any]:
     """`commands` claims already in the log; a fresh allocator decides and writes them all."""
     prefix = f"replay{uuid.uuid4().hex[:6]}."
     database = asyncio.run(create_database(systems.infra.postgres.url, prefix.rstrip(".")))
     env = {**systems.env, "COUPONS_TOPIC_PREFIX": prefix, "DATABASE_URL": database}
     settings = Settings.from_env(env)
     log(f"replay: writing {commands} claims to the log")
-    written = asyncio.run(_write_log(settings, commands))
+    written = asyncio.run(_write_log(settings, commands, daily_rule))
     port = free_port()
     started = time.monotonic()
     allocator = start_part(
@@ -209,7 +221,7 @@ def _allocator_figures(url: str) -> dict[str, float]:
     }
 
 
-async def _write_log(settings: Settings, claims_total: int) -> int:
+async def _write_log(settings: Settings, claims_total: int, daily_rule: bool) -> int:
     """Coupons (half as many units as claims) and the claims, straight onto the log."""
     topics = Topics(settings.topic_prefix)
     await kafka.ensure_topics(settings, kafka.core_topics(settings))
@@ -221,7 +233,8 @@ async def _write_log(settings: Settings, claims_total: int) -> int:
         units = max(1, claims_total // (2 * REPLAY_COUPONS))
         messages: list[tuple[str, Any]] = []
         for coupon_id in coupon_ids:
-            spec = CouponSpec("REPLAY", "", "", now_ms - 1000, now_ms + 86_400_000, units, 1, False)
+            start, expiry = now_ms - 1000, now_ms + 86_400_000
+            spec = CouponSpec("REPLAY", "", "", start, expiry, units, 1, daily_rule)
             messages.append(
                 (coupon_id, CreateCoupon(str(uuid.uuid4()), coupon_id, "bench", spec, now_ms, ""))
             )

@@ -217,8 +217,12 @@ def run(args: argparse.Namespace) -> int:
 
 def _soak(args: argparse.Namespace, stack: systems.Systems, log: Any) -> dict[str, Any]:
     people = args.rate * args.minutes * 60 * NEW_PEOPLE_SHARE
-    coupons = [stack.create_coupon(COUPON_UNITS) for _ in range(int(people // COUPON_UNITS) + 1)]
-    sold_out = stack.create_coupon(1)
+    # The soak measures memory over time: people may claim again (no daily rule).
+    coupons = [
+        stack.create_coupon(COUPON_UNITS, daily_limit=False)
+        for _ in range(int(people // COUPON_UNITS) + 1)
+    ]
+    sold_out = stack.create_coupon(1, daily_limit=False)
     load = Load(stack.part("gateway").url, stack.secret, coupons, sold_out)
     ours = ("allocator", "notifier", "gateway")
     processes = {name: stack.part(name).process.pid for name in ours}

@@ -59,7 +59,7 @@ class Systems:
             self.stack.stop()
         self.infra.stop()
 
-    def create_coupon(self, count: int, daily_limit: bool = False) -> str:
+    def create_coupon(self, count: int, daily_limit: bool = True) -> str:
         """A live coupon on our stack, through its API; returns its id."""
         now = datetime.now(UTC)
         body = {
