@@ -37,10 +37,11 @@ async def ticket(request: web.Request) -> web.Response:
     app = request.app
     body: dict[str, object] = {"ticket": request.match_info["ticket"]}
     tp = _partition(app, coupon_id)
-    async with app[POOL].acquire() as conn:
-        # How far the allocator has decided, read first: a request it has passed is decided
-        # or waiting in line by the time the next two reads look (one transaction commits
-        # all three).
+    pool = app[POOL]
+    async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+        # The three reads see one snapshot, as the allocator commits them in one
+        # transaction: a request below the position is then decided or in line, never
+        # neither (read apart, a commit between the last two reads made it look 'lost').
         done = await conn.fetchval(readmodel.PARTITION_NEXT_OFFSET, tp.topic, tp.partition)
         row = await conn.fetchrow(readmodel.DECISION_BY_REQUEST, request_id)
         if row is not None:
