@@ -210,7 +210,12 @@ class Allocator(which_log.LogWatch):
 
     async def _handle(self, owned: Owned, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         if not owned.deciding:
-            return  # fetched before the pause: read again once the log is known
+            # Fetched before the pause (the mark check runs beside this loop): these records
+            # were handed over, so the consumer is past them. Go back, to read them again
+            # once the log is known (a new log seeks to its start anyway).
+            assert self.consumer
+            self.consumer.seek(owned.tp, owned.next_offset - owned.base)
+            return
         # Positions below the committed one were decided already (a seek raced a fetch).
         base = owned.base
         fresh = [m for m in messages if m.offset + base >= owned.next_offset]
