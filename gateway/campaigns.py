@@ -66,41 +66,26 @@ async def close(request: web.Request) -> web.Response:
     gateway, who, status = await _admin(request, "close coupons")
     revoke = requests.query_flag(request, "revoke")
     sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/close/{revoke}")
-    command = CloseCoupon(
-        **sent,
-        coupon_id=status.coupon_id,
-        user_id=who.user_id,
-        revoke=revoke,
-    )
+    command = CloseCoupon(**sent, coupon_id=status.coupon_id, user_id=who.user_id, revoke=revoke)
 
-    render = _coupon_answer(
-        gateway,
-        "Cannot close the coupon",
-        lambda coupon, decision: {
-            **coupon_view(coupon, gateway.now_ms()),
-            "revoked": decision.revoked,
-        },
+    def closed(coupon: CouponStatus, decision: Decision) -> dict[str, Any]:
+        return {**coupon_view(coupon, gateway.now_ms()), "revoked": decision.revoked}
+
+    return await gateway.answer(
+        request, command, _coupon_answer(gateway, "Cannot close the coupon", closed)
     )
-    return await gateway.answer(request, command, render)
 
 
 async def upload_codes(request: web.Request) -> web.Response:
     gateway, who, status = await _admin(request, "upload codes")
     codes = await _codes(request)
     sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/codes")
-    command = AddCodes(
-        **sent,
-        coupon_id=status.coupon_id,
-        user_id=who.user_id,
-        codes=codes,
-    )
+    command = AddCodes(**sent, coupon_id=status.coupon_id, user_id=who.user_id, codes=codes)
 
-    render = _coupon_answer(
-        gateway,
-        "Codes not added",
-        lambda coupon, _: {"added": len(codes), "codes_left": coupon.codes_left},
-    )
-    return await gateway.answer(request, command, render)
+    def added(coupon: CouponStatus, _: Decision) -> dict[str, Any]:
+        return {"added": len(codes), "codes_left": coupon.codes_left}
+
+    return await gateway.answer(request, command, _coupon_answer(gateway, "Codes not added", added))
 
 
 async def _codes(request: web.Request) -> tuple[str, ...]:

@@ -26,6 +26,14 @@ Algorithm = Literal["HS256", "RS256"]
 KEYS_PREPARED_MAX = 16  # a process verifies with one key; tests make a few
 
 
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who sent a request, as its verified token says."""
+
+    user_id: str
+    admin: bool
+
+
 class _HMACPreparedOnce(HMACAlgorithm):
     """HS256 whose key is checked and converted once, not for every token: PyJWT prepares
     the key on each decode, and its PEM check was a tenth of a gateway's time."""
@@ -50,12 +58,6 @@ for _name, _prepared in (
 ):
     jwt.unregister_algorithm(_name)
     jwt.register_algorithm(_name, _prepared)
-
-
-@dataclass(frozen=True, slots=True)
-class Caller:
-    user_id: str
-    admin: bool
 
 
 @dataclass(frozen=True)

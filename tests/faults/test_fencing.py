@@ -4,14 +4,7 @@ import asyncio
 
 import pytest
 
-from tests.support.client import (
-    claim,
-    claims_under_way,
-    create_coupon,
-    grants_of,
-    session,
-    settle,
-)
+from tests.support.client import claim, claims_under_way, grants_of, metric, session, settle
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -24,24 +17,17 @@ async def test_two_allocators_forced_onto_one_partition_never_double_grant(
     # stale allocator, still reading it, tries to commit.
     users, count = 1200, 700
     async with session() as http:
-        coupon = await create_coupon(http, stack, count)
-        first = await claims_under_way(http, stack, coupon["id"], "early", users // 2, 10)
+        coupon_id, first = await claims_under_way(http, stack, count, "early", users // 2, 10)
         (stale,) = stack.allocators
         stack.start_allocator(label="allocator-usurper")  # same partitions: a newer epoch
         second = await asyncio.gather(
-            *(claim(http, stack, coupon["id"], f"late{i}", wait_s=0) for i in range(users // 2))
+            *(claim(http, stack, coupon_id, f"late{i}", wait_s=0) for i in range(users // 2))
         )
         outcomes = await settle(http, stack, [*(await first), *second])
-        async with http.get(stale.url + "/metrics") as response:
-            metrics = await response.text()
-    fenced = next(
-        float(line.split()[-1])
-        for line in metrics.splitlines()
-        if line.startswith("coupons_allocator_fenced_total ")
-    )
+    fenced = await metric(stale.url, "coupons_allocator_fenced_total")
     assert fenced >= 1, "the stale allocator never tried to commit: the test proved nothing"
     assert outcomes == {"granted": count, "sold_out": users - count}
-    assert await grants_of(stack, coupon["id"]) == (count, count, count)
+    assert await grants_of(stack, coupon_id) == (count, count, count)
     with capsys.disabled():
         print(
             f"\nfencing: stale allocator refused {fenced:.0f} batches; {count} granted, 0 doubled"

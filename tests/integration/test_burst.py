@@ -57,18 +57,17 @@ async def test_an_allocator_killed_mid_burst_loses_and_duplicates_nothing(
 ) -> None:
     users, count = 2000, 600
     async with session() as http:
-        coupon = await create_coupon(http, stack, count)
-        burst = await claims_under_way(http, stack, coupon["id"], "user", users, 20)
+        coupon_id, burst = await claims_under_way(http, stack, count, "user", users, 20)
         (victim,) = stack.allocators
         victim.process.kill()  # SIGKILL: no chance to finish a batch or say goodbye
-        killed_at = (await grants_of(stack, coupon["id"]))[0]
-        decided_at_kill = await decisions_of(stack, coupon["id"])
+        killed_at = (await grants_of(stack, coupon_id))[0]
+        decided_at_kill = await decisions_of(stack, coupon_id)
         stack.start_allocator(label="allocator-restarted")
         answers = await burst
         outcomes = await settle(http, stack, answers)
     assert outcomes == {"granted": count, "sold_out": users - count}
-    assert await grants_of(stack, coupon["id"]) == (count, count, count)
-    decided = await decisions_of(stack, coupon["id"])
+    assert await grants_of(stack, coupon_id) == (count, count, count)
+    decided = await decisions_of(stack, coupon_id)
     assert decided_at_kill < decided, "the kill landed after the last decision: nothing tested"
     assert await stack.fetchval("SELECT count(*) FROM claim_line") == 0
     edge = users - decided  # answered sold_out by the gateway without the log

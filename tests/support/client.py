@@ -201,16 +201,18 @@ async def wait_for_grants(
 
 
 async def claims_under_way(
-    http: aiohttp.ClientSession, stack: Stack, coupon_id: str, prefix: str, users: int,
+    http: aiohttp.ClientSession, stack: Stack, count: int, prefix: str, users: int,
     grants_first: int,
-) -> "asyncio.Future[list[Answer]]":  # fmt: skip
-    """`users` claims sent at once (none waits for its decision), still running once at
-    least `grants_first` of them are granted: the moment to break something."""
+) -> "tuple[str, asyncio.Future[list[Answer]]]":  # fmt: skip
+    """A new coupon of `count`, and `users` claims on it sent at once (none waits for its
+    decision), still running once at least `grants_first` of them are granted: the moment
+    to break something. Returns the coupon's id and the claims' answers to come."""
+    coupon_id = (await create_coupon(http, stack, count))["id"]
     burst = asyncio.gather(
         *(claim(http, stack, coupon_id, f"{prefix}{i}", wait_s=0) for i in range(users))
     )
     await wait_for_grants(stack, coupon_id, grants_first)
-    return burst
+    return coupon_id, burst
 
 
 async def settle(http: aiohttp.ClientSession, stack: Stack, answers: list[Answer]) -> Counter[str]:
@@ -249,7 +251,11 @@ async def metric(url: str, name: str) -> float:
     """A counter's value (summed over its labels) on a part's /metrics."""
     async with aiohttp.ClientSession() as http, http.get(f"{url}/metrics") as response:
         text = await response.text()
-    return sum(float(line.split()[-1]) for line in text.splitlines() if line.startswith(name + " "))
+    return sum(
+        float(line.split()[-1])
+        for line in text.splitlines()
+        if line.startswith((name + " ", name + "{"))
+    )
 
 
 RUN_TIMEOUT_S = 180
