@@ -38,7 +38,7 @@ def decide(
         plan=plan,
         revoked=revoked,
     )
-    effects.decisions.append(DecisionRow(decision, offset))
+    effects.decisions.append(DecisionRow(decision, offset, effects.number(decision.coupon_id)))
 
 
 def refuse_unstorable(effects: Effects, record: Record) -> None:
@@ -55,4 +55,6 @@ def refuse_unstorable(effects: Effects, record: Record) -> None:
         at_ms=storable.time_stand_in(command.at_ms),
         reply_to=storable.reply_stand_in(command.reply_to),
     )
-    effects.decisions.append(DecisionRow(decision, record.offset))
+    effects.decisions.append(
+        DecisionRow(decision, record.offset, effects.number(decision.coupon_id))
+    )

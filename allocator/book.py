@@ -40,6 +40,7 @@ class CouponBook:
     codes: deque[str] = field(default_factory=deque)  # uploaded, not handed out, in order
     codes_taken: set[str] = field(default_factory=set)
     codes_uploaded: int = 0
+    decided: int = 0  # its decisions so far, each numbered in turn
 
     @classmethod
     def open(cls, status: CouponStatus, code_key: bytes) -> "CouponBook":
@@ -51,6 +52,7 @@ class CouponBook:
             code_key=code_key,
             issued=status.issued,
             closed=status.closed,
+            decided=status.decided,
         )
 
     def restore(self, loaded: LoadedCoupon) -> None:
@@ -92,7 +94,7 @@ class CouponBook:
     def status(self) -> CouponStatus:
         codes_left = len(self.codes) if self.uploaded else None
         return CouponStatus(
-            self.coupon_id, self.spec, self.issued, self.closed, self.held, codes_left
+            self.coupon_id, self.spec, self.issued, self.closed, self.held, codes_left, self.decided
         )
 
     def codes_left(self) -> int:

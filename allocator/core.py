@@ -14,6 +14,7 @@ a `Tick` to the log at the deadline).
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 from allocator import answers, coupons, days, line, steps
 from allocator.book import CouponBook
@@ -139,6 +140,7 @@ class PartitionCore(Partition):
         """Apply a batch in log order. `decided`: earlier decisions of its request ids."""
         assert records, "a batch has at least one record"
         effects = Effects(next_offset=records[-1].offset + 1)
+        effects.number = partial(self._number, effects)
         seen: dict[str, Decision] = dict(decided)
         for record in records:
             command = record.command
@@ -156,6 +158,17 @@ class PartitionCore(Partition):
         for coupon_id in sorted(effects.touched):
             effects.changed[coupon_id] = self.books[coupon_id].status()
         return effects
+
+    def _number(self, effects: Effects, coupon_id: str) -> int | None:
+        """The next of a coupon's decision numbers, taken as the decision is made: so a
+        status read at any moment counts every decision made before it (the gateway's
+        answers to retries rely on it: gateway/retries.py)."""
+        book = self.books.get(coupon_id)
+        if book is None:
+            return None
+        book.decided += 1
+        effects.touched.add(coupon_id)
+        return book.decided
 
     def _apply(self, effects: Effects, record: Record) -> None:
         command = record.command

@@ -1,6 +1,6 @@
 """What the decision core and its IO shell hand each other: records in, effects out."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from schemas.messages import (
@@ -87,6 +87,7 @@ class Loaded:
 class DecisionRow:
     decision: Decision
     offset: int
+    seq: int | None = None  # its place among its coupon's decisions; none for no coupon
 
 
 @dataclass(frozen=True, slots=True)
@@ -118,6 +119,10 @@ class CodeRow:
     code: str
 
 
+def _unnumbered(coupon_id: str) -> None:
+    """Outside a batch of the core no decision is made, so none is numbered."""
+
+
 @dataclass(slots=True)
 class Effects:
     """Everything one batch changes; written in one transaction with `next_offset`."""
@@ -140,6 +145,7 @@ class Effects:
     ticked: set[str] = field(default_factory=set)
     touched: set[str] = field(default_factory=set)  # coupons whose status `changed` holds
     unstorable: list[Record] = field(default_factory=list)  # refused, answered if they can be
+    number: Callable[[str], int | None] = _unnumbered  # a decision's place among its coupon's
 
     @property
     def grants(self) -> list[Grant]:

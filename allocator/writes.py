@@ -24,7 +24,7 @@ SPEC_FIELDS = tuple(f.name for f in fields(CouponSpec))
 COUPON_COLUMNS = [
     "id",
     *(SPEC_COLUMNS.get(name, name) for name in SPEC_FIELDS),
-    *("issued", "closed", "held", "codes_left", "created_at", "created_by"),
+    *("issued", "closed", "held", "codes_left", "decided", "created_at", "created_by"),
 ]
 
 
@@ -45,9 +45,16 @@ async def _coupons_created(conn: asyncpg.Connection, effects: Effects, partition
 async def _coupons_changed(conn: asyncpg.Connection, effects: Effects, partition: int) -> None:
     if not effects.changed:
         return
-    columns = {"issued": "int", "closed": "bool", "held": "int", "codes_left": "int"}
+    columns = {
+        "issued": "int",
+        "closed": "bool",
+        "held": "int",
+        "codes_left": "int",
+        "decided": "int",
+    }
     rows = [
-        (s.coupon_id, s.issued, s.closed, s.held, s.codes_left) for s in effects.changed.values()
+        (s.coupon_id, s.issued, s.closed, s.held, s.codes_left, s.decided)
+        for s in effects.changed.values()
     ]
     await _update_by_id(conn, "coupons", columns, rows)
 
@@ -119,11 +126,11 @@ async def _decisions(conn: asyncpg.Connection, effects: Effects, partition: int)
         return
     records = [
         (d.request_id, d.coupon_id, d.user_id, d.outcome, d.reason, d.grant.id if d.grant else None)
-        + (partition, r.offset, ms_to_dt(d.at_ms), _detail(d))
+        + (partition, r.offset, ms_to_dt(d.at_ms), _detail(d), r.seq)
         for r in effects.decisions
         for d in (r.decision,)
     ]
-    columns = [*DECISION_COLUMNS, *LOGGED_AT, "decided_at", "detail"]
+    columns = [*DECISION_COLUMNS, *LOGGED_AT, "decided_at", "detail", "coupon_seq"]
     await conn.copy_records_to_table("decisions", columns=columns, records=records)
 
 
@@ -243,7 +250,7 @@ def _coupon(status: CouponStatus, effects: Effects) -> tuple[Any, ...]:
         if r.decision.outcome == "created" and r.decision.coupon_id == status.coupon_id
     )
     spec = [_spec_column(name, getattr(status.spec, name)) for name in SPEC_FIELDS]
-    committed = (status.issued, status.closed, status.held, status.codes_left)
+    committed = (status.issued, status.closed, status.held, status.codes_left, status.decided)
     return (status.coupon_id, *spec, *committed, ms_to_dt(creation.at_ms), creation.user_id)
 
 

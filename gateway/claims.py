@@ -6,12 +6,13 @@ from aiohttp import web
 from prometheus_client import Counter, Histogram
 
 from gateway.pipeline import GATEWAY, Gateway, Pending, refusal, rejection
+from gateway.retries import PROVEN_OVER, Earlier, earlier_from_row
 from runtime import requests
 from runtime.auth import caller
 from runtime.http import Problem, json_response
 from schemas import readmodel
-from schemas.coupons import EDGE_REASONS, grant_view, state_at
-from schemas.messages import Claim, Grant
+from schemas.coupons import EDGE_REASONS, State, grant_view, state_at
+from schemas.messages import Claim, CouponStatus, Grant
 
 CLAIMS = Counter("coupons_claims_total", "Claims answered, by outcome", ["outcome"])
 CLAIM_SECONDS = Histogram(
@@ -50,15 +51,16 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     if status is None:
         raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {coupon_id}")
     now_ms = gateway.now_ms()
-    edge = EDGE_REASONS.get(state_at(status, now_ms))
+    state = state_at(status, now_ms)
+    edge = EDGE_REASONS.get(state)
     if edge is not None:
-        # A retry (same Idempotency-Key) may have been decided before the coupon sold out,
+        # A retry (same Idempotency-Key) may have been decided before the coupon was over,
         # through another gateway: that decision is the answer, not the edge's.
         if key is not None:
             request_id = gateway.request_id(key, user_id, coupon_id)
-            earlier = await _earlier(gateway, request_id, coupon_id)
+            earlier = await _earlier(gateway, status, state, request_id)
             if earlier is not None:
-                return earlier
+                return _answer(gateway.ticket(coupon_id, request_id), earlier)
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
         raise Problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge)
     request_id = gateway.request_id(key, user_id, coupon_id)  # a fresh one without a key
@@ -72,19 +74,23 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     return _granted(ticket, decision.grant), "granted"
 
 
+def _answer(ticket: str, earlier: Earlier) -> tuple[web.Response, str]:
+    if isinstance(earlier, Grant):
+        return _granted(ticket, earlier), "granted"
+    return refusal(earlier, ticket), earlier
+
+
 def _granted(ticket: str, grant: Grant) -> web.Response:
     body = {"ticket": ticket, "status": "granted", "grant": grant_view(grant)}
     return json_response(body, status=201, headers={"Location": f"/v1/grants/{grant.id}"})
 
 
 async def _earlier(
-    gateway: Gateway, request_id: str, coupon_id: str
-) -> tuple[web.Response, str] | None:
-    """The decision this request already has, if any."""
+    gateway: Gateway, status: CouponStatus, state: State, request_id: str
+) -> Earlier | None:
+    """The decision this request already has, if any: held by the gateway for a coupon its
+    status proves over (gateway/retries.py), else read for this request alone."""
+    if state in PROVEN_OVER:
+        return await gateway.retries.earlier(status, request_id)
     row = await gateway.pool.fetchrow(readmodel.DECISION_BY_REQUEST, request_id)
-    if row is None:
-        return None
-    ticket = gateway.ticket(coupon_id, request_id)
-    if row["g_id"] is not None:
-        return _granted(ticket, readmodel.grant_from_row(row, "g_")), "granted"
-    return refusal(row["reason"], ticket), row["reason"] or "rejected"
+    return None if row is None else earlier_from_row(row)

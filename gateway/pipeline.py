@@ -4,7 +4,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypedDict
 
 import asyncpg
@@ -12,6 +12,7 @@ from aiohttp import web
 from aiokafka import AIOKafkaProducer
 
 from gateway.replies import Replies
+from gateway.retries import Retries
 from runtime import errors, requests
 from runtime.http import Problem, accept, json_response, problem
 from runtime.produce import Batcher, Saturated
@@ -67,6 +68,10 @@ class Gateway:
     batcher: Batcher
     replies: Replies
     statuses: Statuses
+    retries: Retries = field(init=False)  # answers on coupons that are over: gateway/retries.py
+
+    def __post_init__(self) -> None:
+        self.retries = Retries(self.pool)
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)

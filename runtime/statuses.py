@@ -36,9 +36,10 @@ class Statuses:
         return self.coupons.get(coupon_id)
 
     def learn(self, status: CouponStatus) -> None:
-        """Keep the newest: a coupon's issued count only grows, and closing is final."""
+        """Keep the newest. Each decision about a coupon counts in `decided`, so more of them
+        is newer; between two with as many, the issued count only grows and closing is final."""
         known = self.coupons.get(status.coupon_id)
-        if known is None or (status.issued, status.closed) >= (known.issued, known.closed):
+        if known is None or _version(status) >= _version(known):
             self.coupons[status.coupon_id] = status
 
     async def _read(self) -> None:
@@ -51,3 +52,7 @@ class Statuses:
             self.learn(status)
             if self.on_status is not None:
                 self.on_status(status)
+
+
+def _version(status: CouponStatus) -> tuple[int, int, bool]:
+    return (status.decided, status.issued, status.closed)

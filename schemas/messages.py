@@ -219,6 +219,9 @@ class CouponStatus:
     closed: bool = False
     held: int = 0
     codes_left: int | None = None  # uploaded codes not handed out yet
+    # How many requests about it have been decided: its decisions are numbered 1.. this,
+    # so whoever holds that many of them holds every one made when this was committed.
+    decided: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,13 @@ def status_from_row(row: Mapping[str, Any]) -> CouponStatus:
         code_alphabet=row["code_alphabet"],
     )
     return CouponStatus(
-        str(row["id"]), spec, row["issued"], row["closed"], row["held"], row["codes_left"]
+        str(row["id"]),
+        spec,
+        row["issued"],
+        row["closed"],
+        row["held"],
+        row["codes_left"],
+        row["decided"],
     )
 
 
@@ -82,6 +88,14 @@ DECISION_BY_REQUEST = f"""
 SELECT d.outcome, d.reason, d.coupon_id, {GRANT_COLUMNS}
 FROM decisions d LEFT JOIN grants g ON g.id = d.grant_id
 WHERE d.request_id = $1
+"""
+
+# A coupon's decisions numbered after the ones a gateway holds (gateway/retries.py).
+DECISIONS_AFTER = f"""
+SELECT d.coupon_seq, d.request_id, d.reason, {GRANT_COLUMNS}
+FROM decisions d LEFT JOIN grants g ON g.id = d.grant_id
+WHERE d.coupon_id = $1 AND d.coupon_seq > $2
+ORDER BY d.coupon_seq
 """
 
 # A claim waiting in its coupon's line: how many are ahead of it, itself included.

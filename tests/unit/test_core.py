@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from allocator.core import PartitionCore
 from allocator.effects import Record
 from allocator.state import CoreConfig, day_of
+from schemas.coupons import really_gone
 from schemas.messages import Claim, Command, DayReserved, ReserveDay
 from tests.support.simulation import (
     DAY_MS,
@@ -170,6 +171,29 @@ def test_invariants_hold_for_any_sequence(
     for cid, refused in sold_out.items():
         assert per_coupon[cid] == dict(coupons_by_id(coupons))[cid]
         assert max(won[cid], default=-1) < min(refused)
+    assert_numbered_and_final(cluster)
+
+
+def assert_numbered_and_final(cluster: Cluster) -> None:
+    """What the gateway's answers to retries rely on (gateway/retries.py): a coupon's
+    decisions are numbered 1, 2, … in the order made, every status counts the ones made
+    before it, and once a status says a coupon is sold out or closed no grant follows."""
+    numbered: defaultdict[str, list[int]] = defaultdict(list)
+    over: set[str] = set()
+    for batch in cluster.effects:
+        for row in batch.decisions:
+            decision = row.decision
+            assert row.seq is not None
+            numbered[decision.coupon_id].append(row.seq)
+            assert decision.grant is None or decision.coupon_id not in over
+            if decision.coupon is not None:
+                assert decision.coupon.decided == row.seq - 1
+        for status in batch.changed.values():
+            assert status.decided == len(numbered[status.coupon_id])
+            if status.closed or really_gone(status):
+                over.add(status.coupon_id)
+    for seqs in numbered.values():
+        assert seqs == list(range(1, len(seqs) + 1))
 
 
 def coupons_by_id(coupons: list[tuple[int, bool]]) -> list[tuple[str, int]]:
