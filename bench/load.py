@@ -5,6 +5,11 @@ to a socket as bytes; a response is read as a status line, headers and a body of
 Content-Length. Generator processes split the people and the connections between them
 and start together at one wall-clock moment, like people clicking at noon. Each process
 reports the CPU it used, so a run can show that the generator was not the bottleneck.
+
+Closed loop (the default), each connection sends its next request when the last is
+answered. Open loop (`rate_per_s`), requests *arrive* on a schedule whatever the answers
+do: each takes an idle connection or opens one, up to `connections`, and else waits for
+one; its latency counts from when it was due, so a slow answer delays nobody's clock.
 """
 
 import asyncio
@@ -22,6 +27,7 @@ from runtime.auth import mint_token
 HEADER_BYTES_MAX = 64 * 1024
 BODY_BYTES_MAX = 1024 * 1024
 START_MARGIN_S = 0.3  # from the last process being ready to T
+ANSWER_TIMEOUT_S = 15.0  # open loop: a request not answered by then counts as unanswered
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +50,7 @@ class Slice:
     first: int
     last: int
     connections: int
+    rate_per_s: float = 0.0  # open loop: this process's share of the arrival rate
 
 
 @dataclass(slots=True)
@@ -53,14 +60,16 @@ class Result:
     sent: list[float] = field(default_factory=list)
     latency: list[float] = field(default_factory=list)
     status: list[int] = field(default_factory=list)
+    lag: list[float] = field(default_factory=list)  # open loop: sent this long after due
     cpu_s: float = 0.0
     wall_s: float = 0.0
-    errors: int = 0
+    errors: int = 0  # transport errors and, open loop, answers later than ANSWER_TIMEOUT_S
 
     def extend(self, other: "Result") -> None:
         self.sent.extend(other.sent)
         self.latency.extend(other.latency)
         self.status.extend(other.status)
+        self.lag.extend(other.lag)
         self.cpu_s += other.cpu_s
         self.wall_s = max(self.wall_s, other.wall_s)
         self.errors += other.errors
@@ -132,6 +141,58 @@ async def _connection(
         writer.close()
 
 
+Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+
+
+async def _arrivals(
+    part: Slice, requests: list[bytes], result: Result, t0: float,
+    done: Synchronized,  # type: ignore[type-arg]
+) -> None:  # fmt: skip
+    """Open loop: request i is due at T + i / rate, sent then (or as soon as a connection
+    is free), and timed from when it was due."""
+    target = part.target
+    idle: list[Connection] = []
+    slots = asyncio.Semaphore(part.connections)
+
+    async def send(request: bytes, due: float) -> None:
+        async with slots:
+            sent = time.perf_counter()
+            connection: Connection | None = None
+            try:
+                async with asyncio.timeout(ANSWER_TIMEOUT_S - (sent - due)):
+                    connection = (
+                        idle.pop()
+                        if idle
+                        else await asyncio.open_connection(target.host, target.port)
+                    )
+                    connection[1].write(request)
+                    status, closing = await _read_response(connection[0])
+            except (OSError, asyncio.IncompleteReadError, ValueError, TimeoutError):
+                result.errors += 1
+                status, closing = 0, True
+            if connection is not None and closing:
+                connection[1].close()
+            elif connection is not None:
+                idle.append(connection)
+        if status:
+            result.sent.append(due - t0)
+            result.latency.append(time.perf_counter() - due)
+            result.status.append(status)
+            result.lag.append(sent - due)
+        with done.get_lock():
+            done.value += 1
+
+    pending = []
+    for index, request in enumerate(requests):
+        due = t0 + index / part.rate_per_s
+        if (ahead := due - time.perf_counter()) > 0:
+            await asyncio.sleep(ahead)
+        pending.append(asyncio.create_task(send(request, due)))
+    await asyncio.gather(*pending)
+    for _, writer in idle:
+        writer.close()
+
+
 @dataclass(frozen=True, slots=True)
 class Shared:
     """Counters the generator processes share with the parent."""
@@ -172,13 +233,16 @@ async def _send_all(
     await asyncio.sleep(max(0.0, start_at - time.time()))
     cpu_before = _cpu_s()
     t0 = time.perf_counter() - (time.time() - start_at)
-    cursor = [0]
-    await asyncio.gather(
-        *(
-            _connection(part.target, requests, cursor, result, t0, done)
-            for _ in range(part.connections)
+    if part.rate_per_s > 0:
+        await _arrivals(part, requests, result, t0, done)
+    else:
+        cursor = [0]
+        await asyncio.gather(
+            *(
+                _connection(part.target, requests, cursor, result, t0, done)
+                for _ in range(part.connections)
+            )
         )
-    )
     result.wall_s = time.perf_counter() - t0
     result.cpu_s = _cpu_s() - cpu_before
     return result
@@ -196,8 +260,10 @@ def generate(
     processes: int,
     user_prefix: str,
     on_progress: Callable[[int], None] | None = None,
+    rate_per_s: float = 0.0,
 ) -> Result:
-    """Send one request per person, from `processes` processes starting together."""
+    """Send one request per person, from `processes` processes starting together; closed
+    loop, or open loop at `rate_per_s` arrivals a second in all."""
     processes = max(1, min(processes, connections, users))
     context = multiprocessing.get_context("spawn")
     shared = Shared(context.Value("q", 0), context.Value("i", 0), context.Value("d", 0.0))
@@ -206,7 +272,7 @@ def generate(
     for index in range(processes):
         last = first + share + (1 if index < extra else 0)
         conns = connections // processes + (1 if index < connections % processes else 0)
-        slices.append(Slice(target, user_prefix, first, last, conns))
+        slices.append(Slice(target, user_prefix, first, last, conns, rate_per_s / processes))
         first = last
     result = Result()
     with ProcessPoolExecutor(

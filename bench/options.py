@@ -6,7 +6,7 @@ import os
 
 SCENARIOS = (
     "burst", "burst-keyed", "sustained", "sustained-keyed", "sustained-wide",
-    "sustained-wide-keyed", "replay",
+    "sustained-wide-keyed", "noon", "replay",
 )  # fmt: skip
 
 
@@ -22,6 +22,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--count", type=int, default=25, help="units of the burst's coupon")
     parser.add_argument("--sustained-users", type=int, default=20_000)
     parser.add_argument("--replay-commands", type=int, default=100_000)
+    noon = parser.add_argument_group("noon", "open loop: claims arrive at a set rate")
+    noon.add_argument("--noon-users", type=int, default=100_000, help="people at noon")
+    noon.add_argument("--noon-seconds", type=float, default=20, help="over how long they come")
+    noon.add_argument("--noon-count", type=int, default=10_000, help="units of noon's coupon")
+    noon.add_argument("--noon-rates", default="1000,2000,3000,4000,6000,8000",
+                      help="arrival rates (a second) stepped through after noon, up to the "
+                      "first not sustained; each step's coupon has a tenth as many units as "
+                      "people")  # fmt: skip
+    noon.add_argument("--noon-step-seconds", type=float, default=8)
+    noon.add_argument("--noon-connections", type=int, default=4096,
+                      help="connections the arrivals may open, at most")  # fmt: skip
     # The reference figures in the issue were measured over 64 connections.
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--wide-connections", type=int, default=512,

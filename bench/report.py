@@ -34,7 +34,7 @@ def machine() -> dict[str, Any]:
 
 def ratios(figures: list[dict[str, Any]]) -> dict[str, float]:
     """ours / baseline and ours / ceiling, per scenario, on throughput."""
-    by = {(f["scenario"], f["system"]): f["throughput_per_s"] for f in figures}
+    by = {(f["scenario"], f["system"]): f["throughput_per_s"] for f in figures if "system" in f}
     out: dict[str, float] = {}
     for (scenario, system), ours in by.items():
         if system != "ours":
@@ -51,6 +51,8 @@ def table(figures: list[dict[str, Any]], replay: dict[str, Any] | None) -> Table
                    "outcomes", "checks", "gen CPU"):  # fmt: skip
         grid.add_column(column, justify="right" if column.endswith(("s", "ms", "CPU")) else "left")
     for f in figures:
+        if "system" not in f:
+            continue  # noon has a table of its own
         checks = f["checks"]
         verdict = "" if not checks else ("ok" if checks["ok"] else "FAILED")
         if checks:
@@ -69,22 +71,46 @@ def table(figures: list[dict[str, Any]], replay: dict[str, Any] | None) -> Table
     return grid
 
 
-def plot(runs: list[Run], path: Path) -> None:
+def noon_table(noon: dict[str, Any]) -> Table:
+    grid = Table(title="noon, open loop (ours; every claim keyed, daily rule as set)")
+    columns = ("step", "arrivals/s", "people", "K", "answered", "p50 ms", "p99 ms",
+               "winners p99", "others p99", "last grant s", "outcomes", "checks", "sustained",
+               "gen lag p99", "gen CPU")  # fmt: skip
+    for column in columns:
+        grid.add_column(column, justify="left" if column in ("step", "outcomes") else "right")
+    for f in [noon["noon"], *noon["steps"]]:
+        grid.add_row(
+            f["scenario"], f"{f['rate_per_s']:,.0f}", f"{f['people']:,}", f"{f['count']:,}",
+            f"{f['answered']:,}", str(f["p50_ms"]), str(f["p99_ms"]), str(f["winners_p99_ms"]),
+            str(f["others_p99_ms"]), str(f["last_grant_answered_s"]),
+            " ".join(f"{k}:{v}" for k, v in f["outcomes"].items()),
+            "ok" if f["checks"]["ok"] else "FAILED", "yes" if f["sustained"] else "no",
+            str(f["generator_lag_p99_ms"]), f"{f['generator_cpu_share']:.0%}",
+        )  # fmt: skip
+    return grid
+
+
+def plot(runs: list[Run], path: Path, name: str) -> None:
+    """Latency over time: each system's, or for one run its winners' and the others'."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     figure, axes = plt.subplots(figsize=(10, 5))
-    for run in runs:
-        axes.scatter(
-            run.result.sent, [x * 1000 for x in run.result.latency], s=1, alpha=0.4,
-            label=run.system,
-        )  # fmt: skip
-    axes.set_xlabel("seconds since the coupon went live (request sent)")
+    series = [(run.system, run.result.sent, run.result.latency, run.result.status) for run in runs]
+    if len(runs) == 1:
+        ((_, sent, latency, status),) = series
+        series = []
+        for label, won in (("winners (201)", True), ("the others", False)):
+            mine = [i for i, s in enumerate(status) if (s == 201) == won]
+            series.append((label, [sent[i] for i in mine], [latency[i] for i in mine], []))
+    for label, sent, latency, _ in series:
+        axes.scatter(sent, [x * 1000 for x in latency], s=1, alpha=0.4, label=label)
+    axes.set_xlabel("seconds since the coupon went live (request due)")
     axes.set_ylabel("latency (ms)")
     axes.set_yscale("log")
-    axes.set_title("burst: latency over time")
+    axes.set_title(f"{name}: latency over time")
     axes.legend(markerscale=8)
     figure.tight_layout()
     figure.savefig(path, dpi=110)
@@ -108,6 +134,9 @@ def write(
     path = out / f"bench-{stamp}.json"
     path.write_text(json.dumps(document, indent=2))
     console.print(table(figures, replay))
+    for noon in (f for f in figures if f["scenario"] == "noon"):
+        console.print(noon_table(noon))
+        console.print(f"  highest sustained arrival rate: {noon['highest_sustained_rate_per_s']}/s")
     for name, value in compared.items():
         console.print(f"  {name} = {value}")
     return path

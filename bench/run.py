@@ -11,7 +11,9 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import report, scenarios, systems
+from bench import noon, report, scenarios, systems
+
+Plotted = dict[str, list[scenarios.Run]]  # a plot each, by name
 
 
 def run(args: argparse.Namespace) -> int:
@@ -27,13 +29,13 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="coupons-bench-") as tmp:
         stack = systems.start(Path(tmp), log, args.workers)
         try:
-            figures, burst_runs, replayed = _measure(args, stack, wanted, console, log)
+            figures, plotted, replayed = _measure(args, stack, wanted, console, log)
         finally:
             stack.stop()
     settings: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "handler"}
     path = report.write(out, stamp, settings, figures, replayed, console)
-    if burst_runs:
-        report.plot(burst_runs, out / f"bench-{stamp}-burst.png")
+    for name, runs in plotted.items():
+        report.plot(runs, out / f"bench-{stamp}-{name}.png", name)
     ok = all(f["checks"].get("ok", True) for f in figures)
     ok = ok and (replayed is None or replayed["checks"]["ok"])
     log(f"report: {path} ({'all checks passed' if ok else 'CHECKS FAILED'})")
@@ -65,9 +67,9 @@ def claim_scenarios(args: argparse.Namespace) -> list[scenarios.ClaimScenario]:
 def _measure(
     args: argparse.Namespace, stack: systems.Systems, wanted: set[str], console: Console,
     log: Callable[[str], None],
-) -> tuple[list[dict[str, Any]], list[scenarios.Run], dict[str, Any] | None]:  # fmt: skip
+) -> tuple[list[dict[str, Any]], Plotted, dict[str, Any] | None]:  # fmt: skip
     figures: list[dict[str, Any]] = []
-    burst_runs: list[scenarios.Run] = []
+    plotted: Plotted = {}
     replayed = None
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())  # fmt: skip
@@ -82,8 +84,12 @@ def _measure(
                 continue
             runs = scenarios.claims(stack, scenario, args.generators, progress)
             figures += [r.figures() for r in runs]
-            if scenario.name == "burst":
-                burst_runs = runs
+            if scenario.name in ("burst", "burst-keyed"):
+                plotted[scenario.name] = runs
+        if "noon" in wanted:
+            noon_figures, noon_run = noon.run(stack, args, progress)
+            figures.append(noon_figures)
+            plotted["noon"] = [noon_run]
         if "replay" in wanted:
             replayed = scenarios.replay(stack, args.replay_commands, args.daily_rule, log)
-    return figures, burst_runs, replayed
+    return figures, plotted, replayed

@@ -59,9 +59,9 @@ class Run:
             "requests": answered,
             "seconds": round(wall, 3),
             "throughput_per_s": round(answered / wall, 1),
-            "p50_ms": _ms(latency, 0.50),
-            "p95_ms": _ms(latency, 0.95),
-            "p99_ms": _ms(latency, 0.99),
+            "p50_ms": ms(latency, 0.50),
+            "p95_ms": ms(latency, 0.95),
+            "p99_ms": ms(latency, 0.99),
             "max_ms": round(latency[-1] * 1000, 1) if latency else None,
             "outcomes": {str(k): v for k, v in sorted(Counter(result.status).items())},
             "transport_errors": result.errors,
@@ -70,13 +70,13 @@ class Run:
         }
 
 
-def _ms(ordered: list[float], fraction: float) -> float | None:
+def ms(ordered: list[float], fraction: float) -> float | None:
     if not ordered:
         return None
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 1)
 
 
-def _target(systems: Systems, system: str, coupon_id: str, keyed: bool) -> Target:
+def target(systems: Systems, system: str, coupon_id: str, keyed: bool) -> Target:
     port = systems.port("gateway" if system == "ours" else system)
     path = f"/v1/coupons/{coupon_id}/claims"
     return Target("127.0.0.1", port, path, systems.secret, keyed=keyed)
@@ -101,8 +101,12 @@ async def _baseline_coupon(systems: Systems, count: int, daily_rule: bool) -> st
     return coupon_id
 
 
-async def _grants(systems: Systems, system: str, coupon_id: str) -> tuple[int, int]:
+def grants_of(systems: Systems, system: str, coupon_id: str) -> tuple[int, int]:
     """(grants, distinct people) in the system's database."""
+    return asyncio.run(_grants(systems, system, coupon_id))
+
+
+async def _grants(systems: Systems, system: str, coupon_id: str) -> tuple[int, int]:
     url, table = (
         (systems.ours_db, "grants")
         if system == "ours"
@@ -138,7 +142,7 @@ def claims(
     for system in scenario.systems:
         coupon_id = _coupon(systems, system, count, scenario.daily_rule)
         result = generate(
-            _target(systems, system, coupon_id, scenario.keyed),
+            target(systems, system, coupon_id, scenario.keyed),
             users,
             scenario.connections,
             generators,
@@ -147,7 +151,7 @@ def claims(
         )
         run = Run(name, system, result)
         if system != "ceiling":
-            grants, people = asyncio.run(_grants(systems, system, coupon_id))
+            grants, people = grants_of(systems, system, coupon_id)
             answered_granted = result.status.count(201)
             run.checks = {
                 "grants": grants,

@@ -1,0 +1,135 @@
+"""Noon, open loop: claims *arrive* at a set rate whatever the answers do, as people
+clicking at noon do, each with an Idempotency-Key, on a coupon with the daily rule.
+
+First the noon itself (by default 100,000 people over 20 s for 10,000 units): the
+winners' and the others' latency over time, when the last winner was answered, and the
+exact-K checks. Then the arrival rate steps up, each step a coupon of a tenth as many
+units as people, until a step is not sustained: the highest rate at which p99 stays under
+a second, with every claim answered, no 5xx and exactly K grants.
+"""
+
+import argparse
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any
+
+from bench.load import Result, cores, generate
+from bench.scenarios import Progress, Run, grants_of, ms, target
+from bench.systems import Systems
+
+P99_SUSTAINED_S = 1.0
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    name: str
+    rate_per_s: float
+    seconds: float
+    count: int
+
+    @property
+    def people(self) -> int:
+        return round(self.rate_per_s * self.seconds)
+
+
+def steps(args: argparse.Namespace) -> tuple[Step, list[Step]]:
+    """The noon itself, and the steps of the arrival rate."""
+    noon = Step("noon", args.noon_users / args.noon_seconds, args.noon_seconds, args.noon_count)
+    rates = [float(r) for r in args.noon_rates.split(",") if r]
+    stepped = [
+        Step(
+            f"noon@{rate:.0f}/s",
+            rate,
+            args.noon_step_seconds,
+            max(1, round(rate * args.noon_step_seconds) // 10),
+        )  # fmt: skip
+        for rate in rates
+    ]
+    return noon, stepped
+
+
+def run(
+    systems: Systems, args: argparse.Namespace, progress: Progress
+) -> tuple[dict[str, Any], Run]:
+    """Every step on our stack; the noon's run (for its plot) and every figure."""
+    noon, stepped = steps(args)
+    main = _measure(systems, noon, args, progress)
+    measured = []
+    for step in stepped:
+        measured.append(_measure(systems, step, args, progress))
+        if not measured[-1][0]["sustained"]:
+            break
+    highest = max((f["rate_per_s"] for f, _ in measured if f["sustained"]), default=None)
+    figures = {
+        "scenario": "noon",
+        "noon": main[0],
+        "steps": [f for f, _ in measured],
+        "highest_sustained_rate_per_s": highest,
+        "sustained_means": f"p99 < {P99_SUSTAINED_S:g} s, all answered, no 5xx, exactly K",
+        "checks": {"ok": main[0]["checks"]["ok"] and all(f["checks"]["ok"] for f, _ in measured)},
+    }
+    return figures, main[1]
+
+
+def _measure(
+    systems: Systems, step: Step, args: argparse.Namespace, progress: Progress
+) -> tuple[dict[str, Any], Run]:
+    coupon_id = systems.create_coupon(step.count, daily_limit=args.daily_rule)
+    result = generate(
+        target(systems, "ours", coupon_id, keyed=True),
+        step.people,
+        args.noon_connections,
+        args.generators,
+        f"{step.name}-",
+        progress(f"{step.name}: ours", step.people),
+        rate_per_s=step.rate_per_s,
+    )
+    grants, people = grants_of(systems, "ours", coupon_id)
+    figures = _figures(step, result)
+    outcomes = Counter(result.status)
+    figures["checks"] = {
+        "grants": grants,
+        "expected_grants": min(step.count, step.people),
+        "people_with_a_grant": people,
+        "granted_answers": outcomes[201],
+        # A winner not decided within its Prefer: wait got 202 and a ticket to poll.
+        "ok": grants == min(step.count, step.people) == people
+        and outcomes[201] <= grants <= outcomes[201] + outcomes[202],
+    }
+    figures["sustained"] = bool(
+        figures["checks"]["ok"]
+        and figures["unanswered"] == 0
+        and not any(status >= 500 for status in outcomes)
+        and (figures["p99_ms"] or 0) < P99_SUSTAINED_S * 1000
+    )
+    return figures, Run(step.name, "ours", result, figures["checks"])
+
+
+def _figures(step: Step, result: Result) -> dict[str, Any]:
+    winners = sorted(t for t, s in zip(result.latency, result.status, strict=True) if s == 201)
+    others = sorted(t for t, s in zip(result.latency, result.status, strict=True) if s != 201)
+    answered_at = [
+        sent + t for sent, t, s in zip(result.sent, result.latency, result.status, strict=True)
+        if s == 201
+    ]  # fmt: skip
+    span = result.wall_s or 1e-9
+    return {
+        "scenario": step.name,
+        "rate_per_s": step.rate_per_s,
+        "people": step.people,
+        "count": step.count,
+        "arrived_per_s": round(len(result.lag) / max(max(result.sent, default=0), 1e-9), 1),
+        "answered": len(result.status),
+        "unanswered": step.people - len(result.status),
+        "outcomes": {str(k): v for k, v in sorted(Counter(result.status).items())},
+        "p50_ms": ms(sorted(result.latency), 0.5),
+        "p99_ms": ms(sorted(result.latency), 0.99),
+        "winners_p50_ms": ms(winners, 0.5),
+        "winners_p99_ms": ms(winners, 0.99),
+        "others_p50_ms": ms(others, 0.5),
+        "others_p99_ms": ms(others, 0.99),
+        "last_grant_answered_s": round(max(answered_at, default=0), 3),
+        "generator_lag_p99_ms": ms(sorted(result.lag), 0.99),
+        "generator_cpu_share": round(result.cpu_s / (span * cores()), 3),
+        "seconds": round(span, 3),
+    }
