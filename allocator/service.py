@@ -11,6 +11,7 @@ import asyncio
 import logging
 import time
 import uuid
+from collections import defaultdict
 from collections.abc import Callable
 
 import asyncpg
@@ -23,11 +24,19 @@ from allocator.effects import Effects, Record
 from allocator.partition import Owned, Phase
 from allocator.state import CoreConfig
 from allocator.store import FENCED, Fenced, Landed, Ownership, PartitionStore
-from runtime import db, errors, kafka
+from runtime import db, errors, hops, kafka
 from runtime.produce import Message, send_all
 from runtime.settings import Settings
 from schemas import logmarks
-from schemas.messages import ReleaseDay, ReserveDay, Tick, decode_command, encode
+from schemas.messages import (
+    Claim,
+    DayReserved,
+    ReleaseDay,
+    ReserveDay,
+    Tick,
+    decode_command,
+    encode,
+)
 from schemas.topics import Topics, coupon_key, partition_of, user_key
 
 log = logging.getLogger(__name__)
@@ -51,6 +60,8 @@ UNSTORABLE = Counter(
 )
 FAILURES = Counter("coupons_allocator_batch_failures_total", "Batches retried after an error")
 
+# Each command's trip through the log is its own hop (runtime/hops.py).
+TRIPS = {Claim: "log_claim", ReserveDay: "log_reserve_day", DayReserved: "log_day_reserved"}
 RETRY_BACKOFF_S_MAX = 2.0
 TIMER_TICK_MS = 100  # how often deadlines are looked at: a hold lapses at most this late
 TICK_RESEND_S = 1.0  # a Tick not decided by then is sent again
@@ -221,15 +232,7 @@ class Allocator(which_log.LogWatch):
         fresh = [m for m in messages if m.offset + base >= owned.next_offset]
         if not fresh:
             return
-        records = []
-        for message in fresh:
-            if logmarks.is_mark(message.value):
-                continue
-            try:
-                records.append(Record(message.offset + base, decode_command(message.value or b"")))
-            except (ValueError, TypeError, KeyError) as error:
-                UNREADABLE.inc()  # never decided, never blocks the partition
-                log.error("skipping unreadable command at %d: %s", message.offset, error)
+        records = _records(fresh, base)
         try:
             effects, messages = await self._commit(owned, records, fresh[-1].offset + base + 1)
         except Fenced as fenced:
@@ -259,7 +262,9 @@ class Allocator(which_log.LogWatch):
         owned.next_offset = effects.next_offset
         for coupon_id in effects.ticked:
             self.ticking.pop(coupon_id, None)
+        started = time.perf_counter()
         await self._publish(messages)
+        hops.spent("allocator_publish", started)
         BATCHES.observe(len(records))
         for row in effects.decisions:
             DECISIONS.labels(row.decision.outcome, row.decision.reason or "").inc()
@@ -302,10 +307,14 @@ class Allocator(which_log.LogWatch):
     ) -> tuple[Effects, list[Message]]:
         effects = Effects(next_offset)
         if records:
+            started = time.perf_counter()
             needs = core.needs(records)
             loaded, decided = await owned.store.load(needs)
+            hops.spent("allocator_load", started)
+            started = time.perf_counter()
             core.load(loaded)
             effects = core.decide(records, decided)
+            hops.spent("allocator_decide", started)
         effects.next_offset = next_offset  # past the last record read, decided, mark or unreadable
         messages = self._messages(effects)
         started = time.perf_counter()
@@ -313,6 +322,7 @@ class Allocator(which_log.LogWatch):
             owned.epoch, owned.next_offset, effects, outbox.pack(messages), trial
         )
         COMMIT_SECONDS.observe(time.perf_counter() - started)
+        hops.spent("allocator_commit", started)
         return effects, messages
 
     async def _resume(self, owned: Owned, ownership: Ownership) -> None:
@@ -367,3 +377,24 @@ class Allocator(which_log.LogWatch):
                 self.problem = f"broker: {error}"
                 log.warning("publish failed (%s); attempt %d", error, attempt)
                 await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.1 * attempt))
+
+
+def _records(messages: list[ConsumerRecord[bytes, bytes]], base: int) -> list[Record]:
+    """The commands read, at their positions; marks and unreadable records are skipped
+    (an unreadable one is never decided and never blocks the partition)."""
+    records = []
+    trips: defaultdict[str, list[ConsumerRecord[bytes, bytes]]] = defaultdict(list)
+    for message in messages:
+        if logmarks.is_mark(message.value):
+            continue
+        try:
+            command = decode_command(message.value or b"")
+        except (ValueError, TypeError, KeyError) as error:
+            UNREADABLE.inc()
+            log.error("skipping unreadable command at %d: %s", message.offset, error)
+            continue
+        records.append(Record(message.offset + base, command))
+        trips[TRIPS.get(type(command), "log_command")].append(message)
+    for hop, tripped in trips.items():
+        hops.trip(hop, tripped)
+    return records

@@ -71,6 +71,21 @@ def table(figures: list[dict[str, Any]], replay: dict[str, Any] | None) -> Table
     return grid
 
 
+def hops_table(figures: list[dict[str, Any]]) -> Table:
+    """One column a run of ours: each hop's mean, on the way of one durable claim."""
+    runs = [f for f in figures if f.get("hops") and f["scenario"].startswith("sustained")]
+    grid = Table(title="where a durable claim's time goes (ours; mean ms per hop)")
+    grid.add_column("hop")
+    for f in runs:
+        grid.add_column(f["scenario"], justify="right")
+    hop_names = list(dict.fromkeys(h for f in runs for h, _ in f["hops"]["way"]))
+    for hop in hop_names:
+        grid.add_row(hop, *(f"{dict(f['hops']['way']).get(hop, 0):.1f}" for f in runs))
+    grid.add_row("sum of the way", *(f"{f['hops']['way_ms']:.1f}" for f in runs))
+    grid.add_row("measured p50", *(str(f["p50_ms"]) for f in runs))
+    return grid
+
+
 def noon_table(noon: dict[str, Any]) -> Table:
     grid = Table(title="noon, open loop (ours; every claim keyed, daily rule as set)")
     columns = ("step", "arrivals/s", "people", "K", "answered", "p50 ms", "p99 ms",
@@ -134,6 +149,8 @@ def write(
     path = out / f"bench-{stamp}.json"
     path.write_text(json.dumps(document, indent=2))
     console.print(table(figures, replay))
+    if any(f.get("hops") for f in figures):
+        console.print(hops_table(figures))
     for noon in (f for f in figures if f["scenario"] == "noon"):
         console.print(noon_table(noon))
         console.print(f"  highest sustained arrival rate: {noon['highest_sustained_rate_per_s']}/s")

@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from bench import hops
 from bench.load import Result, Target, cores, generate
 from bench.systems import Systems
 from deploy.embedded import free_port
@@ -47,6 +48,7 @@ class Run:
     system: str
     result: Result
     checks: dict[str, Any] = field(default_factory=dict)
+    hops: dict[str, Any] | None = None  # ours: where the time went (bench/hops.py)
 
     def figures(self) -> dict[str, Any]:
         result = self.result
@@ -67,6 +69,7 @@ class Run:
             "transport_errors": result.errors,
             "generator_cpu_share": round(result.cpu_s / (wall * cores()), 3),
             "checks": self.checks,
+            **({"hops": self.hops} if self.hops else {}),
         }
 
 
@@ -141,6 +144,7 @@ def claims(
     users, count, name = scenario.users, scenario.count, scenario.name
     for system in scenario.systems:
         coupon_id = _coupon(systems, system, count, scenario.daily_rule)
+        before = hops.read(systems) if system == "ours" else {}
         result = generate(
             target(systems, system, coupon_id, scenario.keyed),
             users,
@@ -150,6 +154,8 @@ def claims(
             progress(f"{name}: {system}", users),
         )
         run = Run(name, system, result)
+        if system == "ours":
+            run.hops = hops.between(before, hops.read(systems), scenario.daily_rule)
         if system != "ceiling":
             grants, people = grants_of(systems, system, coupon_id)
             answered_granted = result.status.count(201)

@@ -5,7 +5,7 @@ import logging
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from runtime import kafka
+from runtime import hops, kafka
 from schemas.messages import Decision, decode_decision
 
 log = logging.getLogger(__name__)
@@ -51,6 +51,7 @@ class Replies:
 
     async def _read(self) -> None:
         async for message in kafka.follow(self.consumer, timeout_ms=100):
+            hops.trip("log_reply", (message,))
             future = self.waiting.pop((message.key or b"").decode(), None)
             if future is not None and not future.done():
                 future.set_result(decode_decision(message.value or b"{}"))

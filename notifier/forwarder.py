@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 
-from runtime import kafka
+from runtime import hops, kafka
 from runtime.produce import Message, send_all
 from runtime.settings import Settings
 from schemas.topics import Topics
@@ -69,6 +69,8 @@ class Forwarder:
             await kafka.follow_new_logs(self.consumer)
             if not batches:
                 continue
+            for messages in batches.values():
+                hops.trip("log_decision", messages)
             try:
                 await self._forward([m for ms in batches.values() for m in ms])
                 await self.consumer.commit({tp: ms[-1].offset + 1 for tp, ms in batches.items()})
@@ -98,5 +100,7 @@ class Forwarder:
             DECISION_LATENCY.observe(max(now - decision["at_ms"] / 1000, 0))
             key = decision["request_id"].encode()
             replies.append((reply_to, key, message.value))
+        started = time.perf_counter()
         await send_all(self.producer, replies)
+        hops.spent("notifier_forward", started)
         FORWARDED.inc(len(replies))
