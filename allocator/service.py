@@ -149,9 +149,19 @@ class Allocator(which_log.LogWatch):
             batches = await self.consumer.getmany(
                 *self.owned, timeout_ms=TIMER_TICK_MS, max_records=self.settings.batch_records_max
             )
-            for tp, messages in batches.items():
-                if tp in self.owned:
-                    await self._handle(self.owned[tp], messages)
+            # Partitions are independent: each one's batch is decided, committed and
+            # published beside the others', so one's commit does not wait on another's.
+            handled = await asyncio.gather(
+                *(
+                    self._handle(self.owned[tp], ms)
+                    for tp, ms in batches.items()
+                    if tp in self.owned
+                ),
+                return_exceptions=True,
+            )
+            for outcome in handled:
+                if isinstance(outcome, BaseException):
+                    raise outcome
             await self._watch_logs()
             await self._tick()
             self._forget_idle()
