@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from gateway.replies import Replies
 from gateway.retries import Retries
-from runtime import errors, requests
+from runtime import errors, hops, requests
 from runtime.http import Problem, accept, json_response, problem
 from runtime.produce import Batcher, Saturated
 from runtime.settings import Settings
@@ -130,13 +130,13 @@ class Gateway:
         stands in the log. From the produce on, whatever fails answers 202 with the ticket
         (`http.accept`)."""
         future = self.replies.expect(command.request_id)
+        started = time.perf_counter()
         try:
-            offset = await asyncio.wait_for(
-                self.batcher.send(
+            # asyncio.timeout, not wait_for: wait_for makes a task of every claim.
+            async with asyncio.timeout(self.settings.produce_timeout_s):
+                offset = await self.batcher.send(
                     self.topics.commands, coupon_key(command.coupon_id), encode(command)
-                ),
-                timeout=self.settings.produce_timeout_s,
-            )
+                )
         except Saturated as error:
             self.replies.forget(command.request_id)
             raise Problem(
@@ -157,9 +157,11 @@ class Gateway:
                 f"the request was not accepted ({type(error).__name__}); retry shortly",
                 headers={"Retry-After": "1"},
             ) from error
+        hops.spent("gateway_produce", started)
         accept(request, lambda: self.pending_at(command, None))
         try:
-            return Decided(await asyncio.wait_for(asyncio.shield(future), wait_s))
+            async with asyncio.timeout(wait_s):  # the shield: a retry may wait on it too
+                return Decided(await asyncio.shield(future))
         except Exception:  # late, or anything odd: the ticket answers it
             self.replies.forget(command.request_id)
             return Pending(offset)
