@@ -9,7 +9,7 @@ from gateway.pipeline import GATEWAY, Gateway, Pending, refusal, rejection
 from gateway.retries import PROVEN_OVER, Earlier, earlier_from_row
 from runtime import requests
 from runtime.auth import caller
-from runtime.http import Problem, json_response
+from runtime.http import Problem, json_response, labelled, problem
 from schemas import readmodel
 from schemas.coupons import EDGE_REASONS, State, grant_view, state_at
 from schemas.messages import Claim, CouponStatus, Grant
@@ -21,6 +21,7 @@ CLAIM_SECONDS = Histogram(
     ["outcome"],
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
+_CLAIMS, _CLAIM_SECONDS = labelled(CLAIMS), labelled(CLAIM_SECONDS)
 
 
 async def claim(request: web.Request) -> web.Response:
@@ -30,8 +31,8 @@ async def claim(request: web.Request) -> web.Response:
         response, outcome = await _claim(request)
         return response
     finally:
-        CLAIMS.labels(outcome).inc()
-        CLAIM_SECONDS.labels(outcome).observe(time.perf_counter() - started)
+        _CLAIMS(outcome).inc()
+        _CLAIM_SECONDS(outcome).observe(time.perf_counter() - started)
 
 
 async def _claim(request: web.Request) -> tuple[web.Response, str]:
@@ -62,7 +63,7 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
             if earlier is not None:
                 return _answer(gateway.ticket(coupon_id, request_id), earlier)
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
-        raise Problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge)
+        return problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge), edge
     request_id = gateway.request_id(key, user_id, coupon_id)  # a fresh one without a key
     command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)
     outcome = await gateway.submit(request, command, wait_s)

@@ -36,6 +36,24 @@ HTTP_DURATION = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 BUILD = Info("coupons_build", "The running build")
+
+
+def labelled(metric: Counter | Histogram) -> Callable[..., Any]:
+    """`metric.labels` remembered per label values without its lock: a handful of values,
+    asked for on every request (the client's own lookup was 4% of a gateway's time)."""
+    children: dict[tuple[str, ...], Any] = {}
+
+    def child(*values: str) -> Any:
+        found = children.get(values)
+        if found is None:
+            found = children[values] = metric.labels(*values)
+        return found
+
+    return child
+
+
+_HTTP_REQUESTS = labelled(HTTP_REQUESTS)
+_HTTP_DURATION = labelled(HTTP_DURATION)
 BUILD.info({"version": importlib.metadata.version("coupons")})
 
 Readiness = Callable[[], Awaitable[str | None]]  # None when ready, else why not
@@ -118,9 +136,9 @@ async def errors(
             response = problem(500, "internal", "Internal error", "an unexpected error occurred")
     if response.status >= 500 and ACCEPTED in request:
         response = request[ACCEPTED]()
-    HTTP_REQUESTS.labels(request.method, name, str(response.status)).inc()
+    _HTTP_REQUESTS(request.method, name, str(response.status)).inc()
     if not response.prepared:  # a live stream is prepared by its handler, long before here
-        HTTP_DURATION.labels(request.method, name).observe(time.perf_counter() - started)
+        _HTTP_DURATION(request.method, name).observe(time.perf_counter() - started)
     return response
 
 

@@ -131,6 +131,7 @@ def guard(
     by_user = TokenBuckets(limits.user_per_s, limits.user_burst, limits.keys_max)
     in_flight = 0
     IN_FLIGHT_MAX.set(limits.in_flight_max)
+    IN_FLIGHT.set_function(lambda: in_flight)  # read when scraped, not set per request
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -158,12 +159,10 @@ def guard(
         if not counted:
             return await handler(request)
         in_flight += 1
-        IN_FLIGHT.set(in_flight)
         try:
             return await handler(request)
         finally:
             in_flight -= 1
-            IN_FLIGHT.set(in_flight)
 
     return middleware
 

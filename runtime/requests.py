@@ -5,6 +5,7 @@ import math
 import uuid
 from collections.abc import Set as AbstractSet
 from datetime import datetime
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -59,9 +60,16 @@ def _name_unstorable(raw: bytes) -> None:
 def coupon_id(request: web.Request) -> str:
     raw = request.match_info["coupon_id"]
     try:
-        return str(uuid.UUID(raw))
+        return _canonical_id(raw)
     except ValueError as error:
         raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {raw!r}") from error
+
+
+@lru_cache(maxsize=4096)
+def _canonical_id(raw: str) -> str:
+    """An id as PostgreSQL writes it; remembered, as a hot coupon's id comes back all day
+    (a malformed one raises, and is not remembered)."""
+    return str(uuid.UUID(raw))
 
 
 def text(body: dict[str, Any], name: str, chars_max: int, default: str | None = None) -> str:

@@ -6,7 +6,6 @@ from the same person for the same coupon always names the same request and ticke
 """
 
 import base64
-import hashlib
 import hmac
 import uuid
 
@@ -14,7 +13,7 @@ TAG_BYTES = 16
 
 
 def _tag(secret: bytes, body: bytes) -> bytes:
-    return hmac.new(secret, b"ticket\0" + body, hashlib.sha256).digest()[:TAG_BYTES]
+    return hmac.digest(secret, b"ticket\0" + body, "sha256")[:TAG_BYTES]
 
 
 def mint(secret: bytes, coupon_id: str, request_id: str) -> str:
@@ -39,5 +38,5 @@ def open_ticket(secret: bytes, ticket: str) -> tuple[str, str] | None:
 def request_id_for(secret: bytes, user_id: str, scope: str, idempotency_key: str) -> str:
     """The request id a retried request must reuse: unguessable without the secret."""
     message = "\0".join(("idempotency", user_id, scope, idempotency_key)).encode()
-    digest = hmac.new(secret, message, hashlib.sha256).digest()[:16]
+    digest = hmac.digest(secret, message, "sha256")[:16]  # the one-shot C path
     return str(uuid.UUID(bytes=digest, version=4))
