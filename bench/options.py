@@ -31,7 +31,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "first not sustained; each step's coupon has a tenth as many units as "
                       "people")  # fmt: skip
     noon.add_argument("--noon-step-seconds", type=float, default=8)
-    noon.add_argument("--noon-connections", type=int, default=4096,
+    noon.add_argument("--noon-connections", type=int, default=12_000,
                       help="connections the arrivals may open, at most")  # fmt: skip
     # The reference figures in the issue were measured over 64 connections.
     parser.add_argument("--connections", type=int, default=64)

@@ -79,10 +79,12 @@ def ms(ordered: list[float], fraction: float) -> float | None:
     return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 1)
 
 
-def target(systems: Systems, system: str, coupon_id: str, keyed: bool) -> Target:
+def target(
+    systems: Systems, system: str, coupon_id: str, keyed: bool, prefer_wait_s: int = 10
+) -> Target:
     port = systems.port("gateway" if system == "ours" else system)
     path = f"/v1/coupons/{coupon_id}/claims"
-    return Target("127.0.0.1", port, path, systems.secret, keyed=keyed)
+    return Target("127.0.0.1", port, path, systems.secret, keyed=keyed, prefer_wait_s=prefer_wait_s)
 
 
 async def _baseline_coupon(systems: Systems, count: int, daily_rule: bool) -> str:

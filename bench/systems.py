@@ -7,9 +7,11 @@ import secrets
 import urllib.request
 import uuid
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Protocol
 
 from deploy.embedded import free_port
 from deploy.stack import (
@@ -124,3 +126,9 @@ def start(
         systems.stop()
         raise
     return systems
+
+
+class Fresh(Protocol):
+    """Starts everything anew for one scenario (and stops it after): bench/run.py."""
+
+    def __call__(self, compared: bool = True) -> AbstractContextManager[Systems]: ...
