@@ -8,8 +8,8 @@ reports the CPU it used, so a run can show that the generator was not the bottle
 
 Closed loop (the default), each connection sends its next request when the last is
 answered. Open loop (`rate_per_s`), requests *arrive* on a schedule whatever the answers
-do: each takes an idle connection or opens one, up to `connections`, and else waits for
-one; its latency counts from when it was due, so a slow answer delays nobody's clock.
+do: each takes one of `connections` opened before T (a load balancer's pool), or waits
+for one; its latency counts from when it was due, so a slow answer delays nobody's clock.
 """
 
 import asyncio
@@ -142,16 +142,27 @@ async def _connection(
 
 
 Connection = tuple[asyncio.StreamReader, asyncio.StreamWriter]
+OPENING_AT_ONCE = 128
+
+
+async def _open(target: Target, count: int) -> list[Connection]:
+    """`count` connections, opened a few at a time."""
+    opened: list[Connection] = []
+    while len(opened) < count:
+        wave = min(OPENING_AT_ONCE, count - len(opened))
+        opened += await asyncio.gather(
+            *(asyncio.open_connection(target.host, target.port) for _ in range(wave))
+        )
+    return opened
 
 
 async def _arrivals(
     part: Slice, requests: list[bytes], result: Result, t0: float,
-    done: Synchronized,  # type: ignore[type-arg]
+    done: Synchronized, idle: list[Connection],  # type: ignore[type-arg]
 ) -> None:  # fmt: skip
-    """Open loop: request i is due at T + i / rate, sent then (or as soon as a connection
-    is free), and timed from when it was due."""
+    """Open loop: request i is due at T + i / rate, sent then on an idle connection (or as
+    soon as one is free), and timed from when it was due."""
     target = part.target
-    idle: list[Connection] = []
     slots = asyncio.Semaphore(part.connections)
 
     async def send(request: bytes, due: float) -> None:
@@ -217,24 +228,26 @@ def run_slice(part: Slice) -> Result:
     requests = [
         request_bytes(part.target, f"{part.user_prefix}{i}") for i in range(part.first, part.last)
     ]
-    with shared.ready.get_lock():
-        shared.ready.value += 1
-    while shared.start_at.value == 0:
-        time.sleep(0.005)
     import uvloop
 
-    return uvloop.run(_send_all(part, requests, shared.done, shared.start_at.value))
+    return uvloop.run(_send_all(part, requests, shared))
 
 
-async def _send_all(
-    part: Slice, requests: list[bytes], done: Synchronized, start_at: float,  # type: ignore[type-arg]
-) -> Result:  # fmt: skip
+async def _send_all(part: Slice, requests: list[bytes], shared: Shared) -> Result:
     result = Result()
+    # Open loop: the connections are opened before T, as a load balancer's pool in front
+    # of the gateways would be; thousands opened at once at T would measure the kernel's
+    # accept queue overflowing (SYNs retried after 1, 3, 7 s), not the service.
+    idle = await _open(part.target, part.connections) if part.rate_per_s > 0 else []
+    with shared.ready.get_lock():
+        shared.ready.value += 1
+    start_at = await asyncio.to_thread(_start_at, shared)
     await asyncio.sleep(max(0.0, start_at - time.time()))
     cpu_before = _cpu_s()
     t0 = time.perf_counter() - (time.time() - start_at)
+    done = shared.done
     if part.rate_per_s > 0:
-        await _arrivals(part, requests, result, t0, done)
+        await _arrivals(part, requests, result, t0, done, idle)
     else:
         cursor = [0]
         await asyncio.gather(
@@ -246,6 +259,13 @@ async def _send_all(
     result.wall_s = time.perf_counter() - t0
     result.cpu_s = _cpu_s() - cpu_before
     return result
+
+
+def _start_at(shared: Shared) -> float:
+    """T, once the parent has set it (every process is ready): another process's signal."""
+    while shared.start_at.value == 0:
+        time.sleep(0.005)
+    return float(shared.start_at.value)
 
 
 def _cpu_s() -> float:

@@ -31,8 +31,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                       "first not sustained; each step's coupon has a tenth as many units as "
                       "people")  # fmt: skip
     noon.add_argument("--noon-step-seconds", type=float, default=8)
-    noon.add_argument("--noon-connections", type=int, default=12_000,
-                      help="connections the arrivals may open, at most")  # fmt: skip
+    noon.add_argument("--noon-connections", type=int, default=2048,
+                      help="connections opened before T that the arrivals share, as a load "
+                      "balancer's pool in front of the gateway")  # fmt: skip
     # The reference figures in the issue were measured over 64 connections.
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--wide-connections", type=int, default=512,
