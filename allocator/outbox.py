@@ -6,9 +6,34 @@ escaping a whole batch of them again cost more than deciding it.
 
 import struct
 
+from allocator.effects import Effects
 from runtime.produce import Message
+from schemas.messages import ReleaseDay, ReserveDay, encode
+from schemas.topics import Topics, coupon_key, user_key
 
 FRAME = struct.Struct(">HII")
+
+
+def messages(effects: Effects, topics: Topics) -> list[Message]:
+    """What a batch publishes: its decisions (and echoes of earlier ones), the statuses of
+    the coupons it changed, and the commands it sends on (a day asked for or given back
+    goes to the person's partition)."""
+    out: list[Message] = []
+    for row in effects.decisions:
+        decision = row.decision
+        out.append((topics.decisions, coupon_key(decision.coupon_id), encode(decision)))
+    for echo in effects.echoes:
+        out.append((topics.decisions, coupon_key(echo.coupon_id), encode(echo)))
+    for status in effects.changed.values():
+        out.append((topics.status, coupon_key(status.coupon_id), encode(status)))
+    for command in effects.commands:
+        key = (
+            user_key(command.user_id)
+            if isinstance(command, ReserveDay | ReleaseDay)
+            else coupon_key(command.coupon_id)
+        )
+        out.append((topics.commands, key, encode(command)))
+    return out
 
 
 def pack(messages: list[Message]) -> bytes:

@@ -31,13 +31,12 @@ from schemas import logmarks
 from schemas.messages import (
     Claim,
     DayReserved,
-    ReleaseDay,
     ReserveDay,
     Tick,
     decode_command,
     encode,
 )
-from schemas.topics import Topics, coupon_key, partition_of, user_key
+from schemas.topics import Topics, coupon_key, partition_of
 
 log = logging.getLogger(__name__)
 
@@ -326,7 +325,7 @@ class Allocator(which_log.LogWatch):
             effects = core.decide(records, decided)
             hops.spent("allocator_decide", started)
         effects.next_offset = next_offset  # past the last record read, decided, mark or unreadable
-        messages = self._messages(effects)
+        messages = outbox.messages(effects, self.topics)
         started = time.perf_counter()
         await owned.store.commit(
             owned.epoch, owned.next_offset, effects, outbox.pack(messages), trial
@@ -354,25 +353,6 @@ class Allocator(which_log.LogWatch):
         self.consumer.pause(owned.tp)
         if not self.owned:
             self.problem = "fenced out of every partition it was given"
-
-    def _messages(self, effects: Effects) -> list[Message]:
-        topics = self.topics
-        out: list[Message] = []
-        for row in effects.decisions:
-            decision = row.decision
-            out.append((topics.decisions, coupon_key(decision.coupon_id), encode(decision)))
-        for echo in effects.echoes:
-            out.append((topics.decisions, coupon_key(echo.coupon_id), encode(echo)))
-        for status in effects.changed.values():
-            out.append((topics.status, coupon_key(status.coupon_id), encode(status)))
-        for command in effects.commands:
-            key = (
-                user_key(command.user_id)
-                if isinstance(command, ReserveDay | ReleaseDay)
-                else coupon_key(command.coupon_id)
-            )
-            out.append((topics.commands, key, encode(command)))
-        return out
 
     async def _publish(self, messages: list[Message]) -> None:
         """Publish until the broker has every message; a crash here replays the outbox."""
