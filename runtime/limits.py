@@ -7,6 +7,7 @@ protecting each process; a global quota would need shared state.
 """
 
 import ipaddress
+import logging
 import math
 import time
 from collections.abc import Callable
@@ -20,6 +21,7 @@ from runtime.auth import Caller, Verifier, caller
 from runtime.environment import variable
 from runtime.http import Problem, problem
 
+log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
@@ -100,7 +102,9 @@ def overloaded() -> web.Response:
 class Limits:
     user_per_s: float = variable("RATE_LIMIT_USER_PER_S", 10.0)  # 0: no limit
     user_burst: float = variable("RATE_LIMIT_USER_BURST", 20.0)
-    address_per_s: float = variable("RATE_LIMIT_ADDRESS_PER_S", 500.0)
+    # Off unless set: behind a load balancer whose address is not among the trusted
+    # proxies, every person shares that one address, and its bucket would throttle the site.
+    address_per_s: float = variable("RATE_LIMIT_ADDRESS_PER_S", 0.0)
     address_burst: float = variable("RATE_LIMIT_ADDRESS_BURST", 1000.0)
     trusted_proxies: tuple[Network, ...] = ()  # COUPONS_TRUSTED_PROXIES
     in_flight_max: int = variable("COUPONS_IN_FLIGHT_MAX", 10_000)
@@ -117,6 +121,30 @@ class Limits:
         if self.in_flight_max < 1:
             raise ValueError("COUPONS_IN_FLIGHT_MAX must be at least 1")
 
+    def in_force(self) -> str:
+        """One line saying which bounds hold, for the log at start-up."""
+        person = _bucket(self.user_per_s, self.user_burst, "RATE_LIMIT_USER_PER_S")
+        address = _bucket(self.address_per_s, self.address_burst, "RATE_LIMIT_ADDRESS_PER_S")
+        proxies = ", ".join(str(n) for n in self.trusted_proxies) or "none"
+        return (
+            f"limits in force: per person {person}; per client address {address};"
+            f" trusted proxies {proxies}; at most {self.in_flight_max} requests in flight"
+        )
+
+    def hazard(self) -> str | None:
+        """A setting that can throttle everybody at once, said as a warning, or None."""
+        if self.address_per_s > 0 and not self.trusted_proxies:
+            return (
+                "the per-address limit is on and COUPONS_TRUSTED_PROXIES is empty: behind a"
+                " load balancer or proxy every person shares its address, and this limit"
+                " throttles them all together"
+            )
+        return None
+
+
+def _bucket(per_s: float, burst: float, name: str) -> str:
+    return f"{per_s:g}/s, bursts of {burst:g}" if per_s > 0 else f"off ({name})"
+
 
 def guard(
     limits: Limits,
@@ -127,6 +155,9 @@ def guard(
     """A middleware for the /v1/ routes: requests in flight, then the client address's
     bucket, then the person's (when the request carries a valid token; a bad one is the
     handler's 401). Live streams are not counted in flight; they are long by design."""
+    log.info(limits.in_force())
+    if (hazard := limits.hazard()) is not None:
+        log.warning(hazard)
     by_address = TokenBuckets(limits.address_per_s, limits.address_burst, limits.keys_max)
     by_user = TokenBuckets(limits.user_per_s, limits.user_burst, limits.keys_max)
     in_flight = 0

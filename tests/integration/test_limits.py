@@ -7,7 +7,7 @@ import time
 import aiohttp
 import pytest
 
-from tests.support.client import POLL_INTERVAL_S, claim, create_coupon, get, post
+from tests.support.client import POLL_INTERVAL_S, claim, create_coupon, get, post, session
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -24,6 +24,28 @@ async def test_a_person_past_their_rate_gets_429_and_others_do_not(stack: Stack)
     assert limited.headers["Content-Type"] == "application/problem+json"
     assert int(limited.headers["Retry-After"]) >= 1
     assert bob.status == 200
+
+
+async def test_with_the_defaults_a_burst_from_one_address_is_not_throttled(stack: Stack) -> None:
+    # Behind a load balancer every person can arrive from one address: the per-address
+    # limit is off unless configured, and the gateway says what is in force as it starts.
+    people = 2_000
+    async with session(connections_max=256) as http:
+        coupon = await create_coupon(http, stack, 25)
+        answers = await asyncio.gather(
+            *(claim(http, stack, coupon["id"], f"one-address-{i}", wait_s=0) for i in range(people))
+        )
+    assert not [a for a in answers if a.status == 429]
+    said = (stack.log_dir / "gateway.log").read_text()
+    assert "per client address off (RATE_LIMIT_ADDRESS_PER_S)" in said
+    assert "throttles them all together" not in said
+
+
+@pytest.mark.stack_env(RATE_LIMIT_ADDRESS_PER_S="50")
+async def test_a_per_address_limit_without_trusted_proxies_is_warned_of(stack: Stack) -> None:
+    said = (stack.log_dir / "gateway.log").read_text()
+    assert "per client address 50/s, bursts of 1000" in said
+    assert "COUPONS_TRUSTED_PROXIES is empty" in said
 
 
 @pytest.mark.stack_env(

@@ -56,3 +56,23 @@ def test_limits_refuse_a_rate_without_a_burst() -> None:
     with pytest.raises(ValueError):
         Limits(in_flight_max=0)
     Limits(user_per_s=0, user_burst=0)  # off: no burst needed, no error
+
+
+def test_the_per_address_limit_is_off_unless_configured_and_said_so() -> None:
+    defaults = Limits()
+    assert defaults.address_per_s == 0
+    assert defaults.in_force() == (
+        "limits in force: per person 10/s, bursts of 20; per client address off"
+        " (RATE_LIMIT_ADDRESS_PER_S); trusted proxies none; at most 10000 requests in flight"
+    )
+    assert defaults.hazard() is None
+
+
+def test_a_per_address_limit_with_nobody_trusted_is_a_hazard_and_with_proxies_is_not() -> None:
+    alone = Limits(address_per_s=500, address_burst=1000)
+    assert "COUPONS_TRUSTED_PROXIES is empty" in (alone.hazard() or "")
+    behind = Limits(address_per_s=500, trusted_proxies=parse_networks("10.0.0.0/8"))
+    assert behind.hazard() is None
+    assert "per client address 500/s, bursts of 1000; trusted proxies 10.0.0.0/8" in (
+        behind.in_force()
+    )
