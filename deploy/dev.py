@@ -15,8 +15,8 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from deploy.embedded import start_broker, start_postgres
-from deploy.stack import Part, Stack, build_stack, stack_env
+from deploy.embedded import Process, start_broker, start_postgres
+from deploy.stack import Stack, build_stack, stack_env
 from runtime.auth import mint_token
 from runtime.db import migrate
 
@@ -89,13 +89,12 @@ def run_dev(port: int, data_dir: str, demo: bool) -> int:
         if demo:
             _print_demo(port, keys["jwt"])
         print(f"logs in {logs}; Ctrl-C stops everything", flush=True)
-        _wait_for_signal([*stack.allocators, *filter(None, (stack.notifier, stack.gateway))])
+        return _supervise(stack, infra)
     finally:
         if stack is not None:
             stack.stop()
         for process in reversed(infra):
             process.stop()
-    return 0
 
 
 def _print_demo(port: int, jwt_secret: str) -> None:
@@ -110,12 +109,45 @@ def _print_demo(port: int, jwt_secret: str) -> None:
     print("other users: .venv/bin/coupons token --sub bob\n", flush=True)
 
 
-def _wait_for_signal(parts: list[Part]) -> None:
+BACKOFF_S_FIRST = 1.0
+BACKOFF_S_MAX = 30.0
+STEADY_S = 60.0  # a part up this long has recovered: its next restart waits the least again
+
+
+def _supervise(stack: Stack, infra: list[Process]) -> int:
+    """Until Ctrl-C (or SIGTERM): a part that exits is started again after a backoff that
+    doubles while it keeps failing, and the terminal says so. The broker or PostgreSQL
+    exiting ends the stack (the broker's log was in its memory): exit status 1."""
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    waits: dict[str, float] = {}
+    started: dict[str, float] = {part.name: time.monotonic() for part in stack.parts}
     while not stop.wait(0.5):
-        for part in parts:
-            if part.process.popen.poll() is not None:
-                print(f"{part.name} exited; see {part.process.log_path}", flush=True)
-                return
+        for process in infra:
+            if process.popen.poll() is not None:
+                print(f"{process.name} exited; stopping the stack (see {process.log_path})")
+                return 1
+        for part in stack.parts:
+            code = part.process.popen.poll()
+            if code is None:
+                continue
+            steady = time.monotonic() - started.get(part.name, 0) >= STEADY_S
+            wait = BACKOFF_S_FIRST if steady else waits.get(part.name, BACKOFF_S_FIRST)
+            waits[part.name] = min(2 * wait, BACKOFF_S_MAX)
+            print(
+                f"{part.name} exited with status {code}; starting it again in {wait:.0f} s"
+                f" (see {part.process.log_path})",
+                flush=True,
+            )
+            if stop.wait(wait):
+                return 0
+            started[part.name] = time.monotonic()
+            assert part.again is not None, "every part of the stack can start again"
+            try:
+                stack.replace(part, part.again())
+            except (RuntimeError, TimeoutError) as error:  # exited again, or never ready
+                print(f"{part.name} did not start: {str(error).splitlines()[0]}", flush=True)
+                continue
+            print(f"{part.name} is back", flush=True)
+    return 0

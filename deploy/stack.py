@@ -35,6 +35,8 @@ class Part:
     name: str
     process: Process
     url: str
+    # Starts the same part again (same settings, port and log), ready; `coupons dev` uses it.
+    again: Callable[[], "Part"] | None = field(default=None, repr=False, compare=False)
 
 
 def http_ready(url: str) -> bool:
@@ -66,8 +68,16 @@ def start_part(
         env={**os.environ, **env},
     )
     url = f"http://127.0.0.1:{port}"
-    wait_part(Part(label, process, url))
-    return Part(label, process, url)
+    try:
+        wait_part(Part(label, process, url))
+    except BaseException:
+        process.stop()  # not ready, or interrupted: never leave it running unowned
+        raise
+
+    def again() -> Part:
+        return start_part(name, env, port, log_dir, label, module)
+
+    return Part(label, process, url, again)
 
 
 def wait_part(part: Part, timeout_s: float = READY_TIMEOUT_S) -> None:
@@ -199,10 +209,22 @@ class Stack:
         self.extra.append(part)
         return part
 
+    @property
+    def parts(self) -> list[Part]:
+        return [p for p in [self.gateway, self.notifier, *self.allocators, *self.extra] if p]
+
+    def replace(self, old: Part, new: Part) -> None:
+        """`new` where `old` was (a part started again)."""
+        if self.gateway is old:
+            self.gateway = new
+        elif self.notifier is old:
+            self.notifier = new
+        for parts in (self.allocators, self.extra):
+            parts[:] = [new if p is old else p for p in parts]
+
     def stop(self) -> None:
-        for part in [self.gateway, self.notifier, *self.allocators, *self.extra]:
-            if part is not None:
-                part.process.stop()
+        for part in self.parts:
+            part.process.stop()
 
 
 def build_stack(
