@@ -50,9 +50,9 @@ def _part(name: str, workers: int | None = None) -> int:
             print(f"coupons: {error}", file=sys.stderr)
             return 2
         if count > 1:
-            from deploy.workers import supervise
+            from deploy.workers import run_workers
 
-            asyncio.run(supervise(count))
+            run_workers(count)
             return 0
     elif name == "allocator":
         from allocator.app import run

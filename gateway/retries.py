@@ -41,7 +41,11 @@ READS = Counter(
     "coupons_gateway_retry_reads_total",
     "Reads of decisions on coupons that are over (each serves every retry meanwhile)",
 )
-HELD = Gauge("coupons_gateway_retry_decisions_held", "Decisions held to answer retries at the edge")
+HELD = Gauge(
+    "coupons_gateway_retry_decisions_held",
+    "Decisions held to answer retries at the edge",
+    multiprocess_mode="livesum",
+)
 
 # A held decision: the grant it made, or the reason it refused.
 Earlier = Grant | str

@@ -2,6 +2,7 @@
 
 import importlib.metadata
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -12,10 +13,12 @@ from aiohttp.http_exceptions import BadHttpMessage
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     REGISTRY,
+    CollectorRegistry,
     Counter,
+    Gauge,
     Histogram,
-    Info,
     generate_latest,
+    multiprocess,
 )
 
 from runtime import errors as failures
@@ -35,7 +38,8 @@ HTTP_DURATION = Histogram(
     ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
-BUILD = Info("coupons_build", "The running build")
+# A gauge, not an Info: Info has no multiprocess mode (gateway workers: `_exposition`).
+BUILD = Gauge("coupons_build_info", "The running build", ["version"], multiprocess_mode="max")
 
 
 def labelled(metric: Counter | Histogram) -> Callable[..., Any]:
@@ -54,7 +58,22 @@ def labelled(metric: Counter | Histogram) -> Callable[..., Any]:
 
 _HTTP_REQUESTS = labelled(HTTP_REQUESTS)
 _HTTP_DURATION = labelled(HTTP_DURATION)
-BUILD.info({"version": importlib.metadata.version("coupons")})
+BUILD.labels(importlib.metadata.version("coupons")).set(1)
+
+MULTIPROC_DIR = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _exposition() -> bytes:
+    """Every metric of this process; under `coupons gateway --workers N`, which gives its
+    workers a PROMETHEUS_MULTIPROC_DIR, the sums over every worker, whichever one answers
+    the scrape (the client library's process_* and python_* series are per process, and
+    are left out then)."""
+    if not os.environ.get(MULTIPROC_DIR):
+        return generate_latest(REGISTRY)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+    return generate_latest(registry)
+
 
 Readiness = Callable[[], Awaitable[str | None]]  # None when ready, else why not
 
@@ -153,9 +172,7 @@ def add_ops_routes(app: web.Application, readiness: Readiness) -> None:
         return json_response({"status": "not_ready", "detail": why}, status=503)
 
     async def metrics(_: web.Request) -> web.Response:
-        return web.Response(
-            body=generate_latest(REGISTRY), headers={"Content-Type": CONTENT_TYPE_LATEST}
-        )
+        return web.Response(body=_exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})
 
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

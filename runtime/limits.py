@@ -162,7 +162,6 @@ def guard(
     by_user = TokenBuckets(limits.user_per_s, limits.user_burst, limits.keys_max)
     in_flight = 0
     IN_FLIGHT_MAX.set(limits.in_flight_max)
-    IN_FLIGHT.set_function(lambda: in_flight)  # read when scraped, not set per request
 
     @web.middleware
     async def middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -190,16 +189,27 @@ def guard(
         if not counted:
             return await handler(request)
         in_flight += 1
+        IN_FLIGHT.inc()
         try:
             return await handler(request)
         finally:
             in_flight -= 1
+            IN_FLIGHT.dec()
 
     return middleware
 
 
-IN_FLIGHT = Gauge("coupons_http_in_flight", "Requests being handled (live streams not counted)")
-IN_FLIGHT_MAX = Gauge("coupons_http_in_flight_max", "Requests in flight past which the part sheds")
+# Summed over gateway workers (multiprocess mode), so that the ratio stays the share in use.
+IN_FLIGHT = Gauge(
+    "coupons_http_in_flight",
+    "Requests being handled (live streams not counted)",
+    multiprocess_mode="livesum",
+)
+IN_FLIGHT_MAX = Gauge(
+    "coupons_http_in_flight_max",
+    "Requests in flight past which the part sheds",
+    multiprocess_mode="livesum",
+)
 RATE_LIMITED = Counter("coupons_rate_limited_total", "Requests refused with 429", ["key"])
 IN_FLIGHT_SHED = Counter(
     "coupons_shed_total", "Requests refused with 503 because too many were in flight"

@@ -64,9 +64,16 @@ class Saturated(errors.Unavailable):
     """The produce queue is full: shed the request rather than queue without bound."""
 
 
-PRODUCE_QUEUE = Gauge("coupons_gateway_produce_queue", "Commands waiting for the broker")
+# Summed over gateway workers (multiprocess mode), so that the ratio stays the share in use.
+PRODUCE_QUEUE = Gauge(
+    "coupons_gateway_produce_queue",
+    "Commands waiting for the broker",
+    multiprocess_mode="livesum",
+)
 PRODUCE_QUEUE_MAX = Gauge(
-    "coupons_gateway_produce_queue_max", "Commands waiting past which the gateway sheds"
+    "coupons_gateway_produce_queue_max",
+    "Commands waiting past which the gateway sheds",
+    multiprocess_mode="livesum",
 )
 
 
@@ -88,7 +95,6 @@ class Batcher:
         self.queued: dict[tuple[str, int], list[Queued]] = {}
         self.flushing: set[tuple[str, int]] = set()
         self.tasks: set[asyncio.Task[None]] = set()
-        PRODUCE_QUEUE.set_function(lambda: self.pending)
         PRODUCE_QUEUE_MAX.set(queued_max)
 
     async def send(self, topic: str, key: bytes, value: bytes) -> int:
@@ -97,10 +103,12 @@ class Batcher:
         if self.pending >= self.queued_max:
             raise Saturated(f"{self.pending} messages are waiting for the broker")
         self.pending += 1
+        PRODUCE_QUEUE.inc()
         try:
             return await self._send(topic, key, value)
         finally:
             self.pending -= 1
+            PRODUCE_QUEUE.dec()
 
     async def _send(self, topic: str, key: bytes, value: bytes) -> int:
         count = self.counts.get(topic)

@@ -10,7 +10,7 @@ import pytest
 
 from deploy.embedded import free_port
 from deploy.stack import start_part, wait_listening, wait_until
-from tests.support.client import create_coupon, post
+from tests.support.client import create_coupon, metric, post
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -78,3 +78,29 @@ def test_workers_share_the_port_and_one_that_dies_is_replaced(stack: Stack) -> N
         part.process.stop()
     assert part.process.popen.returncode == 0
     assert not [p for p in workers if Path(f"/proc/{p}").exists()]  # SIGTERM stopped them all
+
+
+def test_metrics_are_the_sums_over_the_workers_whichever_answers(stack: Stack) -> None:
+    port = free_port()
+    env = {**stack.env, "GATEWAY_PORT": str(port), "GATEWAY_WORKERS": "2"}
+    part = start_part("gateway", env, port, stack.log_dir, label="gateway-metrics")
+    try:
+        wait_for_children(part.process.pid, 2)
+        wait_listening(port, 2)
+
+        async def scenario() -> list[float]:
+            async with aiohttp.ClientSession() as session:
+                coupon = (await create_coupon(session, stack, 100))["id"]
+            # Fresh connections: the kernel spreads them over both workers (all 40 on one
+            # would happen about once in 5 * 10^11 runs).
+            sent = await claims(stack, part.url, coupon, [f"m{i}" for i in range(40)])
+            assert sent == [201] * 40
+            scrapes = []
+            for _ in range(10):  # each scrape on a fresh connection, so either may answer
+                scrapes.append(await metric(part.url, "coupons_claims_total"))
+            return scrapes
+
+        scrapes = asyncio.run(scenario())
+    finally:
+        part.process.stop()
+    assert scrapes == [40.0] * 10
