@@ -15,7 +15,8 @@ WAY_WITH_DAILY_RULE = (
     "gateway_produce", "log_claim", "batch", "log_reserve_day", "batch", "log_day_reserved",
     "batch", "log_decision", "notifier_forward", "log_reply",
 )  # fmt: skip
-WAY = tuple(h for h in WAY_WITH_DAILY_RULE if h not in ("log_reserve_day", "log_day_reserved"))
+# Without the daily rule a claim is decided in the batch that reads it.
+WAY = ("gateway_produce", "log_claim", "batch", "log_decision", "notifier_forward", "log_reply")
 
 Totals = dict[str, tuple[float, float]]  # hop: (seconds, count)
 

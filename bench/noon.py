@@ -86,7 +86,13 @@ def _measure(
         progress(f"{step.name}: ours", step.people),
         rate_per_s=step.rate_per_s,
     )
-    grants, people = grants_of(systems, "ours", coupon_id)
+    figures = judge(step, result, *grants_of(systems, "ours", coupon_id))
+    return figures, Run(step.name, "ours", result, figures["checks"])
+
+
+def judge(step: Step, result: Result, grants: int, people: int) -> dict[str, Any]:
+    """A step's figures, its exact-K checks (against what PostgreSQL holds: `grants`, and
+    the `people` they went to) and whether it was sustained."""
     figures = _figures(step, result)
     outcomes = Counter(result.status)
     figures["checks"] = {
@@ -104,7 +110,7 @@ def _measure(
         and not any(status >= 500 for status in outcomes)
         and (figures["p99_ms"] or 0) < P99_SUSTAINED_S * 1000
     )
-    return figures, Run(step.name, "ours", result, figures["checks"])
+    return figures
 
 
 def _figures(step: Step, result: Result) -> dict[str, Any]:
