@@ -92,6 +92,6 @@ async def _earlier(
     """The decision this request already has, if any: held by the gateway for a coupon its
     status proves over (gateway/retries.py), else read for this request alone."""
     if state in PROVEN_OVER:
-        return await gateway.retries.earlier(status, request_id)
+        return await gateway.retries.earlier(status, state, request_id)
     row = await gateway.pool.fetchrow(readmodel.DECISION_BY_REQUEST, request_id)
     return None if row is None else earlier_from_row(row)

@@ -16,12 +16,15 @@ status the edge answers from, as the edge's own answer is. A coupon past its exp
 not proven over by its status (a claim sent before the expiry may still be granted), so
 a retry on it still asks PostgreSQL for its own decision.
 
-The cost: one query each time a coupon's count moves, shared by every claim that arrives
-meanwhile; none while it does not. Each held decision is a grant or a reason, for the
-coupons last answered at the edge, up to `COUPONS_HELD_MAX` of them.
+The cost: one query each time a coupon's count moves, none while it does not. Until what
+a gateway holds is complete as of a sold-out or closed status, claims wait for that query
+(one for all of them); after, it runs beside them, and a refusal made since comes back
+as the edge's refusal until it is read. Each held decision is a grant or a reason, for
+the coupons last answered at the edge, up to `COUPONS_HELD_MAX` of them.
 """
 
 import asyncio
+import logging
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -34,8 +37,11 @@ from schemas import readmodel
 from schemas.coupons import State
 from schemas.messages import CouponStatus, Grant
 
+log = logging.getLogger(__name__)
+
 COUPONS_HELD_MAX = 64
 PROVEN_OVER: frozenset[State] = frozenset({"sold_out", "closed", "scheduled"})
+FINAL: frozenset[State] = frozenset({"sold_out", "closed"})  # no grant ever follows
 
 READS = Counter(
     "coupons_gateway_retry_reads_total",
@@ -56,6 +62,8 @@ class _Coupon:
     through: int = 0  # holds decisions 1..through
     answers: dict[str, Earlier] = field(default_factory=dict)  # by request id
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    final: bool = False  # complete as of a status that said sold out or closed
+    catching_up: asyncio.Task[None] | None = None
 
 
 class Retries:
@@ -63,15 +71,35 @@ class Retries:
         self.pool = pool
         self.coupons: OrderedDict[str, _Coupon] = OrderedDict()
 
-    async def earlier(self, status: CouponStatus, request_id: str) -> Earlier | None:
-        """The decision `request_id` already has, as of `status` (which says the coupon is
-        over: a state in `PROVEN_OVER`); None if it has none."""
+    async def earlier(self, status: CouponStatus, state: State, request_id: str) -> Earlier | None:
+        """The decision `request_id` already has, as of `status`, whose `state` is one of
+        `PROVEN_OVER`; None if it has none.
+
+        Once what it holds is complete as of a status that said sold out or closed, the
+        decisions made since can only be refusals made after the coupon was over; they
+        are read beside the answers, not before them: while the allocator still works
+        through a sold-out burst, its count moves with every batch, and claims waiting
+        for each read held the edge to the database's pace."""
         held = self._held(status.coupon_id)
-        if held.through < status.decided:
-            async with held.lock:  # one read for every claim that waits on it
+        if held.through >= status.decided:
+            return held.answers.get(request_id)
+        if held.final:
+            if held.catching_up is None or held.catching_up.done():
+                held.catching_up = asyncio.create_task(self._catch_up(status, held))
+            return held.answers.get(request_id)
+        async with held.lock:  # one read for every claim that waits on it
+            if held.through < status.decided:
+                await self._read(status.coupon_id, held)
+        held.final = held.final or state in FINAL
+        return held.answers.get(request_id)
+
+    async def _catch_up(self, status: CouponStatus, held: _Coupon) -> None:
+        try:
+            async with held.lock:
                 if held.through < status.decided:
                     await self._read(status.coupon_id, held)
-        return held.answers.get(request_id)
+        except Exception as error:  # noqa: BLE001 - the next status tries again
+            log.warning("reading decisions of %s failed: %s", status.coupon_id, error)
 
     def _held(self, coupon_id: str) -> _Coupon:
         held = self.coupons.get(coupon_id)
