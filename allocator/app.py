@@ -6,7 +6,7 @@ import logging
 from aiohttp import web
 
 from allocator.service import Allocator
-from runtime.http import add_ops_routes, errors, serve
+from runtime.http import add_ops_routes, errors, json_response, serve
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -22,8 +22,24 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             return "allocator stopped"
         return allocator.problem
 
+    async def partitions(_: web.Request) -> web.Response:
+        """What this allocator decides: each partition with its epoch (the fence it holds),
+        its position and its phase (allocator/partition.py)."""
+        owned = sorted(allocator.owned.values(), key=lambda o: o.tp.partition)
+        return json_response(
+            {
+                "allocator": settings.allocator_id,
+                "partitions": [
+                    {"topic": o.tp.topic, "partition": o.tp.partition, "epoch": o.epoch,
+                     "position": o.next_offset, "phase": o.phase.value}
+                    for o in owned
+                ],
+            }
+        )  # fmt: skip
+
     app = web.Application(middlewares=[errors])
     add_ops_routes(app, readiness)
+    app.router.add_get("/partitions", partitions)
     runner = await serve(app, settings.host, settings.allocator_port)
     log.info("allocator %s owns %d partitions", settings.allocator_id, len(allocator.owned))
     try:

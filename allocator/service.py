@@ -52,6 +52,7 @@ DECISIONS = Counter(
     "coupons_allocator_decisions_total", "Final decisions made", ["outcome", "reason"]
 )
 LAG = Gauge("coupons_allocator_lag_records", "Records not decided yet", ["partition"])
+OWNED = Gauge("coupons_allocator_partition_owned", "1 for each partition it decides", ["partition"])
 UNREADABLE = Counter("coupons_allocator_unreadable_total", "Commands skipped as unreadable")
 UNSTORABLE = Counter(
     "coupons_allocator_unstorable_total",
@@ -121,6 +122,7 @@ class Allocator(which_log.LogWatch):
             base=ownership.log_base, log_id=ownership.log_id, log_mark=ownership.log_mark,
         )  # fmt: skip
         self.owned[tp] = owned
+        OWNED.labels(str(tp.partition)).set(1)
         await self._resume(owned, ownership)
         self._suspect(owned)  # not one record is decided before its log is known
         await self._check_log(owned)
@@ -350,6 +352,7 @@ class Allocator(which_log.LogWatch):
         log.warning("%s: stopping work on this partition", fenced)
         assert self.consumer
         del self.owned[owned.tp]
+        OWNED.remove(str(owned.tp.partition))
         self.consumer.pause(owned.tp)
         if not self.owned:
             self.problem = "fenced out of every partition it was given"
