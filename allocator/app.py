@@ -2,6 +2,7 @@
 
 import asyncio
 import logging
+from typing import Any
 
 from aiohttp import web
 
@@ -22,26 +23,30 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             return "allocator stopped"
         return allocator.problem
 
-    async def partitions(_: web.Request) -> web.Response:
+    def owned() -> dict[str, Any]:
         """What this allocator decides: each partition with its epoch (the fence it holds),
-        its position and its phase (allocator/partition.py)."""
-        owned = sorted(allocator.owned.values(), key=lambda o: o.tp.partition)
-        return json_response(
-            {
-                "allocator": settings.allocator_id,
-                "partitions": [
-                    {"topic": o.tp.topic, "partition": o.tp.partition, "epoch": o.epoch,
-                     "position": o.next_offset, "phase": o.phase.value}
-                    for o in owned
-                ],
-            }
-        )  # fmt: skip
+        its position and its phase (allocator/partition.py), and how it came to own them."""
+        return {
+            "allocator": settings.allocator_id,
+            "ownership": f"group {settings.allocator_group}" if allocator.grouped else "static",
+            "partitions": [
+                {"topic": o.tp.topic, "partition": o.tp.partition, "epoch": o.epoch,
+                 "position": o.next_offset, "phase": o.phase.value}
+                for o in sorted(allocator.owned.values(), key=lambda o: o.tp.partition)
+            ],
+        }  # fmt: skip
+
+    async def partitions(_: web.Request) -> web.Response:
+        return json_response(owned())
 
     app = web.Application(middlewares=[errors])
-    add_ops_routes(app, readiness)
+    add_ops_routes(app, readiness, owned)
     app.router.add_get("/partitions", partitions)
     runner = await serve(app, settings.host, settings.allocator_port)
-    log.info("allocator %s owns %d partitions", settings.allocator_id, len(allocator.owned))
+    if allocator.grouped:
+        log.info("allocator %s joins group %s", settings.allocator_id, settings.allocator_group)
+    else:
+        log.info("allocator %s owns %d partitions", settings.allocator_id, len(allocator.owned))
     try:
         await asyncio.wait(
             [deciding, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED

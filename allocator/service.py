@@ -16,14 +16,15 @@ from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
-from prometheus_client import Counter, Gauge, Histogram
+from prometheus_client import Counter, Histogram
 
 from allocator import isolation, outbox, which_log
 from allocator.core import PartitionCore
 from allocator.effects import Effects, Record
+from allocator.ownership import LAG, Owning
 from allocator.partition import Owned, Phase
 from allocator.state import CoreConfig
-from allocator.store import FENCED, Fenced, Landed, Ownership, PartitionStore
+from allocator.store import Fenced, Landed
 from runtime import db, errors, hops, kafka
 from runtime.produce import Message, send_all
 from runtime.settings import Settings
@@ -51,8 +52,6 @@ COMMIT_SECONDS = Histogram(
 DECISIONS = Counter(
     "coupons_allocator_decisions_total", "Final decisions made", ["outcome", "reason"]
 )
-LAG = Gauge("coupons_allocator_lag_records", "Records not decided yet", ["partition"])
-OWNED = Gauge("coupons_allocator_partition_owned", "1 for each partition it decides", ["partition"])
 UNREADABLE = Counter("coupons_allocator_unreadable_total", "Commands skipped as unreadable")
 UNSTORABLE = Counter(
     "coupons_allocator_unstorable_total",
@@ -72,7 +71,7 @@ FORGOTTEN = Counter(
 FORGET_EVERY_S = 5.0
 
 
-class Allocator(which_log.LogWatch):
+class Allocator(Owning):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
@@ -85,6 +84,10 @@ class Allocator(which_log.LogWatch):
         self.ticking: dict[str, float] = {}  # coupon id: when its Tick was sent
         self.forget_at = 0.0  # monotonic time of the next look for idle state
         self.checker = which_log.Checker(settings)
+        self.deciding_lock = asyncio.Lock()
+        self.waiting: dict[TopicPartition, float] = {}
+        self.leaving: dict[TopicPartition, Owned] = {}
+        self.broken: BaseException | None = None
 
     async def start(self) -> None:
         settings = self.settings
@@ -92,16 +95,14 @@ class Allocator(which_log.LogWatch):
         self.pool = await db.create_pool(settings.database_url, settings.db_pool_size_max)
         self.producer = kafka.producer(settings)
         await self.producer.start()
-        self.consumer = kafka.consumer(settings, max_records=settings.batch_records_max)
+        self.consumer = kafka.consumer(
+            settings,
+            group_id=settings.allocator_group if self.grouped else None,
+            max_records=settings.batch_records_max,
+            session_timeout_ms=settings.allocator_session_timeout_ms,
+        )
         await self.consumer.start()
-        partitions = settings.allocator_partitions
-        if partitions is None:
-            partitions = tuple(range(settings.commands_partitions))
-        tps = [TopicPartition(self.topics.commands, p) for p in partitions]
-        self.consumer.assign(tps)
-        for tp in tps:
-            await self._take(tp)
-        self.problem = None
+        await self.own(self.consumer)
 
     async def stop(self) -> None:
         await self.checker.stop()
@@ -111,28 +112,6 @@ class Allocator(which_log.LogWatch):
             await self.producer.stop()
         if self.pool:
             await self.pool.close()
-
-    async def _take(self, tp: TopicPartition) -> None:
-        """Own a partition: fence out the last owner, republish its outbox, seek."""
-        assert self.pool and self.consumer
-        store = PartitionStore(self.pool, tp.topic, tp.partition, self.settings.allocator_id)
-        ownership = await store.acquire()
-        owned = Owned(
-            tp, store, PartitionCore(self.config), ownership.epoch, ownership.next_offset,
-            base=ownership.log_base, log_id=ownership.log_id, log_mark=ownership.log_mark,
-        )  # fmt: skip
-        self.owned[tp] = owned
-        OWNED.labels(str(tp.partition)).set(1)
-        await self._resume(owned, ownership)
-        self._suspect(owned)  # not one record is decided before its log is known
-        await self._check_log(owned)
-        log.info(
-            "took %s[%d] at epoch %d offset %d",
-            tp.topic,
-            tp.partition,
-            ownership.epoch,
-            ownership.next_offset,
-        )
 
     async def run(self, stop: asyncio.Event) -> None:
         """Decide batches until `stop` is set."""
@@ -150,23 +129,28 @@ class Allocator(which_log.LogWatch):
             batches = await self.consumer.getmany(
                 *self.owned, timeout_ms=TIMER_TICK_MS, max_records=self.settings.batch_records_max
             )
-            # Partitions are independent: each one's batch is decided, committed and
-            # published beside the others', so one's commit does not wait on another's.
-            handled = await asyncio.gather(
-                *(
-                    self._handle(self.owned[tp], ms)
-                    for tp, ms in batches.items()
-                    if tp in self.owned
-                ),
-                return_exceptions=True,
-            )
-            for outcome in handled:
-                if isinstance(outcome, BaseException):
-                    raise outcome
-            await self._watch_logs()
-            await self._tick()
+            async with self.deciding_lock:  # the group waits for a batch in hand
+                await self._handle_all(batches)
+                await self.take_waiting()
+                await self._watch_logs()
+                await self._tick()
             self._forget_idle()
             self._measure_lag()
+
+    async def _handle_all(
+        self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    ) -> None:
+        """Partitions are independent: each one's batch is decided, committed and published
+        beside the others', so one's commit does not wait on another's."""
+        if self.broken is not None:
+            raise self.broken
+        handled = await asyncio.gather(
+            *(self._handle(self.owned[tp], ms) for tp, ms in batches.items() if tp in self.owned),
+            return_exceptions=True,
+        )
+        for outcome in handled:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def _tick(self) -> None:
         """Append a Tick for each coupon whose deadline has come: the core reads no clock."""
@@ -335,27 +319,6 @@ class Allocator(which_log.LogWatch):
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         hops.spent("allocator_commit", started)
         return effects, messages
-
-    async def _resume(self, owned: Owned, ownership: Ownership) -> None:
-        """Carry on from the partition row as stored: publish its outbox (consumers take
-        repeats), forget what the core held, read on from the row's offset."""
-        assert self.consumer
-        if ownership.outbox:
-            await self._publish(outbox.unpack(ownership.outbox))
-        owned.reset(PartitionCore(self.config))
-        owned.next_offset = ownership.next_offset
-        self.consumer.seek(owned.tp, ownership.next_offset - owned.base)
-
-    def _fenced_out(self, owned: Owned, fenced: Fenced) -> None:
-        """Another allocator took the partition: never write to it again."""
-        FENCED.inc()
-        log.warning("%s: stopping work on this partition", fenced)
-        assert self.consumer
-        del self.owned[owned.tp]
-        OWNED.remove(str(owned.tp.partition))
-        self.consumer.pause(owned.tp)
-        if not self.owned:
-            self.problem = "fenced out of every partition it was given"
 
     async def _publish(self, messages: list[Message]) -> None:
         """Publish until the broker has every message; a crash here replays the outbox."""

@@ -121,6 +121,15 @@ class PartitionStore:
             row["log_base"],
         )  # fmt: skip
 
+    async def holds(self, epoch: int) -> bool:
+        """Whether the row is still at `epoch`: nobody has taken the partition since."""
+        found = await self.pool.fetchval(
+            "SELECT epoch FROM allocator_partitions WHERE topic = $1 AND partition = $2",
+            self.topic,
+            self.partition,
+        )
+        return bool(found == epoch)
+
     async def mark_log(self, epoch: int, log_id: str, mark: int, base: int) -> None:
         """Record the log the position now belongs to, or raise Fenced."""
         moved = await self.pool.fetchval(

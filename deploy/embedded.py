@@ -54,6 +54,15 @@ class Process:
                 )
                 self.kill()
 
+    def pause(self) -> None:
+        """SIGSTOP the child: frozen, its sockets open, answering nobody."""
+        if self.popen.poll() is None:
+            os.kill(self.pid, signal.SIGSTOP)
+
+    def resume(self) -> None:
+        if self.popen.poll() is None:
+            os.kill(self.pid, signal.SIGCONT)
+
     def kill(self) -> None:
         """SIGKILL the child's process group (its own session, id == child's PID) and wait."""
         if self.popen.poll() is not None:  # already reaped: its PID may belong to someone else now

@@ -177,13 +177,16 @@ class Stack:
         assert self.gateway, "the stack has no gateway"
         return self.gateway.url
 
-    def start_allocator(self, partitions: str = "", label: str | None = None) -> Part:
-        """An allocator; `partitions` as ALLOCATOR_PARTITIONS ("" for every partition)."""
+    def start_allocator(self, partitions: str | None = None, label: str | None = None) -> Part:
+        """An allocator; `partitions` as ALLOCATOR_PARTITIONS ("0,1" or "all"), or None for a
+        member of the allocators' group."""
         first = self.allocators_started == 0
         label = label or ("allocator" if first else f"allocator{self.allocators_started}")
         port = int(self.env["ALLOCATOR_PORT"]) if first else free_port()
-        env = {**self.env, "ALLOCATOR_PORT": str(port), "ALLOCATOR_PARTITIONS": partitions,
-               "ALLOCATOR_ID": label}  # fmt: skip
+        env = {**self.env, "ALLOCATOR_PORT": str(port), "ALLOCATOR_ID": label}
+        env.pop("ALLOCATOR_PARTITIONS", None)
+        if partitions is not None:
+            env["ALLOCATOR_PARTITIONS"] = partitions
         part = start_part("allocator", env, port, self.log_dir, label=label)
         self.allocators_started += 1
         self.allocators.append(part)
@@ -230,14 +233,14 @@ class Stack:
 def build_stack(
     env: dict[str, str],
     log_dir: Path,
-    allocators: list[str] | None = None,
+    allocators: list[str | None] | None = None,
     gateway_workers: int = 1,
 ) -> Stack:
-    """Allocators (one per entry, as ALLOCATOR_PARTITIONS; by default one for every
-    partition), then the notifier, then the gateway: each ready before the next."""
+    """Allocators (one per entry, as ALLOCATOR_PARTITIONS; by default one member of the
+    allocators' group), then the notifier, then the gateway: each ready before the next."""
     stack = Stack(env, log_dir)
     try:
-        for partitions in allocators if allocators is not None else [""]:
+        for partitions in allocators if allocators is not None else [None]:
             stack.start_allocator(partitions)
         stack.start_notifier()
         stack.start_gateway(gateway_workers)

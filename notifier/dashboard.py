@@ -4,7 +4,8 @@
 A snapshot: the most recent coupons with their remaining counts, claims decided per second
 (every decision passes through this notifier's forwarder), decision latency (gateway
 receipt to the decision leaving the notifier, p50 and p95 over the last `WINDOW_S`), and
-the allocator's lag per partition (records in the command log it has not decided).
+and per partition of the command log: the allocator that owns it, at which epoch, when it
+last wrote, and its lag (records in the command log not decided yet).
 One snapshot is computed per second for all viewers, so viewers cost a write each, not a
 query each. Like /metrics, it is open: serve it on the operators' network only.
 """
@@ -37,8 +38,8 @@ COUPONS_SHOWN = 12
 VIEWERS_MAX = 100
 
 POSITIONS = """
-SELECT partition, next_offset - log_base AS position FROM allocator_partitions
-WHERE topic = $1 ORDER BY partition
+SELECT partition, next_offset - log_base AS position, owner, epoch, updated_at
+FROM allocator_partitions WHERE topic = $1 ORDER BY partition
 """
 
 
@@ -78,8 +79,9 @@ class Dashboard:
             "lag": await self._lag(),
         }
 
-    async def _lag(self) -> list[dict[str, int]]:
-        """Per partition: records in the command log past the allocator's position."""
+    async def _lag(self) -> list[dict[str, Any]]:
+        """Per partition: its owner and epoch, when it last wrote, and the records in the
+        command log past its position."""
         rows = await self.pool.fetch(POSITIONS, self.topics.commands)
         tps = [TopicPartition(self.topics.commands, r["partition"]) for r in rows]
         try:
@@ -88,9 +90,14 @@ class Dashboard:
             log.warning("dashboard: no end offsets (%s)", error)
             ends = {}
         return [
-            {"partition": tp.partition, "records": max(0, ends[tp] - r["position"])}
+            {
+                "partition": tp.partition,
+                "records": max(0, ends[tp] - r["position"]) if tp in ends else None,
+                "owner": r["owner"],
+                "epoch": r["epoch"],
+                "written_at": readmodel.dt_to_ms(r["updated_at"]),
+            }
             for tp, r in zip(tps, rows, strict=True)
-            if tp in ends
         ]
 
     async def run(self, stop: asyncio.Event) -> None:

@@ -161,15 +161,23 @@ async def errors(
     return response
 
 
-def add_ops_routes(app: web.Application, readiness: Readiness) -> None:
+def add_ops_routes(
+    app: web.Application,
+    readiness: Readiness,
+    about: Callable[[], dict[str, Any]] | None = None,
+) -> None:
+    """/healthz, /readyz and /metrics; `about` adds what the part says of itself to
+    /readyz (an allocator: the partitions it decides)."""
+
     async def healthz(_: web.Request) -> web.Response:
         return json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
         why = await readiness()
+        said = about() if about else {}
         if why is None:
-            return json_response({"status": "ready"})
-        return json_response({"status": "not_ready", "detail": why}, status=503)
+            return json_response({"status": "ready", **said})
+        return json_response({"status": "not_ready", "detail": why, **said}, status=503)
 
     async def metrics(_: web.Request) -> web.Response:
         return web.Response(body=_exposition(), headers={"Content-Type": CONTENT_TYPE_LATEST})

@@ -36,10 +36,15 @@ def consumer(
     group_id: str | None = None,
     max_records: int | None = None,
     partition_fetch_bytes: int = 1024 * 1024,
+    session_timeout_ms: int = 10_000,
 ) -> AIOKafkaConsumer:
+    """A reader; with `group_id`, a member of that group (offsets are never committed to
+    the broker: every reader keeps its position elsewhere or starts over)."""
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=group_id,
+        session_timeout_ms=session_timeout_ms,
+        heartbeat_interval_ms=max(100, session_timeout_ms // 6),
         enable_auto_commit=False,
         auto_offset_reset="earliest",
         fetch_max_wait_ms=settings.kafka_fetch_wait_ms,

@@ -5,6 +5,7 @@ Tests build settings with the same parser from a dict, so what they run is what 
 
 import hashlib
 import os
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -35,8 +36,11 @@ class Settings:
     notifier_port: int = variable("NOTIFIER_PORT", 8081)
     allocator_port: int = variable("ALLOCATOR_PORT", 8082)
     notifier_public_url: str = "http://127.0.0.1:8081"  # NOTIFIER_PUBLIC_URL, or its port's
-    allocator_partitions: tuple[int, ...] | None = None  # ALLOCATOR_PARTITIONS: 0,1,…
-    allocator_id: str = "allocator"  # ALLOCATOR_ID, or one with the process id
+    # ALLOCATOR_PARTITIONS: "0,1" or "all" (static ownership); unset: a consumer group
+    allocator_partitions: tuple[int, ...] | None = None
+    allocator_group: str = "coupons-allocators"  # ALLOCATOR_GROUP, or the prefix's own
+    allocator_session_timeout_ms: int = variable("ALLOCATOR_SESSION_TIMEOUT_MS", 6000)
+    allocator_id: str = "allocator"  # ALLOCATOR_ID, or one with the host name and process id
     gateway_id: str = variable("GATEWAY_ID", "")
     gateway_workers: int = variable("GATEWAY_WORKERS", 1)
     gateway_reuse_port: bool = variable("GATEWAY_REUSE_PORT", False)
@@ -84,10 +88,12 @@ class Settings:
                 notifier_public_url=env.get(
                     "NOTIFIER_PUBLIC_URL", f"http://127.0.0.1:{notifier_port}"
                 ).rstrip("/"),
-                allocator_partitions=(
-                    tuple(int(p) for p in partitions.split(",")) if partitions else None
+                allocator_partitions=_partitions(partitions, env),
+                allocator_group=env.get("ALLOCATOR_GROUP")
+                or env.get("COUPONS_TOPIC_PREFIX", "") + "coupons-allocators",
+                allocator_id=env.get(
+                    "ALLOCATOR_ID", f"allocator-{socket.gethostname()}-{os.getpid()}"
                 ),
-                allocator_id=env.get("ALLOCATOR_ID", f"allocator-{os.getpid()}"),
                 limits=read(
                     Limits,
                     env,
@@ -97,11 +103,26 @@ class Settings:
             settings.day_zone  # noqa: B018 - fail at start on an unknown zone
             if settings.event_loop not in ("uvloop", "asyncio"):
                 raise ValueError(f"COUPONS_EVENT_LOOP: {settings.event_loop!r}")
+            if settings.allocator_session_timeout_ms < 1000:
+                raise ValueError("ALLOCATOR_SESSION_TIMEOUT_MS must be at least 1000")
             if settings.gateway_workers < 1:
                 raise ValueError("GATEWAY_WORKERS must be at least 1")
         except (ValueError, KeyError) as error:
             raise SettingsError(f"bad setting: {error}") from error
         return settings
+
+
+def _partitions(text: str, env: Mapping[str, str]) -> tuple[int, ...] | None:
+    """ALLOCATOR_PARTITIONS: the partitions owned statically, "all" of them, or None for
+    a share decided by the consumer group."""
+    if not text:
+        return None
+    if text == "all":
+        return tuple(range(int(env.get("COUPONS_COMMAND_PARTITIONS", "4"))))
+    try:
+        return tuple(int(p) for p in text.split(","))
+    except ValueError:
+        raise ValueError(f"ALLOCATOR_PARTITIONS: {text!r} is not all or a list like 0,1") from None
 
 
 PRODUCTION_SECRET_CHARS_MIN = 32

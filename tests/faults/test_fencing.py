@@ -12,6 +12,7 @@ from tests.support.stack import COMMAND_PARTITIONS, Stack
 pytestmark = pytest.mark.integration
 
 
+@pytest.mark.allocators("all")  # static, as a StatefulSet pod: a person moved the partition
 async def test_two_allocators_forced_onto_one_partition_never_double_grant(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -21,7 +22,7 @@ async def test_two_allocators_forced_onto_one_partition_never_double_grant(
     async with session() as http:
         coupon_id, first = await claims_under_way(http, stack, count, "early", users // 2, 10)
         (stale,) = stack.allocators
-        usurper = stack.start_allocator(label="allocator-usurper")  # same partitions
+        usurper = stack.start_allocator("all", label="allocator-usurper")  # same partitions
         second = await asyncio.gather(
             *(claim(http, stack, coupon_id, f"late{i}", wait_s=0) for i in range(users // 2))
         )

@@ -11,7 +11,8 @@ import aiohttp
 import pytest
 from playwright.async_api import async_playwright, expect
 
-from tests.support.client import claim, create_coupon
+from schemas.topics import partition_of
+from tests.support.client import PARTITIONS, claim, create_coupon
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -51,6 +52,10 @@ async def test_the_dashboard_moves_while_a_burst_is_decided(stack: Stack) -> Non
             await expect(remaining).to_have_text("0", timeout=SHOWN_WITHIN_MS)
             rate_after = float(await page.locator("#rate").inner_text())
             p50 = await page.locator("#p50").inner_text()
+            # Which allocator owns the coupon's partition, as the SRE reads it.
+            partition = partition_of(coupon["id"], PARTITIONS)
+            owner = page.locator(f'#partitions tr[data-partition="{partition}"] td.owner')
+            await expect(owner).to_have_text(stack.allocators[0].name)
             shot = artifact("dashboard.png")
             await page.screenshot(path=shot, full_page=True)
         finally:

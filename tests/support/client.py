@@ -54,12 +54,13 @@ async def create_coupon(
 
 
 async def coupons_on_every_partition(
-    session: aiohttp.ClientSession, stack: Stack, **fields: Any
+    session: aiohttp.ClientSession, stack: Stack, count: int = 1_000, **fields: Any
 ) -> list[str]:
-    """A coupon on each partition of the command log (ids are made, not chosen)."""
+    """A coupon of `count` on each partition of the command log (ids are made, not
+    chosen); the coupons made beside them are never claimed."""
     found: dict[int, str] = {}
     for _ in range(64):
-        coupon = await create_coupon(session, stack, 1_000, **fields)
+        coupon = await create_coupon(session, stack, count, **fields)
         found.setdefault(partition_of(coupon["id"], PARTITIONS), coupon["id"])
         if len(found) == PARTITIONS:
             return [found[p] for p in range(PARTITIONS)]

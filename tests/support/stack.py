@@ -60,7 +60,7 @@ def running_infra(root: os.PathLike[str] | str) -> Iterator[Infra]:
 def build_stack(
     infra: Infra,
     name: str,
-    allocator_partitions: list[str] | None,
+    allocator_partitions: list[str | None] | None,
     extra_env: dict[str, str] | None = None,
 ) -> Stack:
     database = f"t_{uuid.uuid4().hex[:12]}"
@@ -80,7 +80,7 @@ def build_stack(
     )
     stack = Stack(env, infra.root / "logs" / name, database_url=url, infra=infra)
     try:
-        for partitions in allocator_partitions if allocator_partitions is not None else [""]:
+        for partitions in allocator_partitions if allocator_partitions is not None else [None]:
             stack.start_allocator(partitions)
         stack.start_notifier()
         stack.start_gateway()
@@ -112,6 +112,10 @@ def stack(infra: Infra, request: pytest.FixtureRequest) -> Iterator[Stack]:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    config.addinivalue_line("markers", "allocators(*partitions): one allocator per argument")
+    config.addinivalue_line(
+        "markers",
+        "allocators(*partitions): one allocator per argument, as ALLOCATOR_PARTITIONS "
+        "(None: a member of the allocators' group)",
+    )
     config.addinivalue_line("markers", "stack_env(**variables): extra environment for the stack")
     os.environ.setdefault("COUPONS_TEST", "1")

@@ -115,21 +115,26 @@ def test_compose_sets_only_what_the_code_reads_and_runs_real_subcommands() -> No
 
 def test_compose_runs_kafka_in_kraft_mode_postgres_prometheus_and_grafana() -> None:
     services = compose_services()
+    # Allocators in a group of more than one: a dead one's partitions move by themselves.
+    allocator = services["allocator"]
+    assert allocator["deploy"]["replicas"] > 1
+    assert "ALLOCATOR_PARTITIONS" not in allocator.get("environment", {})
     kafka = services["kafka"]["environment"]
     assert kafka["KAFKA_PROCESS_ROLES"] == "broker,controller"  # KRaft: no ZooKeeper
     assert {"kafka", "postgres", "prometheus", "grafana"} <= set(services)
     assert services["gateway"]["deploy"]["replicas"] > 1
 
 
-def k8s_documents() -> list[dict[str, Any]]:
+def k8s_documents(folder: str = "k8s") -> list[dict[str, Any]]:
+    """The manifests `kubectl apply -f deploy/<folder>` applies (not its subfolders)."""
     documents = []
-    for path in sorted((DEPLOY / "k8s").glob("*.yaml")):
+    for path in sorted((DEPLOY / folder).glob("*.yaml")):
         documents += [d for d in yaml.safe_load_all(path.read_text()) if d]
     return documents
 
 
-def containers() -> Iterator[tuple[str, dict[str, Any]]]:
-    for document in k8s_documents():
+def containers(folder: str = "k8s") -> Iterator[tuple[str, dict[str, Any]]]:
+    for document in k8s_documents(folder):
         spec = document.get("spec", {})
         template = spec.get("template") or spec.get("jobTemplate", {}).get("spec", {}).get(
             "template"
@@ -138,12 +143,21 @@ def containers() -> Iterator[tuple[str, dict[str, Any]]]:
             yield document["metadata"]["name"], container
 
 
-def test_kubernetes_sets_only_what_the_code_reads_and_runs_real_subcommands() -> None:
+@pytest.mark.parametrize(
+    ("folder", "parts"),
+    [
+        ("k8s", ["allocator", "coupons-migrate", "gateway", "notifier"]),
+        ("k8s/static", ["allocator"]),
+    ],
+)
+def test_kubernetes_sets_only_what_the_code_reads_and_runs_real_subcommands(
+    folder: str, parts: list[str]
+) -> None:
     by_kind = {(d["kind"], d["metadata"]["name"]): d for d in k8s_documents()}
     config = by_kind[("ConfigMap", "coupons-config")]["data"]
     secret = by_kind[("Secret", "coupons-secrets")]["stringData"]
     seen = []
-    for name, container in containers():
+    for name, container in containers(folder):
         seen.append(name)
         assert container["image"] == OUR_IMAGE and set(container["args"]) <= subcommands()
         env = {**image_env()}
@@ -153,13 +167,26 @@ def test_kubernetes_sets_only_what_the_code_reads_and_runs_real_subcommands() ->
             env[variable["name"]] = variable.get("value", "0")  # from the downward API
         unread = set(env) - read_by_settings(env)
         assert not unread, f"{name} sets {unread}, which the code never reads"
-    assert sorted(seen) == ["allocator", "coupons-migrate", "gateway", "notifier"]
+    assert sorted(seen) == parts
 
 
-def test_kubernetes_has_one_allocator_per_partition_and_an_autoscaled_gateway() -> None:
+def allocator_env(document: dict[str, Any]) -> set[str]:
+    (container,) = document["spec"]["template"]["spec"]["containers"]
+    return {variable["name"] for variable in container.get("env", [])}
+
+
+def test_kubernetes_runs_allocators_in_a_group_or_one_per_partition_and_scales_gateways() -> None:
     by_kind = {(d["kind"], d["metadata"]["name"]): d for d in k8s_documents()}
     partitions = int(by_kind[("ConfigMap", "coupons-config")]["data"]["COUPONS_COMMAND_PARTITIONS"])
-    assert by_kind[("StatefulSet", "allocator")]["spec"]["replicas"] == partitions
+    # The default: a group of more than one, so a dead pod's partitions move by themselves,
+    # and a disruption budget that keeps one while nodes are drained.
+    group = by_kind[("Deployment", "allocator")]
+    assert group["spec"]["replicas"] > 1 and "ALLOCATOR_PARTITIONS" not in allocator_env(group)
+    assert by_kind[("PodDisruptionBudget", "allocator")]["spec"]["minAvailable"] >= 1
+    # The static alternative: pod N owns partition N.
+    (static,) = [d for d in k8s_documents("k8s/static") if d["kind"] == "StatefulSet"]
+    assert static["spec"]["replicas"] == partitions
+    assert "ALLOCATOR_PARTITIONS" in allocator_env(static)
     scaler = by_kind[("HorizontalPodAutoscaler", "gateway")]["spec"]
     assert (scaler["scaleTargetRef"]["kind"], scaler["scaleTargetRef"]["name"]) == (
         "Deployment", "gateway"
