@@ -1,0 +1,39 @@
+"""How an allocator learns what it owns, from its environment."""
+
+import pytest
+
+from runtime.settings import Settings, SettingsError
+
+BASE = {
+    "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+    "DATABASE_URL": "postgresql://127.0.0.1/coupons",
+    "COUPONS_JWT_SECRET": "a-development-secret",
+    "COUPONS_COMMAND_PARTITIONS": "6",
+}
+
+
+def test_without_partitions_an_allocator_joins_its_prefixs_group() -> None:
+    settings = Settings.from_env({**BASE, "COUPONS_TOPIC_PREFIX": "staging."})
+    assert settings.allocator_partitions is None
+    assert settings.allocator_group == "staging.coupons-allocators"
+    named = Settings.from_env({**BASE, "ALLOCATOR_GROUP": "blue"})
+    assert named.allocator_group == "blue"
+
+
+@pytest.mark.parametrize(
+    ("given", "owned"), [("all", (0, 1, 2, 3, 4, 5)), ("2", (2,)), ("0,3", (0, 3))]
+)
+def test_given_partitions_are_owned_statically(given: str, owned: tuple[int, ...]) -> None:
+    assert Settings.from_env({**BASE, "ALLOCATOR_PARTITIONS": given}).allocator_partitions == owned
+
+
+@pytest.mark.parametrize(
+    ("env", "said"),
+    [
+        ({"ALLOCATOR_PARTITIONS": "every"}, "ALLOCATOR_PARTITIONS: 'every' is not all or a list"),
+        ({"ALLOCATOR_SESSION_TIMEOUT_MS": "500"}, "at least 1000"),
+    ],
+)
+def test_a_bad_ownership_setting_is_refused_clearly(env: dict[str, str], said: str) -> None:
+    with pytest.raises(SettingsError, match=said):
+        Settings.from_env({**BASE, **env})
