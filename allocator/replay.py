@@ -10,7 +10,7 @@ of the log that replay did not make, is a mismatch too.
 """
 
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import asyncpg
 
@@ -60,6 +60,13 @@ class Report:
     commands: dict[int, int] = field(default_factory=dict)  # per partition
     bases: dict[int, int] = field(default_factory=dict)
     unreadable: int = 0  # records the allocator skipped too
+    granted: int = 0  # grants compared
+    codes_differ: int = 0  # of them, the same in all but the code
+
+    @property
+    def wrong_secret(self) -> bool:
+        """Every grant differs in its code alone: the code secret is not the allocator's."""
+        return self.granted > 0 and self.codes_differ == self.granted
 
 
 Replayed = dict[str, tuple[Decision, Shown]]  # request id → its first decision
@@ -147,9 +154,13 @@ async def _compare(pool: asyncpg.Pool, wanted: Replayed, report: Report) -> None
         for request_id in ids[start : start + IDS_PER_QUERY]:
             decision, replayed = wanted[request_id]
             report.compared += 1
-            if stored.get(request_id) == replayed:
+            report.granted += replayed.grant_id is not None
+            found = stored.get(request_id)
+            if found == replayed:
                 report.matched += 1
                 continue
+            if found is not None and replayed.grant_id is not None:
+                report.codes_differ += found == replace(replayed, grant_code=found.grant_code)
             report.mismatches.append(
                 f"request {request_id} (by {decision.user_id} on coupon {decision.coupon_id}): "
                 f"the log decides {_say(replayed)}; "

@@ -3,6 +3,7 @@
 import argparse
 import asyncio
 import logging
+import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
@@ -62,11 +63,10 @@ def _part(name: str, workers: int | None = None) -> int:
 
 
 def _database_url() -> str | None:
-    import os
-
     url = os.environ.get("DATABASE_URL")
     if not url:
-        print("coupons: DATABASE_URL is not set (`coupons dev` prints it)", file=sys.stderr)
+        print("coupons: DATABASE_URL is not set (run `coupons dev` here, or set it)",
+              file=sys.stderr)  # fmt: skip
     return url
 
 
@@ -99,8 +99,6 @@ def _users(args: argparse.Namespace) -> int:
 
 
 def _token(args: argparse.Namespace) -> int:
-    import os
-
     from deploy.dev import dev_secrets
     from runtime.auth import mint_token
 
@@ -117,7 +115,14 @@ def _analysis(args: argparse.Namespace) -> tuple[Settings, int, int]:
         int(datetime.fromisoformat(t).timestamp() * 1000) if t else default
         for t, default in ((args.since, 0), (args.until, 2**62))
     )
-    return Settings.from_env(), since, until
+    try:
+        settings = Settings.from_env()
+    except SettingsError as error:
+        if str(error).startswith("missing"):
+            hint = "run `coupons dev` in this folder, or set them"
+            raise SettingsError(f"{error} ({hint})") from None
+        raise
+    return settings, since, until
 
 
 def _export(args: argparse.Namespace) -> int:
@@ -150,14 +155,25 @@ def _replay(args: argparse.Namespace) -> int:
         base = report.bases[partition]
         earlier = f" (an earlier log, before position {base}, is gone)" if base else ""
         print(f"partition {partition}: {commands:,} commands re-decided{earlier}")
-    for line in report.mismatches:
+    for line in report.mismatches[:MISMATCHES_SHOWN]:
         print(f"MISMATCH {line}")
+    if len(report.mismatches) > MISMATCHES_SHOWN:
+        print(f"… and {len(report.mismatches) - MISMATCHES_SHOWN:,} more mismatches")
     unreadable = f", {report.unreadable} unreadable records skipped" if report.unreadable else ""
     print(
         f"compared {report.compared:,} decisions: {report.matched:,} match, "
         f"{len(report.mismatches):,} mismatch{unreadable}"
     )
+    if report.wrong_secret:
+        print(
+            f"coupons: every one of the {report.granted:,} grants differs in its code alone: "
+            "the code secret (COUPONS_CODE_SECRET) is likely not the one the allocator used",
+            file=sys.stderr,
+        )
     return 1 if report.mismatches else 0
+
+
+MISMATCHES_SHOWN = 20
 
 
 def _bench(args: argparse.Namespace) -> int:
@@ -212,8 +228,11 @@ def parser() -> argparse.ArgumentParser:
     replay = commands.add_parser(
         "replay", help="re-decide the command log and compare every decision with PostgreSQL"
     )
-    export = commands.add_parser("export", help="the command or decision log, for notebooks")
-    export.add_argument("log", choices=("commands", "decisions"), help="which log")
+    export = commands.add_parser(
+        "export", help="a log (commands, decisions) or the grants and their events, for notebooks"
+    )
+    export.add_argument("log", choices=("commands", "decisions", "grants", "events"),
+                        help="a log, or the grants or their audit trail")  # fmt: skip
     export.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl",
                         help="Parquet needs pyarrow")  # fmt: skip
     export.add_argument("--out", default=None, help="a file (default: standard output)")
@@ -245,25 +264,56 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     logging.getLogger("aiokafka").setLevel(logging.WARNING)
-    from deploy import client
+    from deploy import client, local
 
     args = parser().parse_args(argv)
     if args.command in ("gateway", "allocator", "notifier"):
         return _part(args.command, getattr(args, "workers", None))
-    if args.command in client.COMMANDS:
-        return client.run(args)
-    handlers = {
-        "dev": _dev,
-        "migrate": _migrate,
-        "token": _token,
-        "users": _users,
-        "bench": _bench,
-        "soak": _soak,
-        "replay": _replay,
-        "export": _export,
-    }
-    return handlers[args.command](args)
+    if args.command in (*client.COMMANDS, *FINDS_THE_STACK):
+        try:
+            if local.apply(os.environ, getattr(args, "data_dir", local.DATA_DIR)):
+                args = parser().parse_args(argv)  # defaults read from the environment
+        except (local.StackFileError, OSError) as error:
+            print(f"coupons: {error}", file=sys.stderr)
+            return 2
+        return _one_line_on_failure(args)
+    return HANDLERS[args.command](args)
 
+
+def _one_line_on_failure(args: argparse.Namespace) -> int:
+    """A command for people at a terminal: a failure is one line and a non-zero exit,
+    never a traceback (COUPONS_DEBUG=1 shows it)."""
+    from deploy import client, failures
+
+    # The libraries' own complaints (a broker it cannot reach, say) are this line's to say.
+    logging.getLogger().setLevel(logging.WARNING)
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
+    try:
+        if args.command in client.COMMANDS:
+            return client.run(args)
+        return HANDLERS[args.command](args)
+    except Exception as error:
+        if os.environ.get("COUPONS_DEBUG"):
+            raise
+        print(f"coupons: {failures.explain(error)}", file=sys.stderr)
+        return 1
+
+
+# Commands run at a terminal in the project folder: they read the local stack's settings
+# file (deploy/local.py) for what the environment does not say.
+FINDS_THE_STACK = ("replay", "export", "report", "users", "migrate", "token")
+
+
+HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "dev": _dev,
+    "migrate": _migrate,
+    "token": _token,
+    "users": _users,
+    "bench": _bench,
+    "soak": _soak,
+    "replay": _replay,
+    "export": _export,
+}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -15,6 +15,7 @@ import urllib.request
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+from deploy import local
 from deploy.embedded import Process, start_broker, start_postgres
 from deploy.stack import Stack, build_stack, stack_env
 from runtime.auth import mint_token
@@ -67,6 +68,7 @@ def run_dev(port: int, data_dir: str, demo: bool) -> int:
     external_db = os.environ.get("DATABASE_URL")
     stack: Stack | None = None
     infra = []
+    settings_file: Path | None = None
     try:
         if external_kafka is None:
             broker = start_broker(root / "broker")
@@ -81,16 +83,19 @@ def run_dev(port: int, data_dir: str, demo: bool) -> int:
         env = stack_env(external_kafka, external_db, keys["jwt"], keys["codes"], port, prefix)
         logs = root / "logs"
         stack = build_stack(env, logs)
-        print(f"gateway:  http://127.0.0.1:{port}", flush=True)
+        gateway = f"http://127.0.0.1:{port}"
+        settings_file = local.write(root, {**os.environ, **env, "COUPONS_URL": gateway})
+        print(f"gateway:  {gateway}", flush=True)
         print(f"notifier: http://127.0.0.1:{port + 1}", flush=True)
-        print(f"DATABASE_URL={external_db}", flush=True)
-        if "COUPONS_JWT_SECRET" not in os.environ:
-            print(f"COUPONS_JWT_SECRET={keys['jwt']}  (made up for this stack)", flush=True)
+        print(f"settings: {settings_file} (read by every `coupons` command run here)")
+        print(f"elsewhere: export $(grep -v '^#' {settings_file} | xargs)", flush=True)
         if demo:
             _print_demo(port, keys["jwt"])
         print(f"logs in {logs}; Ctrl-C stops everything", flush=True)
         return _supervise(stack, infra)
     finally:
+        if settings_file is not None:
+            local.remove(settings_file)
         if stack is not None:
             stack.stop()
         for process in reversed(infra):

@@ -12,6 +12,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPa
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
 
+from runtime.errors import CouponsError
 from runtime.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -107,10 +108,39 @@ def core_topics(settings: Settings) -> dict[str, int]:
         topics.commands: settings.commands_partitions,
         topics.decisions: settings.commands_partitions,
         topics.status: 1,
+        topics.edge: settings.commands_partitions,
     }
 
 
 READ_TO_END_TIMEOUT_S = 600.0
+
+
+async def start_or_close(reader: AIOKafkaConsumer) -> None:
+    """Start a reader; one that cannot reach the broker is closed, not left open."""
+    try:
+        await reader.start()
+    except BaseException:
+        await reader.stop()
+        raise
+
+
+class MissingTopic(CouponsError):
+    """An analysts' tool asked for a topic the broker does not have (a wrong prefix)."""
+
+
+async def partitions_of(reader: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
+    """A topic's partitions, or MissingTopic naming the prefixes the broker does have."""
+    every = await reader.topics()  # fresh metadata, every topic
+    found = reader.partitions_for_topic(topic) if topic in every else None
+    if found:
+        return [TopicPartition(topic, p) for p in sorted(found)]
+    name = ".".join(topic.rsplit(".", 2)[-2:])  # e.g. coupon.commands
+    prefixes = sorted({t[: -len(name)] for t in every if t.endswith(name)})
+    known = ", ".join(repr(p) for p in prefixes[-5:]) or "none"
+    raise MissingTopic(
+        f"the broker has no topic {topic} (is COUPONS_TOPIC_PREFIX right? prefixes with a "
+        f"{name} topic there: {known})"
+    )
 
 
 async def read_to_end(
@@ -120,9 +150,9 @@ async def read_to_end(
     is at each partition's high watermark (as a fetch reports it: the embedded broker's
     end offsets read low). For analysts' tools, not for live readers."""
     reader = consumer(settings, max_records=5000)
-    await reader.start()
+    await start_or_close(reader)
     try:
-        tps = [TopicPartition(topic, p) for p in sorted(reader.partitions_for_topic(topic) or ())]
+        tps = await partitions_of(reader, topic)
         reader.assign(tps)
         await reader.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout_s
@@ -141,9 +171,9 @@ async def read_to_end(
 async def topic_size(settings: Settings, topic: str) -> int:
     """Records in a topic, about (for progress bars: the embedded broker reads low)."""
     reader = consumer(settings)
-    await reader.start()
+    await start_or_close(reader)
     try:
-        tps = [TopicPartition(topic, p) for p in reader.partitions_for_topic(topic) or ()]
+        tps = await partitions_of(reader, topic)
         firsts, ends = await reader.beginning_offsets(tps), await reader.end_offsets(tps)
         return sum(ends[tp] - firsts[tp] for tp in tps)
     finally:

@@ -3,28 +3,24 @@ row what the log holds and the database decided."""
 
 import csv
 import json
-import os
-import subprocess
-import sys
+import tempfile
 from pathlib import Path
 
 import aiohttp
 import pyarrow.parquet as pq
 import pytest
 
-from tests.support.client import claim, create_coupon
+from tests.support.client import claim, create_coupon, step
 from tests.support.stack import Stack
+from tests.support.terminal import coupons_in, stack_folder
 
 pytestmark = pytest.mark.integration
 
-RUN_TIMEOUT_S = 120
-
 
 def export(stack: Stack, *args: str) -> tuple[int, str, str]:
-    argv = [sys.executable, "-m", "deploy.cli", "export", *args]
-    done = subprocess.run(argv, env={**os.environ, **stack.env}, capture_output=True,
-                          text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
-    return done.returncode, done.stdout, done.stderr
+    """`coupons export ARGS` in a folder where it finds the stack by its settings file."""
+    with tempfile.TemporaryDirectory() as folder:
+        return coupons_in(stack_folder(stack, Path(folder)), "export", *args)
 
 
 def read_csv(path: Path) -> list[dict[str, str]]:
@@ -66,3 +62,32 @@ async def test_both_logs_in_each_format(stack: Stack, tmp_path: Path) -> None:
     ]
     assert {r["outcome"] for r in rows} >= {"created", "granted"}
     assert none_out == "" and f"{len(commands)} commands records written" in commands_said
+
+
+async def test_the_grants_and_their_audit_trail_in_each_format(
+    stack: Stack, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 2, daily_limit=False)
+        granted = [await claim(session, stack, coupon["id"], f"g{i}") for i in range(3)]
+        grant = granted[0].body["grant"]
+        await step(session, stack, grant["id"], "redeem", grant["user_id"])
+    stored = await stack.fetch("SELECT id::text, state FROM grants ORDER BY granted_at, id")
+    trail = await stack.fetch("SELECT grant_id::text, after FROM grant_events ORDER BY id")
+    grants_status, grants_jsonl, _ = export(stack, "grants")
+    events_status, _, events_said = export(
+        stack, "events", "--format", "csv", "--out", str(tmp_path / "e.csv")
+    )
+    parquet_status, _, _ = export(
+        stack, "grants", "--format", "parquet", "--out", str(tmp_path / "g.parquet")
+    )
+    grants = [json.loads(line) for line in grants_jsonl.splitlines()]
+    events = read_csv(tmp_path / "e.csv")
+    table = pq.read_table(tmp_path / "g.parquet").to_pylist()
+    print(f"\n{events_said.strip()}\n{grants[0]}")
+    assert (grants_status, events_status, parquet_status) == (0, 0, 0)
+    assert [(g["id"], g["state"]) for g in grants] == [(r["id"], r["state"]) for r in stored]
+    assert [(e["grant_id"], e["after"]) for e in events] == [tuple(r) for r in trail]
+    assert ("redeemed" in {e["after"] for e in events}) and len(stored) == 2
+    assert [g["id"] for g in table] == [g["id"] for g in grants]
+    assert isinstance(table[0]["granted_at_ms"], int) and grants[0]["coupon_id"] == coupon["id"]

@@ -2,19 +2,19 @@
 
 import asyncio
 import json
-import os
-import subprocess
-import sys
+import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 
 from schemas.topics import partition_of
 from tests.support.stack import Stack
+from tests.support.terminal import coupons_in, stack_folder
 
 PARTITIONS = 4  # the command log's, in the test stack (tests/support/stack.py)
 
@@ -259,11 +259,8 @@ async def metric(url: str, name: str) -> float:
     )
 
 
-RUN_TIMEOUT_S = 180
-
-
 def replay(stack: Stack, *args: str) -> tuple[int, str]:
-    argv = [sys.executable, "-m", "deploy.cli", "replay", *args]
-    done = subprocess.run(argv, env={**os.environ, **stack.env}, capture_output=True,
-                          text=True, timeout=RUN_TIMEOUT_S)  # fmt: skip
-    return done.returncode, done.stdout + done.stderr
+    """`coupons replay ARGS` in a folder where it finds the stack by its settings file."""
+    with tempfile.TemporaryDirectory() as folder:
+        status, out, err = coupons_in(stack_folder(stack, Path(folder)), "replay", *args)
+    return status, out + err

@@ -24,7 +24,7 @@ def test_parquet_without_pyarrow_or_without_a_file_says_what_to_do(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     with pytest.raises(ExportError, match="--out"):
-        Writer("commands", "parquet", None)
+        Writer(["kind"], "parquet", None)
     monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if it were not installed
     with pytest.raises(ExportError, match=r"pip install 'coupons\[analysis\]'"):
-        Writer("commands", "parquet", tmp_path / "x.parquet")
+        Writer(["kind"], "parquet", tmp_path / "x.parquet")

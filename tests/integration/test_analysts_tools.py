@@ -1,0 +1,79 @@
+"""The analysts' commands find the local stack by its settings file, and say what is wrong
+in one line with a non-zero exit, never a traceback, when they cannot."""
+
+import socket
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tests.support.client import claim, create_coupon
+from tests.support.stack import Stack
+from tests.support.terminal import coupons_in, stack_folder
+
+pytestmark = pytest.mark.integration
+
+
+def nothing_listening() -> str:
+    """An address on this machine where nothing listens (a port just freed)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"127.0.0.1:{probe.getsockname()[1]}"
+
+
+def one_line(status: int, err: str) -> str:
+    assert status != 0 and "Traceback" not in err, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+async def test_a_second_terminal_in_the_project_folder_finds_the_stack(
+    stack: Stack, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 1)
+        await claim(session, stack, coupon["id"], "ann")
+    here = stack_folder(stack, tmp_path)
+    replayed, proved, _ = coupons_in(here, "replay")
+    exported, rows, _ = coupons_in(here, "export", "decisions", "--format", "csv")
+    listed, listing, _ = coupons_in(here, "list", "--as", "ann")
+    assert replayed == 0 and ", 0 mismatch" in proved, proved
+    assert exported == 0 and rows.count(coupon["id"]) >= 2  # created, and ann's grant
+    assert listed == 0 and coupon["id"] in listing
+
+
+async def test_each_thing_that_can_be_wrong_is_said_in_one_line(
+    stack: Stack, tmp_path: Path
+) -> None:
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 2, daily_limit=False)
+        for person in ("bo", "cy"):
+            await claim(session, stack, coupon["id"], person)
+    folders = {
+        name: stack_folder(stack, tmp_path / name, **changed)
+        for name, changed in {
+            "prefix": {"COUPONS_TOPIC_PREFIX": "nobody-made-this."},
+            "broker": {"KAFKA_BOOTSTRAP_SERVERS": nothing_listening()},
+            "database": {"DATABASE_URL": f"postgresql://postgres@{nothing_listening()}/x"},
+            "secret": {"COUPONS_CODE_SECRET": "not-the-allocators-secret"},
+        }.items()
+    }
+    (tmp_path / "empty").mkdir()
+    said = {
+        "no settings": one_line(*coupons_in(tmp_path / "empty", "replay")[::2]),
+        "prefix": one_line(*coupons_in(folders["prefix"], "replay")[::2]),
+        "broker": one_line(*coupons_in(folders["broker"], "export", "commands")[::2]),
+        "database": one_line(*coupons_in(folders["database"], "replay")[::2]),
+    }
+    wrong_secret, out, err = coupons_in(folders["secret"], "replay")
+    said["secret"] = one_line(wrong_secret, err)
+    print("\n" + "\n".join(f"{name}: {line}" for name, line in said.items()))
+    assert said["no settings"].startswith("coupons: missing environment variables")
+    assert "run `coupons dev` in this folder" in said["no settings"]
+    assert "no topic nobody-made-this.coupon.commands" in said["prefix"]
+    assert repr(stack.env["COUPONS_TOPIC_PREFIX"]) in said["prefix"]  # the prefixes there
+    assert said["broker"].startswith("coupons: cannot reach the broker at 127.0.0.1:")
+    assert "settings from" in said["broker"] and "stack.env" in said["broker"]
+    assert said["database"].startswith("coupons: cannot reach PostgreSQL at 127.0.0.1:")
+    assert "code secret (COUPONS_CODE_SECRET)" in said["secret"] and "MISMATCH" in out
