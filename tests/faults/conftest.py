@@ -13,4 +13,3 @@ from tests.support.stack import running_infra
 @pytest.fixture(scope="module")
 def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
     yield from running_infra(tmp_path_factory.mktemp("faults"))
-
