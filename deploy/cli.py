@@ -113,7 +113,7 @@ def _analysis(args: argparse.Namespace) -> tuple[Settings, int, int]:
 
     since, until = (
         int(datetime.fromisoformat(t).timestamp() * 1000) if t else default
-        for t, default in ((args.since, 0), (args.until, 2**62))
+        for t, default in ((getattr(args, "since", None), 0), (getattr(args, "until", None), 2**62))
     )
     try:
         settings = Settings.from_env()
@@ -176,6 +176,27 @@ def _replay(args: argparse.Namespace) -> int:
 MISMATCHES_SHOWN = 20
 
 
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from deploy import report
+
+    settings, _, _ = _analysis(args)
+    if args.coupon is None:
+        for line in asyncio.run(report.recent(settings)) or ["no coupons in the last day"]:
+            print(line)
+        return 0
+    story = asyncio.run(report.gather(settings, args.coupon))
+    summary = story.summary()
+    out = Path(args.out) if args.out else Path(args.data_dir) / "reports"
+    drawn = report.plot(story, out / f"{story.code}-{args.coupon[:8]}.png")
+    if args.json:
+        print(report.write_json({**summary, "png": str(drawn)}))
+    else:
+        print("\n".join([*report.lines(summary, args.coupon), f"plot               {drawn}"]))
+    return 0
+
+
 def _bench(args: argparse.Namespace) -> int:
     from bench.run import run
 
@@ -236,6 +257,11 @@ def parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("jsonl", "csv", "parquet"), default="jsonl",
                         help="Parquet needs pyarrow")  # fmt: skip
     export.add_argument("--out", default=None, help="a file (default: standard output)")
+    report = commands.add_parser("report", help="the story of one coupon, or the last day's")
+    report.add_argument("coupon", nargs="?", default=None, help="its id (none: the last day's)")
+    report.add_argument("--out", default=None, help="where the PNG goes (default .data/reports)")
+    report.add_argument("--json", action="store_true", help="the summary as JSON")
+    report.add_argument("--data-dir", default=".data", help="the local stack's data folder")
     for analysis in (replay, export):
         analysis.add_argument("--since", default=None, help="from this RFC 3339 time")
         analysis.add_argument("--until", default=None, help="before this RFC 3339 time")
@@ -313,6 +339,7 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "soak": _soak,
     "replay": _replay,
     "export": _export,
+    "report": _report,
 }
 
 if __name__ == "__main__":

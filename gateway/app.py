@@ -69,7 +69,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         await part.consumer.start()
         await part.start()
     batcher = Batcher(producer, settings.produce_queue_max)
-    gateway = Gateway(settings, topics, reply_topic, pool, producer, batcher, replies, statuses)
+    gateway = Gateway(
+        settings, topics, reply_topic, pool, producer, batcher, replies, statuses, gateway_id
+    )
 
     async def readiness() -> str | None:
         if not replies.healthy:
@@ -80,10 +82,12 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     add_ops_routes(app, readiness)
     runner = await serve(app, settings.host, settings.gateway_port, settings.gateway_reuse_port)
     log.info("gateway %s listening on %s:%d", gateway_id, settings.host, settings.gateway_port)
+    tallying = asyncio.create_task(gateway.edge.run(stop))
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
+        await asyncio.gather(tallying, return_exceptions=True)  # the last second's counts
         await batcher.stop()
         for part in (replies, statuses):
             await part.stop()

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaProducer
 
 from gateway.replies import Replies
 from gateway.retries import Retries
+from gateway.tally import EdgeTally
 from runtime import errors, hops, requests
 from runtime.http import Problem, accept, json_response, problem
 from runtime.produce import Batcher, Saturated
@@ -68,10 +69,13 @@ class Gateway:
     batcher: Batcher
     replies: Replies
     statuses: Statuses
+    gateway_id: str
     retries: Retries = field(init=False)  # answers on coupons that are over: gateway/retries.py
+    edge: EdgeTally = field(init=False)  # what it answered without the log: gateway/tally.py
 
     def __post_init__(self) -> None:
         self.retries = Retries(self.pool)
+        self.edge = EdgeTally(self.producer, self.topics.edge, self.gateway_id)
 
     def now_ms(self) -> int:
         return int(time.time() * 1000)

@@ -144,15 +144,18 @@ async def partitions_of(reader: AIOKafkaConsumer, topic: str) -> list[TopicParti
 
 
 async def read_to_end(
-    settings: Settings, topic: str, timeout_s: float = READ_TO_END_TIMEOUT_S
+    settings: Settings,
+    topic: str,
+    timeout_s: float = READ_TO_END_TIMEOUT_S,
+    only: int | None = None,
 ) -> AsyncIterator[list[ConsumerRecord[bytes, bytes]]]:
-    """A whole topic, every partition from its first record, in batches, until the reader
-    is at each partition's high watermark (as a fetch reports it: the embedded broker's
-    end offsets read low). For analysts' tools, not for live readers."""
+    """A whole topic (or its partition `only`), every partition from its first record, in
+    batches, until the reader is at each partition's high watermark (as a fetch reports it:
+    the embedded broker's end offsets read low). For analysts' tools, not live readers."""
     reader = consumer(settings, max_records=5000)
     await start_or_close(reader)
     try:
-        tps = await partitions_of(reader, topic)
+        tps = [tp for tp in await partitions_of(reader, topic) if only in (None, tp.partition)]
         reader.assign(tps)
         await reader.seek_to_beginning(*tps)
         deadline = time.monotonic() + timeout_s

@@ -249,7 +249,24 @@ class Decision:
     revoked: int = 0
 
 
-def encode(message: Command | Decision | CouponStatus) -> bytes:
+@dataclass(frozen=True, slots=True)
+class EdgeAnswers:
+    """Claims one gateway answered on one coupon without the log, in [from_ms, to_ms): by
+    reason (`sold_out`, `not_started`, `expired`, `closed`), and `retry` for a retried
+    request answered with its earlier decision. On coupon.edge, keyed by coupon."""
+
+    coupon_id: str
+    gateway_id: str
+    from_ms: int
+    to_ms: int
+    reasons: dict[str, int]
+
+
+def decode_edge(payload: bytes) -> EdgeAnswers:
+    return EdgeAnswers(**orjson.loads(payload))
+
+
+def encode(message: Command | Decision | CouponStatus | EdgeAnswers) -> bytes:
     return orjson.dumps(message)
 
 

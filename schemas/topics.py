@@ -29,6 +29,11 @@ class Topics:
         """Latest state of each coupon (compacted in a real cluster), for edge answers."""
         return f"{self.prefix}coupon.status"
 
+    @property
+    def edge(self) -> str:
+        """How many claims each gateway answered without the log, per coupon and second."""
+        return f"{self.prefix}coupon.edge"
+
     def replies(self, gateway_id: str) -> str:
         """One gateway's answers, forwarded by the notifier."""
         return f"{self.prefix}coupon.replies.{gateway_id}"

@@ -1,17 +1,24 @@
 """The analysts' commands find the local stack by its settings file, and say what is wrong
 in one line with a non-zero exit, never a traceback, when they cannot."""
 
+import asyncio
+import json
+import shutil
 import socket
+import time
 from pathlib import Path
 
 import aiohttp
 import pytest
 
+from tests.support.artifacts import artifact
 from tests.support.client import claim, create_coupon
 from tests.support.stack import Stack
 from tests.support.terminal import coupons_in, stack_folder
 
 pytestmark = pytest.mark.integration
+
+EDGE_COUNTS_WITHIN_S = 10
 
 
 def nothing_listening() -> str:
@@ -77,3 +84,38 @@ async def test_each_thing_that_can_be_wrong_is_said_in_one_line(
     assert "settings from" in said["broker"] and "stack.env" in said["broker"]
     assert said["database"].startswith("coupons: cannot reach PostgreSQL at 127.0.0.1:")
     assert "code secret (COUPONS_CODE_SECRET)" in said["secret"] and "MISMATCH" in out
+
+
+async def test_a_burst_has_its_report(stack: Stack, tmp_path: Path) -> None:
+    count, people = 25, 300
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, count, code="REPORTED")
+        answers = await asyncio.gather(
+            *(claim(session, stack, coupon["id"], f"r{i}") for i in range(people))
+        )
+    at_edge = sum(1 for a in answers if "ticket" not in a.body)
+    here = stack_folder(stack, tmp_path)
+    deadline = time.monotonic() + EDGE_COUNTS_WITHIN_S
+    while True:  # each gateway appends its edge counts once a second
+        status, out, err = coupons_in(here, "report", coupon["id"], "--json", "--out", "plots")
+        assert status == 0, err
+        summary = json.loads(out)
+        if summary["answered_at_edge"] >= at_edge or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.2)
+    printed, text, _ = coupons_in(here, "report", coupon["id"], "--out", "plots")
+    listed, listing, _ = coupons_in(here, "report")
+    shot = artifact("report.png")
+    shutil.copy(summary["png"] if Path(summary["png"]).is_absolute() else here / summary["png"],
+                shot)  # fmt: skip
+    print(f"\n{text.strip()}\n{listing.strip()}\nplot: {shot.resolve()}")
+    assert (summary["granted"], summary["claims"], summary["answered_at_edge"]) == (
+        count, people, at_edge
+    )  # fmt: skip
+    assert summary["decided_by_allocator"] == people - at_edge
+    assert summary["refused"] == {"sold_out": people - count}
+    assert summary["fairness"]["verified"] is True and summary["sold_out_ms"] is not None
+    assert summary["winners_latency_p50_ms"] is not None
+    assert printed == 0 and "fairness           verified" in text and "REPORTED" in text
+    assert listed == 0 and f"{coupon['id']}  REPORTED" in listing
+    assert shot.stat().st_size > 10_000
