@@ -19,8 +19,7 @@ from allocator.effects import DecisionRow, Record
 from allocator.state import CoreConfig
 from runtime import kafka
 from runtime.settings import Settings
-from schemas import logmarks
-from schemas.messages import Decision, decode_command
+from schemas.messages import Decision
 from schemas.topics import Topics
 
 IDS_PER_QUERY = 5000
@@ -101,16 +100,11 @@ async def read_log(settings: Settings, report: Report) -> dict[int, list[Record]
     """Every partition's records; log marks and unreadable records are skipped, as the
     allocator skips them."""
     records: dict[int, list[Record]] = {}
-    async for messages in kafka.read_to_end(settings, Topics(settings.topic_prefix).commands):
-        for message in messages:
-            if logmarks.is_mark(message.value):
-                continue
-            try:
-                command = decode_command(message.value or b"")
-            except (ValueError, TypeError, KeyError):
-                report.unreadable += 1
-                continue
-            records.setdefault(message.partition, []).append(Record(message.offset, command))
+    async for message, command in kafka.read_commands(settings):
+        if command is None:
+            report.unreadable += 1
+            continue
+        records.setdefault(message.partition, []).append(Record(message.offset, command))
     return records
 
 

@@ -150,6 +150,8 @@ def _replay(args: argparse.Namespace) -> int:
     except (SettingsError, ValueError) as error:
         print(f"coupons: {error}", file=sys.stderr)
         return 2
+    if args.what_if or args.changes:
+        return _what_if(args, settings)
     report = asyncio.run(replay(settings, since, until))
     for partition, commands in sorted(report.commands.items()):
         base = report.bases[partition]
@@ -174,6 +176,21 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 MISMATCHES_SHOWN = 20
+
+
+def _what_if(args: argparse.Namespace, settings: Settings) -> int:
+    from allocator.whatif import WhatIfError, what_if
+
+    if not args.what_if:
+        print("coupons: name=value changes go with --what-if COUPON_ID", file=sys.stderr)
+        return 2
+    try:
+        lines = asyncio.run(what_if(settings, args.what_if, args.changes))
+    except WhatIfError as error:
+        print(f"coupons: {error}", file=sys.stderr)
+        return 2
+    print("\n".join(lines))
+    return 0
 
 
 def _report(args: argparse.Namespace) -> int:
@@ -248,6 +265,18 @@ def parser() -> argparse.ArgumentParser:
     users_import.add_argument("file", help="CSV with the columns id and display_name")
     replay = commands.add_parser(
         "replay", help="re-decide the command log and compare every decision with PostgreSQL"
+    )
+    replay.add_argument(
+        "--what-if",
+        metavar="COUPON_ID",
+        default=None,
+        help="instead: how the outcome would differ with that coupon's settings changed",
+    )
+    replay.add_argument(
+        "changes",
+        nargs="*",
+        metavar="NAME=VALUE",
+        help="with --what-if: count=50 per_user_limit=2 daily_limit=false …",
     )
     export = commands.add_parser(
         "export", help="a log (commands, decisions) or the grants and their events, for notebooks"

@@ -20,8 +20,7 @@ from deploy.story import RETURNS_A_UNIT, Decided, LoggedClaim, Story
 from runtime import kafka
 from runtime.errors import CouponsError
 from runtime.settings import Settings
-from schemas import logmarks
-from schemas.messages import Claim, decode_command, decode_edge
+from schemas.messages import Claim, decode_edge
 from schemas.readmodel import dt_to_ms, status_from_row
 from schemas.topics import Topics, partition_of
 
@@ -91,21 +90,14 @@ async def gather(settings: Settings, coupon_id: str) -> Story:
 async def _read_logs(settings: Settings, coupon_id: str, story: Story) -> None:
     topics = Topics(settings.topic_prefix)
     partition = partition_of(coupon_id, settings.commands_partitions)
-    async for records in kafka.read_to_end(settings, topics.commands, only=partition):
-        for record in records:
-            if logmarks.is_mark(record.value):
-                continue
-            try:
-                command = decode_command(record.value or b"")
-            except (ValueError, TypeError, KeyError):
-                continue
-            if isinstance(command, Claim) and command.coupon_id == coupon_id:
-                story.claims.append(
-                    LoggedClaim(
-                        record.offset, command.request_id, command.user_id, command.at_ms,
-                        command.reply_to,
-                    )
-                )  # fmt: skip
+    async for record, command in kafka.read_commands(settings, only=partition):
+        if isinstance(command, Claim) and command.coupon_id == coupon_id:
+            story.claims.append(
+                LoggedClaim(
+                    record.offset, command.request_id, command.user_id, command.at_ms,
+                    command.reply_to,
+                )
+            )  # fmt: skip
     edge: Counter[str] = Counter()
     async for records in kafka.read_to_end(settings, topics.edge, only=partition):
         for record in records:

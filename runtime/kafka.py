@@ -14,6 +14,9 @@ from aiokafka.errors import TopicAlreadyExistsError
 
 from runtime.errors import CouponsError
 from runtime.settings import Settings
+from schemas import logmarks
+from schemas.messages import Command, decode_command
+from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
@@ -101,8 +104,6 @@ async def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
 
 
 def core_topics(settings: Settings) -> dict[str, int]:
-    from schemas.topics import Topics
-
     topics = Topics(settings.topic_prefix)
     return {
         topics.commands: settings.commands_partitions,
@@ -181,3 +182,18 @@ async def topic_size(settings: Settings, topic: str) -> int:
         return sum(ends[tp] - firsts[tp] for tp in tps)
     finally:
         await reader.stop()
+
+
+async def read_commands(
+    settings: Settings, only: int | None = None
+) -> AsyncIterator[tuple[ConsumerRecord[bytes, bytes], Command | None]]:
+    """The command log to its end (or its partition `only`): each record with its command,
+    or None for an unreadable one; log marks skipped, as the allocator skips them."""
+    async for records in read_to_end(settings, Topics(settings.topic_prefix).commands, only=only):
+        for record in records:
+            if logmarks.is_mark(record.value):
+                continue
+            try:
+                yield record, decode_command(record.value or b"")
+            except (ValueError, TypeError, KeyError):
+                yield record, None

@@ -45,13 +45,8 @@ async def test_a_killed_allocators_partitions_move_to_the_survivor(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = time.monotonic()
-    survivor = stack.allocators[0]
-    victim = await asyncio.to_thread(stack.start_allocator, None, "allocator-victim")
-    await shared_out([survivor, victim], lambda held: all(held))
     async with client_session(256, 30) as http:
-        coupons = await coupons_on_every_partition(http, stack, COUNT)
-        load = claims_on(http, stack, coupons)
-        await wait_for_grants(stack, coupons[0], COUNT // 5, timeout_s=60)
+        survivor, victim, coupons, load = await two_sharing_a_load(http, stack, "victim")
         lost = sorted(await deciding(http, victim))
         victim.process.kill()  # SIGKILL, not restarted: only the group can move its share
         killed = time.monotonic()
@@ -74,13 +69,8 @@ async def test_a_third_allocator_joining_mid_load_takes_a_share(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     started = time.monotonic()
-    first = stack.allocators[0]
-    second = await asyncio.to_thread(stack.start_allocator, None, "allocator-second")
-    await shared_out([first, second], lambda held: all(held))
     async with client_session(256, 30) as http:
-        coupons = await coupons_on_every_partition(http, stack, COUNT)
-        load = claims_on(http, stack, coupons)
-        await wait_for_grants(stack, coupons[0], COUNT // 5, timeout_s=60)
+        first, second, coupons, load = await two_sharing_a_load(http, stack, "second")
         third = await asyncio.to_thread(stack.start_allocator, None, "allocator-third")
         await shared_out([first, second, third], lambda held: all(held))
         taken = sorted(await deciding(http, third))
@@ -152,6 +142,20 @@ async def test_a_rebalance_between_decide_and_commit_doubles_nothing(
             f"refused {fenced:.0f} batches, {newcomer.name} took partition {partition}; "
             f"{count} granted to {len(stored)} people"
         )
+
+
+async def two_sharing_a_load(
+    http: aiohttp.ClientSession, stack: Stack, label: str
+) -> "tuple[Part, Part, list[str], asyncio.Task[list[Outcome]]]":
+    """The stack's allocator and a second one (`allocator-<label>`) sharing the partitions,
+    careful clients claiming on a coupon of each partition, some granted already."""
+    first = stack.allocators[0]
+    second = await asyncio.to_thread(stack.start_allocator, None, f"allocator-{label}")
+    await shared_out([first, second], lambda held: all(held))
+    coupons = await coupons_on_every_partition(http, stack, COUNT)
+    load = claims_on(http, stack, coupons)
+    await wait_for_grants(stack, coupons[0], COUNT // 5, timeout_s=60)
+    return first, second, coupons, load
 
 
 def claims_on(

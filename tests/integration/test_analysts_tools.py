@@ -39,15 +39,21 @@ async def test_a_second_terminal_in_the_project_folder_finds_the_stack(
     stack: Stack, tmp_path: Path
 ) -> None:
     async with aiohttp.ClientSession() as session:
-        coupon = await create_coupon(session, stack, 1)
-        await claim(session, stack, coupon["id"], "ann")
+        coupon = await create_coupon(session, stack, 3)
+        for person in ("ann", "bo", "cy"):
+            await claim(session, stack, coupon["id"], person)
     here = stack_folder(stack, tmp_path)
     replayed, proved, _ = coupons_in(here, "replay")
     exported, rows, _ = coupons_in(here, "export", "decisions", "--format", "csv")
     listed, listing, _ = coupons_in(here, "list", "--as", "ann")
+    asked, what_if, _ = coupons_in(here, "replay", "--what-if", coupon["id"], "count=1")
+    print(f"\n{what_if.strip()}")
     assert replayed == 0 and ", 0 mismatch" in proved, proved
-    assert exported == 0 and rows.count(coupon["id"]) >= 2  # created, and ann's grant
+    assert exported == 0 and rows.count(coupon["id"]) >= 4  # created, and three grants
     assert listed == 0 and coupon["id"] in listing
+    assert asked == 0 and "had count=1 (was 3)" in what_if, what_if
+    assert "grants     3 → 1" in what_if and "would lose 2: bo, cy" in what_if
+    assert "nothing was written" in what_if
 
 
 async def test_each_thing_that_can_be_wrong_is_said_in_one_line(
