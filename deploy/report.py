@@ -107,7 +107,9 @@ async def _read_logs(settings: Settings, coupon_id: str, story: Story) -> None:
                 continue
             if answers.coupon_id == coupon_id:
                 edge.update(answers.reasons)
-                story.edge_seconds.append((answers.from_ms, answers.to_ms, answers.reasons))
+                first = answers.first_ms or answers.from_ms
+                last = answers.last_ms or answers.to_ms - 1
+                story.edge_spans.append((first, last, sum(answers.reasons.values())))
     story.edge = edge
 
 
@@ -165,13 +167,14 @@ def plot(story: Story, path: Path) -> Path:
     def bin_of(ms: int) -> float:
         return ((ms - zero) // int(bin_s * 1000)) * bin_s
 
-    arrived = Counter(bin_of(c.at_ms) for c in story.claims)
-    for _, to_ms, reasons in story.edge_seconds:  # counted over a second, shown at its end
-        arrived[bin_of(to_ms - 1)] += sum(reasons.values())
+    arrived: Counter[float] = Counter(bin_of(c.at_ms) for c in story.claims)
+    for first, last, count in story.edge_spans:  # spread between the first and last answer
+        bins = [bin_of(first + (last - first) * i // max(count - 1, 1)) for i in range(count)]
+        arrived.update(bins)
     decided = Counter(bin_of(d.at_ms) for d in story.decided.values())
     granted = story.granted()
     figure, (rates, units, latency) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
-    for counted, label, shift in ((arrived, "claims arriving (the edge's by the second)", 0.0),
+    for counted, label, shift in ((arrived, "claims arriving", 0.0),
                                   (decided, "decided by the allocator", bin_s / 2)):  # fmt: skip
         seconds = sorted(counted)
         rates.bar([t + shift for t in seconds], [counted[t] for t in seconds],

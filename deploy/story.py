@@ -39,7 +39,7 @@ class Story:
     decided: dict[str, Decided]  # by request id
     returns: list[int]  # log offsets of grant changes that gave a unit back
     edge: Counter[str] = field(default_factory=Counter)  # answered without the log, by reason
-    edge_seconds: list[tuple[int, int, dict[str, int]]] = field(default_factory=list)
+    edge_spans: list[tuple[int, int, int]] = field(default_factory=list)  # first, last, count
     waiting: int = 0  # in the line now
     holding: int = 0  # grants held, waiting for confirmation
 

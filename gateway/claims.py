@@ -61,10 +61,10 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
             request_id = gateway.request_id(key, user_id, coupon_id)
             earlier = await _earlier(gateway, status, state, request_id)
             if earlier is not None:
-                gateway.edge.count(coupon_id, "retry")
+                gateway.edge.count(coupon_id, "retry", now_ms)
                 return _answer(gateway.ticket(coupon_id, request_id), earlier)
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
-        gateway.edge.count(coupon_id, edge)
+        gateway.edge.count(coupon_id, edge, now_ms)
         return problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge), edge
     request_id = gateway.request_id(key, user_id, coupon_id)  # a fresh one without a key
     command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)

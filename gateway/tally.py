@@ -29,21 +29,25 @@ class EdgeTally:
         self.topic = topic
         self.gateway_id = gateway_id
         self.counts: Counter[tuple[str, str]] = Counter()  # (coupon id, reason)
+        self.spans: dict[str, tuple[int, int]] = {}  # coupon id: first and last answer
         self.since_ms = int(time.time() * 1000)
 
-    def count(self, coupon_id: str, reason: str) -> None:
+    def count(self, coupon_id: str, reason: str, now_ms: int) -> None:
         self.counts[(coupon_id, reason)] += 1
+        first, _ = self.spans.get(coupon_id, (now_ms, now_ms))
+        self.spans[coupon_id] = (first, now_ms)
 
     def messages(self, now_ms: int) -> list[Message]:
         """The counts since the last append, one message per coupon; the counts restart."""
         by_coupon: defaultdict[str, dict[str, int]] = defaultdict(dict)
         for (coupon_id, reason), n in self.counts.items():
             by_coupon[coupon_id][reason] = n
-        self.counts = Counter()
+        spans, self.spans, self.counts = self.spans, {}, Counter()
         since, self.since_ms = self.since_ms, now_ms
         return [
-            (self.topic, coupon_key(coupon_id),
-             encode(EdgeAnswers(coupon_id, self.gateway_id, since, now_ms, reasons)))
+            (self.topic, coupon_key(coupon_id), encode(EdgeAnswers(
+                coupon_id, self.gateway_id, since, now_ms, reasons, *spans[coupon_id]
+            )))
             for coupon_id, reasons in by_coupon.items()
         ]  # fmt: skip
 
@@ -57,7 +61,7 @@ class EdgeTally:
             await self._append()
 
     async def _append(self) -> None:
-        held, since = self.counts.copy(), self.since_ms
+        held, spans, since = self.counts.copy(), dict(self.spans), self.since_ms
         messages = self.messages(int(time.time() * 1000))
         if not messages:
             return
@@ -66,4 +70,7 @@ class EdgeTally:
         except Exception as error:  # noqa: BLE001 - any broker failure: keep the counts
             log.warning("edge counts not appended (%s); sending them with the next", error)
             self.counts.update(held)
+            for coupon_id, (first, last) in spans.items():
+                now = self.spans.get(coupon_id, (first, last))
+                self.spans[coupon_id] = (min(first, now[0]), max(last, now[1]))
             self.since_ms = since

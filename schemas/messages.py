@@ -251,15 +251,18 @@ class Decision:
 
 @dataclass(frozen=True, slots=True)
 class EdgeAnswers:
-    """Claims one gateway answered on one coupon without the log, in [from_ms, to_ms): by
-    reason (`sold_out`, `not_started`, `expired`, `closed`), and `retry` for a retried
-    request answered with its earlier decision. On coupon.edge, keyed by coupon."""
+    """Claims one gateway answered on one coupon without the log, in [from_ms, to_ms), the
+    first at first_ms and the last at last_ms: by reason (`sold_out`, `not_started`,
+    `expired`, `closed`), and `retry` for a retried request answered with its earlier
+    decision. On coupon.edge, keyed by coupon."""
 
     coupon_id: str
     gateway_id: str
     from_ms: int
     to_ms: int
     reasons: dict[str, int]
+    first_ms: int = 0
+    last_ms: int = 0
 
 
 def decode_edge(payload: bytes) -> EdgeAnswers:
