@@ -7,6 +7,7 @@ import os
 import signal
 import sys
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from runtime.settings import Settings, SettingsError
 
@@ -232,37 +233,8 @@ def _dev(args: argparse.Namespace) -> int:
     return run_dev(args.port, args.data_dir, args.demo)
 
 
-def parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="coupons", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    dev = commands.add_parser("dev", help="the whole stack on this machine")
-    dev.add_argument("--port", type=int, default=8080, help="gateway port; notifier is port+1")
-    dev.add_argument("--data-dir", default=".data", help="where PostgreSQL keeps its files")
-    dev.add_argument("--demo", action="store_true", help="create a live demo coupon")
-    parts = {
-        name: commands.add_parser(name, help=f"run the {name}, configured by environment variables")
-        for name in ("gateway", "allocator", "notifier")
-    }
-    parts["gateway"].add_argument(
-        "--workers",
-        type=int,
-        default=None,
-        help="processes sharing the port (SO_REUSEPORT); default GATEWAY_WORKERS or 1",
-    )
-    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
-    migrate.add_argument("--target", type=int, default=None, help="migrate up or down to this")
-    bench = commands.add_parser("bench", help="measure against the baseline and the ceiling")
-    from bench.options import add_arguments
-
-    add_arguments(bench)
-    soak = commands.add_parser("soak", help="a long steady load; every process's memory sampled")
-    from bench.soak import add_arguments as add_soak_arguments
-
-    add_soak_arguments(soak)
-    users = commands.add_parser("users", help="manage the users table")
-    users_do = users.add_subparsers(dest="users_command", required=True)
-    users_import = users_do.add_parser("import", help="add or update users from a CSV file")
-    users_import.add_argument("file", help="CSV with the columns id and display_name")
+def _add_analysts_commands(commands: Any) -> None:
+    """replay (and what-if), export and report, on the `coupons` parser's subparsers."""
     replay = commands.add_parser(
         "replay", help="re-decide the command log and compare every decision with PostgreSQL"
     )
@@ -294,6 +266,40 @@ def parser() -> argparse.ArgumentParser:
     for analysis in (replay, export):
         analysis.add_argument("--since", default=None, help="from this RFC 3339 time")
         analysis.add_argument("--until", default=None, help="before this RFC 3339 time")
+
+
+def parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="coupons", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    dev = commands.add_parser("dev", help="the whole stack on this machine")
+    dev.add_argument("--port", type=int, default=8080, help="gateway port; notifier is port+1")
+    dev.add_argument("--data-dir", default=".data", help="where PostgreSQL keeps its files")
+    dev.add_argument("--demo", action="store_true", help="create a live demo coupon")
+    parts = {
+        name: commands.add_parser(name, help=f"run the {name}, configured by environment variables")
+        for name in ("gateway", "allocator", "notifier")
+    }
+    parts["gateway"].add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes sharing the port (SO_REUSEPORT); default GATEWAY_WORKERS or 1",
+    )
+    migrate = commands.add_parser("migrate", help="bring the database schema up to date")
+    migrate.add_argument("--target", type=int, default=None, help="migrate up or down to this")
+    bench = commands.add_parser("bench", help="measure against the baseline and the ceiling")
+    from bench.options import add_arguments
+
+    add_arguments(bench)
+    soak = commands.add_parser("soak", help="a long steady load; every process's memory sampled")
+    from bench.soak import add_arguments as add_soak_arguments
+
+    add_soak_arguments(soak)
+    users = commands.add_parser("users", help="manage the users table")
+    users_do = users.add_subparsers(dest="users_command", required=True)
+    users_import = users_do.add_parser("import", help="add or update users from a CSV file")
+    users_import.add_argument("file", help="CSV with the columns id and display_name")
+    _add_analysts_commands(commands)
     from deploy import client
 
     client.add_arguments(commands)
