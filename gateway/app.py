@@ -12,6 +12,7 @@ from gateway import campaigns, claims, coupons, grants
 from gateway.pipeline import GATEWAY, Gateway
 from gateway.replies import Replies
 from runtime import db, kafka
+from runtime.auth import keys_kept_fresh, keys_problem
 from runtime.docs import add_docs_routes, document
 from runtime.http import add_ops_routes, errors, serve
 from runtime.limits import guard
@@ -76,18 +77,18 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async def readiness() -> str | None:
         if not replies.healthy:
             return "reply reader stopped"
-        return await db.unreachable(pool)
+        return keys_problem(settings.jwt) or await db.unreachable(pool)
 
     app = build_app(gateway)
     add_ops_routes(app, readiness)
     runner = await serve(app, settings.host, settings.gateway_port, settings.gateway_reuse_port)
     log.info("gateway %s listening on %s:%d", gateway_id, settings.host, settings.gateway_port)
-    tallying = asyncio.create_task(gateway.edge.run(stop))
+    tallying = [asyncio.create_task(gateway.edge.run(stop)), *keys_kept_fresh(settings.jwt, stop)]
     try:
         await stop.wait()
     finally:
         await runner.cleanup()
-        await asyncio.gather(tallying, return_exceptions=True)  # the last second's counts
+        await asyncio.gather(*tallying, return_exceptions=True)  # the last second's counts
         await batcher.stop()
         for part in (replies, statuses):
             await part.stop()

@@ -13,6 +13,7 @@ from aiokafka import AIOKafkaConsumer
 from notifier import coupon_events, dashboard, streams, tickets
 from notifier.forwarder import Forwarder
 from runtime import db, kafka
+from runtime.auth import keys_kept_fresh, keys_problem
 from runtime.docs import add_docs_routes, document
 from runtime.http import add_ops_routes, errors, serve
 from runtime.limits import guard
@@ -59,12 +60,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         asyncio.create_task(live.feed.run(stop)),
         asyncio.create_task(watch.run(stop)),
         asyncio.create_task(board.run(stop)),
+        *keys_kept_fresh(settings.jwt, stop),
     ]
 
     async def readiness() -> str | None:
         if any(task.done() for task in tasks):
             return "a notifier task stopped"  # its exception is in the log
-        return await db.unreachable(pool)
+        return keys_problem(settings.jwt) or await db.unreachable(pool)
 
     app = _application(settings, pool, offsets, tails, live, watch, board)
     add_ops_routes(app, readiness)

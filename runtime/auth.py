@@ -1,11 +1,14 @@
 """Who is asking: a Bearer JWT, its `sub` and roles.
 
-Tokens are HS256 with a shared secret or RS256 with the issuer's public key; the verifier
-accepts exactly the one configured algorithm (never `none`, and never an HS256 token signed
-with an RS256 public key). `exp` and `sub` are required; `aud` and `iss` are checked when
-configured; clock-skew leeway is bounded.
+Tokens are HS256 with a shared secret, RS256 with the issuer's public key, or signed by an
+OpenID Connect provider whose keys are fetched from its JWKS (runtime/jwks.py). The
+verifier accepts exactly the one configured algorithm, or with a JWKS the named key's own
+asymmetric one (never `none`, and never an HS256 token signed with a public key). `exp`
+and `sub` are required; `aud` and `iss` are checked when configured; clock-skew leeway is
+bounded.
 """
 
+import asyncio
 import functools
 import time
 from dataclasses import dataclass, field
@@ -16,6 +19,7 @@ from aiohttp import web
 from jwt.algorithms import HMACAlgorithm, RSAAlgorithm
 
 from runtime.http import Problem
+from runtime.jwks import KeySet
 from schemas.storable import USER_ID_CHARS_MAX, text_fault
 
 LEEWAY_S_DEFAULT = 30
@@ -38,17 +42,27 @@ class _HMACPreparedOnce(HMACAlgorithm):
     """HS256 whose key is checked and converted once, not for every token: PyJWT prepares
     the key on each decode, and its PEM check was a tenth of a gateway's time."""
 
-    @functools.lru_cache(maxsize=KEYS_PREPARED_MAX)  # noqa: B019 - one instance, for good
     def prepare_key(self, key: Any) -> bytes:
-        return super().prepare_key(key)
+        return _prepare_once(self, key, super().prepare_key)  # type: ignore[no-any-return]
 
 
 class _RSAPreparedOnce(RSAAlgorithm):
-    """RS256 whose PEM key is parsed once, not for every token."""
+    """RS256 whose PEM key is parsed once, not for every token (a provider's keys come
+    parsed already, from its JWKS)."""
 
-    @functools.lru_cache(maxsize=KEYS_PREPARED_MAX)  # noqa: B019 - one instance, for good
     def prepare_key(self, key: Any) -> Any:
-        return super().prepare_key(key)
+        return _prepare_once(self, key, super().prepare_key)
+
+
+def _prepare_once(algorithm: object, key: Any, prepare: Any) -> Any:
+    if isinstance(key, str | bytes):
+        return _prepare_text(algorithm, key, prepare)
+    return prepare(key)
+
+
+@functools.lru_cache(maxsize=KEYS_PREPARED_MAX)
+def _prepare_text(algorithm: object, key: str | bytes, prepare: Any) -> Any:
+    return prepare(key)
 
 
 # PyJWT's documented registry (jwt.register_algorithm): the same algorithms, keys prepared once.
@@ -67,10 +81,13 @@ class Verifier:
     audience: str | None = None
     issuer: str | None = None
     leeway_s: int = LEEWAY_S_DEFAULT
+    keys: KeySet | None = field(default=None, compare=False)  # a provider's, by kid
 
     def __post_init__(self) -> None:
         if not 0 <= self.leeway_s <= LEEWAY_S_MAX:
             raise ValueError(f"JWT leeway must be 0 to {LEEWAY_S_MAX} s, not {self.leeway_s}")
+        if self.keys is not None:
+            return  # keys come from the provider, each with its own algorithm
         if self.algorithm == "RS256" and "PUBLIC KEY" not in self.key:
             raise ValueError("an RS256 key must be a PEM public key")
         # Parse the key now, so a bad one stops the process at start, not at each request.
@@ -85,11 +102,12 @@ class Verifier:
         )
         if not token.isascii():  # base64url and dots; a header's other bytes are not a JWT
             raise Problem(401, "unauthenticated", "Invalid token", "a token is ASCII text")
+        key, algorithm = self._key(token)
         try:
             claims = jwt.decode(
                 token,
-                self.key,
-                algorithms=[self.algorithm],
+                key,
+                algorithms=[algorithm],
                 audience=self.audience,
                 issuer=self.issuer,
                 leeway=self.leeway_s,
@@ -105,6 +123,30 @@ class Verifier:
             raise Problem(401, "unauthenticated", "Invalid token", f"sub {why}")
         roles = claims.get("roles", [])
         return Caller(user_id=sub, admin=isinstance(roles, list) and "admin" in roles)
+
+    def _key(self, token: str) -> tuple[Any, str]:
+        """The key and algorithm to verify `token` with: configured, or the provider's key
+        the token names (its `kid`)."""
+        if self.keys is None:
+            return self.key, self.algorithm
+        try:
+            kid = jwt.get_unverified_header(token).get("kid")
+        except jwt.PyJWTError as error:
+            raise Problem(401, "unauthenticated", "Invalid token", str(error)) from error
+        if not isinstance(kid, str) or not kid:
+            raise Problem(401, "unauthenticated", "Invalid token", "the token names no key (kid)")
+        found = self.keys.key(kid)
+        return found.key, str(found.algorithm_name)
+
+
+def keys_kept_fresh(verifier: Verifier, stop: asyncio.Event) -> list["asyncio.Task[None]"]:
+    """With a provider's keys: the task that keeps them fresh until `stop` (else none)."""
+    return [asyncio.create_task(verifier.keys.run(stop))] if verifier.keys else []
+
+
+def keys_problem(verifier: Verifier) -> str | None:
+    """Why tokens cannot be verified now (the provider's keys are not in hand), or None."""
+    return verifier.keys.problem if verifier.keys and not verifier.keys.keys else None
 
 
 def mint_token(

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo
 
 from runtime.auth import LEEWAY_S_DEFAULT, Verifier
 from runtime.environment import read, variable
+from runtime.jwks import KeySet
 from runtime.limits import Limits, parse_networks
 
 
@@ -143,17 +144,25 @@ def _public_key(env: Mapping[str, str]) -> str:
 
 def _verifier(env: Mapping[str, str]) -> Verifier:
     secret, public_key = env.get("COUPONS_JWT_SECRET", ""), _public_key(env)
-    if bool(secret) == bool(public_key):
+    jwks_url = env.get("COUPONS_JWT_JWKS_URL", "")
+    if [bool(secret), bool(public_key), bool(jwks_url)].count(True) != 1:
         raise SettingsError(
-            "set exactly one of COUPONS_JWT_SECRET (HS256) and COUPONS_JWT_PUBLIC_KEY or "
-            "COUPONS_JWT_PUBLIC_KEY_FILE (RS256)"
+            "set exactly one of COUPONS_JWT_SECRET (HS256), COUPONS_JWT_PUBLIC_KEY or "
+            "COUPONS_JWT_PUBLIC_KEY_FILE (RS256), and COUPONS_JWT_JWKS_URL (an OpenID "
+            "Connect provider's keys)"
         )
+    keys = None
+    if jwks_url:
+        if not jwks_url.startswith(("https://", "http://")):
+            raise SettingsError(f"COUPONS_JWT_JWKS_URL: {jwks_url!r} is not an http(s) URL")
+        keys = KeySet(jwks_url, float(env.get("COUPONS_JWT_JWKS_REFRESH_S", "300")))
     return Verifier(
         secret or public_key,
         "HS256" if secret else "RS256",
         audience=env.get("COUPONS_JWT_AUDIENCE") or None,
         issuer=env.get("COUPONS_JWT_ISSUER") or None,
         leeway_s=int(env.get("COUPONS_JWT_LEEWAY_S", str(LEEWAY_S_DEFAULT))),
+        keys=keys,
     )
 
 
@@ -169,7 +178,7 @@ def _secrets(env: Mapping[str, str]) -> dict[str, str]:
     found = {name: env.get(name) or fallback for name in names}
     unset = [name for name, value in found.items() if not value]
     if unset:
-        why = "in production" if production else "with an RS256 key (no shared secret)"
+        why = "in production" if production else "with a public key or a JWKS (no shared secret)"
         raise SettingsError(f"{', '.join(unset)} must be set {why}")
     if production:
         given = {**found, "COUPONS_JWT_SECRET": env.get("COUPONS_JWT_SECRET", "")}

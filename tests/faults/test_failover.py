@@ -13,6 +13,7 @@ from deploy.stack import Part
 from schemas.topics import partition_of
 from tests.support.client import (
     PARTITIONS,
+    POLL_INTERVAL_S,
     claim,
     coupons_on_every_partition,
     create_coupon,
@@ -204,7 +205,7 @@ async def shared_out(allocators: list[Part], settled: Callable[[list[set[int]]],
             if every == list(range(PARTITIONS)) and settled(held):
                 return
             assert time.monotonic() < deadline, f"partitions still not shared out: {held}"
-            await asyncio.sleep(0.1)
+            await asyncio.sleep(POLL_INTERVAL_S)
 
 
 async def waiting_on_lock(stack: Stack, query_like: str) -> None:
@@ -216,4 +217,4 @@ async def waiting_on_lock(stack: Stack, query_like: str) -> None:
         "%" + query_like + "%",
     ):
         assert time.monotonic() < deadline, f"nothing like {query_like!r} waited on the lock"
-        await asyncio.sleep(0.05)
+        await asyncio.sleep(POLL_INTERVAL_S)

@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.support.artifacts import artifact
-from tests.support.client import claim, create_coupon
+from tests.support.client import POLL_INTERVAL_S, claim, create_coupon
 from tests.support.stack import Stack
 from tests.support.terminal import coupons_in, stack_folder
 
@@ -108,7 +108,7 @@ async def test_a_burst_has_its_report(stack: Stack, tmp_path: Path) -> None:
         summary = json.loads(out)
         if summary["answered_at_edge"] >= at_edge or time.monotonic() > deadline:
             break
-        await asyncio.sleep(0.2)
+        await asyncio.sleep(POLL_INTERVAL_S)
     printed, text, _ = coupons_in(here, "report", coupon["id"], "--out", "plots")
     listed, listing, _ = coupons_in(here, "report")
     shot = artifact("report.png")

@@ -1,9 +1,5 @@
 """Token checks and the secrets a process will start with."""
 
-import base64
-import hashlib
-import hmac
-import json
 import time
 from typing import Any
 
@@ -15,6 +11,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from runtime.auth import Verifier, mint_token
 from runtime.http import Problem
 from runtime.settings import Settings, SettingsError
+from tests.support.jwks import hs256_by_hand
 
 SECRET = "a-shared-secret-long-enough-for-hs256-0123456789"
 
@@ -35,16 +32,6 @@ def rsa_pair() -> tuple[str, str]:
 
 
 PRIVATE, PUBLIC = rsa_pair()
-
-
-def hs256_by_hand(key: str, claims: dict[str, Any]) -> str:
-    def part(raw: bytes) -> str:
-        return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
-
-    body = {"exp": int(time.time()) + 60, **claims}
-    signing = part(b'{"alg":"HS256","typ":"JWT"}') + "." + part(json.dumps(body).encode())
-    signature = hmac.new(key.encode(), signing.encode(), hashlib.sha256).digest()
-    return signing + "." + part(signature)
 
 
 def refused(verifier: Verifier, token: str) -> str:
@@ -137,8 +124,13 @@ def test_exactly_one_kind_of_token_key() -> None:
         settings()
     with pytest.raises(SettingsError, match="exactly one"):
         settings(COUPONS_JWT_SECRET=SECRET, COUPONS_JWT_PUBLIC_KEY=PUBLIC)
-    with pytest.raises(SettingsError, match="RS256"):
+    with pytest.raises(SettingsError, match="exactly one"):
+        settings(COUPONS_JWT_SECRET=SECRET, COUPONS_JWT_JWKS_URL="https://idp.example/jwks")
+    with pytest.raises(SettingsError, match="with a public key or a JWKS"):
         settings(COUPONS_JWT_PUBLIC_KEY=PUBLIC)  # nothing to derive the other secrets from
+    with pytest.raises(SettingsError, match="is not an http"):
+        settings(COUPONS_JWT_JWKS_URL="file:///etc/keys", COUPONS_CODE_SECRET="c" * 8,
+                 COUPONS_TICKET_SECRET="t" * 8)  # fmt: skip
     made = settings(
         COUPONS_JWT_PUBLIC_KEY=PUBLIC, COUPONS_CODE_SECRET="c" * 8, COUPONS_TICKET_SECRET="t" * 8
     )
