@@ -85,6 +85,7 @@ def run_dev(port: int, data_dir: str, demo: bool) -> int:
         stack = build_stack(env, logs)
         gateway = f"http://127.0.0.1:{port}"
         settings_file = local.write(root, {**os.environ, **env, "COUPONS_URL": gateway})
+        print(f"web app:  {gateway}/  (sign in with any name)", flush=True)
         print(f"gateway:  {gateway}", flush=True)
         print(f"notifier: http://127.0.0.1:{port + 1}", flush=True)
         print(f"settings: {settings_file} (read by every `coupons` command run here)")

@@ -9,6 +9,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway import campaigns, claims, coupons, grants
+from gateway import web as web_app
 from gateway.pipeline import GATEWAY, Gateway
 from gateway.replies import Replies
 from runtime import db, kafka
@@ -43,6 +44,7 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("GET", "/v1/grants/{grant_id}", grants.get_grant),
     ("GET", "/v1/grants/{grant_id}/events", grants.grant_events),
     ("POST", "/v1/grants/{grant_id}/{action}", grants.step),
+    ("POST", "/v1/dev/token", web_app.dev_token),
 ]
 
 
@@ -53,6 +55,7 @@ def build_app(gateway: Gateway) -> web.Application:
     for method, path, handler in ROUTES:
         app.router.add_route(method, path, handler)
     add_docs_routes(app, document("gateway"))
+    web_app.add_web_routes(app)
     return app
 
 

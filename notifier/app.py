@@ -15,7 +15,7 @@ from notifier.forwarder import Forwarder
 from runtime import db, kafka
 from runtime.auth import keys_kept_fresh, keys_problem
 from runtime.docs import add_docs_routes, document
-from runtime.http import add_ops_routes, errors, serve
+from runtime.http import add_ops_routes, cross_origin, errors, serve
 from runtime.limits import guard
 from runtime.settings import Settings
 from runtime.statuses import Statuses
@@ -98,7 +98,10 @@ def _application(
     board: dashboard.Dashboard,
 ) -> web.Application:
     limited = guard(settings.limits, settings.jwt, streaming=lambda r: r.path in STREAM_PATHS)
-    app = web.Application(middlewares=[errors, limited], client_max_size=16 * 1024)
+    app = web.Application(
+        middlewares=[cross_origin(settings.web_origins), errors, limited],
+        client_max_size=16 * 1024,
+    )
     app[tickets.POOL] = pool
     app[tickets.TICKET_SECRET] = settings.ticket_secret
     app[tickets.TOPICS] = Topics(settings.topic_prefix)

@@ -40,6 +40,7 @@ async def open_stream(request: web.Request) -> web.StreamResponse:
             "Content-Type": "text/event-stream",
             "Cache-Control": "no-cache",
             "X-Accel-Buffering": "no",  # a proxy in front must not hold events back
+            **request.get("cors", {}),  # runtime/http.cross_origin: the web app reads it
         }
     )
     await response.prepare(request)

@@ -187,6 +187,34 @@ def add_ops_routes(
     app.router.add_get("/metrics", metrics)
 
 
+def cross_origin(origins: tuple[str, ...]) -> Any:
+    """A middleware letting the web app on these origins (or "*") read this part's answers
+    and streams from a browser: CORS headers on the answers, preflights answered 204."""
+    allowed = set(origins)
+
+    @web.middleware
+    async def cors(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        if origin is None or not ("*" in allowed or origin in allowed):
+            return await handler(request)
+        headers = {"Access-Control-Allow-Origin": "*" if "*" in allowed else origin,
+                   "Vary": "Origin"}  # fmt: skip
+        if request.method == "OPTIONS":
+            headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            headers["Access-Control-Allow-Headers"] = "Authorization, Content-Type, Last-Event-ID"
+            headers["Access-Control-Max-Age"] = "600"
+            return web.Response(status=204, headers=headers)
+        request["cors"] = headers
+        response = await handler(request)
+        if not response.prepared:  # a stream sets them itself, before it starts
+            response.headers.update(headers)
+        return response
+
+    return cors
+
+
 MALFORMED = Counter(
     "coupons_http_malformed_total", "Requests refused 400 by the HTTP parser, before any route"
 )

@@ -55,6 +55,9 @@ class Settings:
     db_pool_size_max: int = variable("DB_POOL_SIZE_MAX", 10)
     limits: Limits = field(default_factory=Limits)
     produce_queue_max: int = variable("GATEWAY_PRODUCE_QUEUE_MAX", 20_000)
+    # COUPONS_WEB_ORIGINS: where the web app is served from, allowed to read the notifier
+    # from a browser; unset: any origin in development, none in production.
+    web_origins: tuple[str, ...] = ()
 
     @property
     def day_zone(self) -> tzinfo:
@@ -90,6 +93,7 @@ class Settings:
                     "NOTIFIER_PUBLIC_URL", f"http://127.0.0.1:{notifier_port}"
                 ).rstrip("/"),
                 allocator_partitions=_partitions(partitions, env),
+                web_origins=_origins(env),
                 allocator_group=env.get("ALLOCATOR_GROUP")
                 or env.get("COUPONS_TOPIC_PREFIX", "") + "coupons-allocators",
                 allocator_id=env.get(
@@ -111,6 +115,14 @@ class Settings:
         except (ValueError, KeyError) as error:
             raise SettingsError(f"bad setting: {error}") from error
         return settings
+
+
+def _origins(env: Mapping[str, str]) -> tuple[str, ...]:
+    """COUPONS_WEB_ORIGINS, comma-separated; unset: any in development, none in production."""
+    given = [o.strip().rstrip("/") for o in env.get("COUPONS_WEB_ORIGINS", "").split(",")]
+    if any(given):
+        return tuple(o for o in given if o)
+    return () if env.get("COUPONS_ENV", "development") == "production" else ("*",)
 
 
 def _partitions(text: str, env: Mapping[str, str]) -> tuple[int, ...] | None:

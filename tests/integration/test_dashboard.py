@@ -4,14 +4,13 @@ as a test artifact (`test-artifacts/dashboard.png`, or $COUPONS_ARTIFACTS)."""
 
 import asyncio
 import os
-import shutil
 
 import aiohttp
 import pytest
 from playwright.async_api import async_playwright, expect
 
 from schemas.topics import partition_of
-from tests.support.artifacts import artifact
+from tests.support.artifacts import artifact, chromium
 from tests.support.client import PARTITIONS, claim, create_coupon
 from tests.support.stack import Stack
 
@@ -20,12 +19,6 @@ pytestmark = pytest.mark.integration
 UNITS = 150
 CLAIMS = 300
 SHOWN_WITHIN_MS = 15_000
-
-
-def chromium() -> str:
-    path = os.environ.get("COUPONS_CHROMIUM") or shutil.which("chromium")
-    assert path, "no chromium: `make test` installs Debian's package (make browser)"
-    return path
 
 
 async def test_the_dashboard_moves_while_a_burst_is_decided(stack: Stack) -> None:

@@ -106,6 +106,10 @@ async def test_the_gateway_follows_a_rotation_without_a_restart(
                     await asyncio.sleep(float(bo.headers.get("Retry-After", "1")))
                     bo = await post(http, claims, idp.token("second", "bo"), {})
                 forged = await post(http, claims, idp.token("first", "eve"), {})
+                # No shared secret to sign with: the development sign-in is not here.
+                dev_sign_in = await post(http, f"{stack.gateway_url}/v1/dev/token",
+                                         idp.token("second", "x"),
+                                         {"name": "mallory", "admin": True})  # fmt: skip
                 streams = f"{stack.env['NOTIFIER_PUBLIC_URL']}/v1/users/me/events"
                 listened = await status_of(http, streams, idp.token("second", "bo"))
                 turned_away = await status_of(http, streams, idp.token("first", "bo"))
@@ -116,6 +120,7 @@ async def test_the_gateway_follows_a_rotation_without_a_restart(
     assert first_try.headers["Content-Type"].startswith("application/problem+json")
     assert bo.status == 201 and bo.body["grant"]["user_id"] == "bo"
     assert forged.status == 401  # the first key is no longer published
+    assert dev_sign_in.status == 404
     assert (listened, turned_away) == (200, 401)  # the notifier verifies the same way
 
 
