@@ -4,6 +4,7 @@ live, claiming it, and the answer in words. Screenshots at desktop and phone wid
 kept as test artifacts."""
 
 import os
+from datetime import UTC, datetime, timedelta
 
 import aiohttp
 import pytest
@@ -62,3 +63,25 @@ async def test_two_people_claim_one_unit_and_see_it_go_live(stack: Stack) -> Non
 async def artifact_shots(ann: Page, bo: Page, moment: str) -> None:
     for page, width in ((ann, "desktop"), (bo, "phone")):
         await page.screenshot(path=artifact(f"web-coupons-{moment}-{width}.png"), full_page=True)
+
+
+async def test_a_coupon_goes_live_while_the_page_is_open(stack: Stack) -> None:
+    root = ["--no-sandbox"] if os.geteuid() == 0 else []
+    async with aiohttp.ClientSession() as session, async_playwright() as playwright:
+        start = datetime.now(UTC) + timedelta(seconds=4)
+        await create_coupon(session, stack, 3, start=start, daily_limit=False, code="SOON")
+        browser = await playwright.chromium.launch(executable_path=chromium(), args=root)
+        try:
+            page = await signed_in(browser, stack, "cy")
+            card = page.get_by_role("listitem", name="SOON")
+            claim = card.get_by_role("button", name="Claim")
+            await expect(card.get_by_text("live in")).to_be_visible()
+            await expect(claim).to_be_disabled()
+            await page.screenshot(path=artifact("web-scheduled-desktop.png"), full_page=True)
+            await expect(claim).to_be_enabled(timeout=SHOWN_WITHIN_MS)  # no reload
+            await claim.click()
+            await expect(card.get_by_role("status")).to_contain_text(
+                "Granted: ", timeout=SHOWN_WITHIN_MS
+            )
+        finally:
+            await browser.close()
