@@ -4,6 +4,7 @@ live, claiming it, and the answer in words. Screenshots at desktop and phone wid
 kept as test artifacts."""
 
 import os
+import re
 from datetime import UTC, datetime, timedelta
 
 import aiohttp
@@ -20,8 +21,10 @@ SHOWN_WITHIN_MS = 15_000
 WIDTHS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
 
 
-async def signed_in(browser: Browser, stack: Stack, name: str, width: str = "desktop") -> Page:
-    page = await browser.new_page(viewport=WIDTHS[width])  # type: ignore[arg-type]
+async def signed_in(
+    browser: Browser, stack: Stack, name: str, width: str = "desktop", page: Page | None = None
+) -> Page:
+    page = page or await browser.new_page(viewport=WIDTHS[width])  # type: ignore[arg-type]
     await page.goto(stack.gateway_url)
     await page.get_by_label("Name").fill(name)
     await page.get_by_role("button", name="Sign in").click()
@@ -38,8 +41,8 @@ async def test_two_people_claim_one_unit_and_see_it_go_live(stack: Stack) -> Non
         try:
             ann = await signed_in(browser, stack, "ann")
             bo = await signed_in(browser, stack, "bo", "phone")
-            ann_card = ann.get_by_role("listitem", name="WEBAPP")
-            bo_card = bo.get_by_role("listitem", name="WEBAPP")
+            ann_card = ann.get_by_role("listitem", name="WEBAPP", exact=True)
+            bo_card = bo.get_by_role("listitem", name="WEBAPP", exact=True)
             await expect(bo_card.get_by_text("1 of 1 left")).to_be_visible()
             await artifact_shots(ann, bo, "before")
             await ann_card.get_by_role("button", name="Claim").click()
@@ -73,7 +76,7 @@ async def test_a_coupon_goes_live_while_the_page_is_open(stack: Stack) -> None:
         browser = await playwright.chromium.launch(executable_path=chromium(), args=root)
         try:
             page = await signed_in(browser, stack, "cy")
-            card = page.get_by_role("listitem", name="SOON")
+            card = page.get_by_role("listitem", name="SOON", exact=True)
             claim = card.get_by_role("button", name="Claim")
             await expect(card.get_by_text("live in")).to_be_visible()
             await expect(claim).to_be_disabled()
@@ -83,5 +86,70 @@ async def test_a_coupon_goes_live_while_the_page_is_open(stack: Stack) -> None:
             await expect(card.get_by_role("status")).to_contain_text(
                 "Granted: ", timeout=SHOWN_WITHIN_MS
             )
+        finally:
+            await browser.close()
+
+
+async def test_a_lapsed_hold_passes_to_the_next_in_line_who_confirms(stack: Stack) -> None:
+    root = ["--no-sandbox"] if os.geteuid() == 0 else []
+    async with aiohttp.ClientSession() as session, async_playwright() as playwright:
+        await create_coupon(session, stack, 1, daily_limit=False, code="HELD", hold_seconds=2)
+        browser = await playwright.chromium.launch(executable_path=chromium(), args=root)
+        try:
+            ann = await signed_in(browser, stack, "ann")
+            bo = await signed_in(browser, stack, "bo", "phone")
+            ann_card = ann.get_by_role("listitem", name="HELD", exact=True)
+            bo_card = bo.get_by_role("listitem", name="HELD", exact=True)
+            await ann_card.get_by_role("button", name="Claim").click()
+            held = ann_card.get_by_role("status")
+            await expect(held).to_contain_text("Held for you: confirm within")
+            await expect(ann_card.get_by_role("button", name="Confirm")).to_be_visible()
+            await bo_card.get_by_role("button", name="Claim").click()  # ann does not confirm
+            await expect(bo_card.get_by_role("status")).to_contain_text("place 1 in line")
+            await bo.screenshot(path=artifact("web-in-line-phone.png"), full_page=True)
+            # ann's hold lapses: the unit passes to bo, live, held for him in turn.
+            confirm = bo_card.get_by_role("button", name="Confirm")
+            await expect(confirm).to_be_visible(timeout=SHOWN_WITHIN_MS)
+            await bo.screenshot(path=artifact("web-held-phone.png"), full_page=True)
+            await confirm.click()
+            await expect(bo_card.get_by_role("status")).to_contain_text("Granted: ")
+            mine = bo.get_by_role("listitem", name=re.compile("^HELD "))
+            await expect(mine.get_by_text("assigned")).to_be_visible(timeout=SHOWN_WITHIN_MS)
+        finally:
+            await browser.close()
+    rows = await stack.fetch("SELECT user_id, state FROM grants ORDER BY granted_at")
+    assert [tuple(r) for r in rows] == [("ann", "released"), ("bo", "assigned")]
+
+
+async def test_a_grant_is_locked_and_redeemed_and_a_second_redeem_says_why_not(
+    stack: Stack,
+) -> None:
+    root = ["--no-sandbox"] if os.geteuid() == 0 else []
+    async with aiohttp.ClientSession() as session, async_playwright() as playwright:
+        await create_coupon(session, stack, 5, daily_limit=False, code="REDEEM")
+        browser = await playwright.chromium.launch(executable_path=chromium(), args=root)
+        try:
+            page = await signed_in(browser, stack, "di")
+            card = page.get_by_role("listitem", name="REDEEM", exact=True)
+            await card.get_by_role("button", name="Claim").click()
+            grant = page.get_by_role("listitem", name=re.compile("^REDEEM "))
+            await expect(grant.get_by_text("assigned")).to_be_visible(timeout=SHOWN_WITHIN_MS)
+            # The same person in another tab whose live stream does not get through (a
+            # flaky network), so it still offers Redeem after the first tab has redeemed.
+            other = await browser.new_page()
+            await other.route("**/v1/users/me/events", lambda route: route.abort())
+            other = await signed_in(browser, stack, "di", page=other)
+            stale = other.get_by_role("listitem", name=re.compile("^REDEEM "))
+            await grant.get_by_role("button", name="Lock").click()
+            await expect(grant.get_by_role("status")).to_have_text("locked")
+            await grant.get_by_role("button", name="Redeem").click()
+            await expect(grant.get_by_role("status")).to_have_text("redeemed")
+            await expect(grant.get_by_role("button", name="Redeem")).to_be_hidden()
+            await grant.get_by_text("History").click()
+            await expect(grant.get_by_role("listitem").filter(has_text="redeemed")).to_be_visible()
+            await page.screenshot(path=artifact("web-my-coupons-desktop.png"), full_page=True)
+            await stale.get_by_role("button", name="Redeem").click()
+            await expect(stale.get_by_role("status")).to_have_text("the grant has been redeemed")
+            await other.screenshot(path=artifact("web-second-redeem-desktop.png"), full_page=True)
         finally:
             await browser.close()
