@@ -4,7 +4,8 @@
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const state = { config: null, token: localStorage.getItem("token"), user: localStorage.getItem("user"),
-                streams: new Map(), coupons: new Map() };
+                streams: new Map(), coupons: new Map(), histories: new Set(),
+                said: new Map() }; // per grant: what its last action answered, kept across redraws
 // A claim waits this long for its decision before following its ticket: short, so a
 // person in line sees their place at once rather than after the wait.
 const CLAIM_WAIT_S = 0.5;
@@ -36,6 +37,7 @@ async function signIn() {
   if (answer.status !== 200) { $("#sign-in-note").textContent = problem(answer); return; }
   state.token = answer.data.token; state.user = answer.data.user_id;
   localStorage.setItem("token", state.token); localStorage.setItem("user", state.user);
+  localStorage.setItem("admin", String(answer.data.admin));
   await signedIn();
 }
 
@@ -44,6 +46,7 @@ async function signedIn() {
   $("#sign-in").hidden = true;
   $("#coupons-section").hidden = false;
   $("#mine-section").hidden = false;
+  $("#admin-section").hidden = localStorage.getItem("admin") !== "true";
   await showCoupons();
   await showMine();
   followMe();
@@ -92,6 +95,7 @@ async function showCoupons() {
   for (const old of list.children) clearInterval(old.timer);
   list.replaceChildren();
   for (const coupon of answer.data.items) state.coupons.set(coupon.id, coupon);
+  fillManaged(answer.data.items);
   for (const coupon of shown) {
     const card = $("#coupon-card").content.firstElementChild.cloneNode(true);
     card.dataset.coupon = coupon.id;
@@ -188,6 +192,126 @@ async function pending(card, couponId, ticket, body) {
   }
 }
 
+// The admin console: a coupon with every option.
+async function createCoupon(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const number = (name) => Number(form.get(name));
+  const start = form.get("start") ? new Date(form.get("start")) : new Date();
+  const body = {
+    code: form.get("code"), message: form.get("message"), description: form.get("description"),
+    count: number("count"), start_time: start.toISOString(),
+    expiry: new Date(start.getTime() + number("days") * 86_400_000).toISOString(),
+    per_user_limit: number("per_user_limit"), daily_limit: form.get("daily_limit") === "on",
+    hold_seconds: number("hold_seconds"), lock_seconds: number("lock_seconds"),
+    redemptions_per_grant: number("redemptions_per_grant"),
+    redemptions_per_user: number("redemptions_per_user"),
+    release_on_disconnect: form.get("release_on_disconnect") === "on",
+    code_source: form.get("code_source"), code_pattern: form.get("code_pattern"),
+    code_alphabet: form.get("code_alphabet"),
+  };
+  const answer = await api("POST", "/v1/coupons", body, { "Idempotency-Key": crypto.randomUUID(), Prefer: "wait=5" });
+  if (answer.status === 201) {
+    $("#create-said").textContent = `Created ${answer.data.code} (${answer.data.id})`;
+    return showCoupons();
+  }
+  $("#create-said").textContent = problem(answer);
+}
+
+// A coupon's campaign: codes, assignments, distributions (previewed first), closing,
+// statistics and its grants, page by page.
+const managed = () => $("#manage").value;
+const adminSay = (text) => { $("#admin-said").textContent = text; };
+
+function table(rows) {
+  $("#admin-table tbody").replaceChildren(...rows.map((cells) => {
+    const tr = document.createElement("tr");
+    for (const cell of cells) { const td = document.createElement("td"); td.textContent = String(cell ?? ""); tr.append(td); }
+    return tr;
+  }));
+}
+
+function fillManaged(coupons) {
+  const chosen = managed();
+  $("#manage").replaceChildren(...coupons.map((c) => {
+    const option = document.createElement("option");
+    option.value = c.id; option.textContent = c.code;
+    return option;
+  }));
+  if (chosen) $("#manage").value = chosen;
+}
+
+async function campaign(method, path, body, headers = {}) {
+  const answer = await api(method, `/v1/coupons/${managed()}${path}`, body,
+                           { "Idempotency-Key": crypto.randomUUID(), Prefer: "wait=5", ...headers });
+  if (answer.status >= 400) adminSay(problem(answer));
+  return answer;
+}
+
+async function uploadCodes(event) {
+  event.preventDefault();
+  const text = await $("#codes-file").files[0].text();
+  const codes = text.split(/\r?\n/).map((l) => l.split(",")[0].trim()).filter((c) => c && c !== "code");
+  const answer = await campaign("POST", "/codes", { codes });
+  if (answer.status === 200) adminSay(`${answer.data.added} codes added; ${answer.data.codes_left} left`);
+}
+
+async function assign(event) {
+  event.preventDefault();
+  const form = new FormData(event.target);
+  const answer = await campaign("POST", "/assignments", { user_id: form.get("user_id"), code: form.get("code") });
+  if (answer.status === 201) adminSay(`Assigned ${answer.data.code} to ${answer.data.user_id}`);
+}
+
+function distribution(dryRun) {
+  const form = new FormData($("#distribute-form"));
+  const users = String(form.get("users")).split(/\s+/).filter(Boolean);
+  return { users, strategy: form.get("strategy"), per_user: Number(form.get("per_user")), dry_run: dryRun,
+           seed: $("#distribute-form").dataset.seed || undefined };
+}
+
+async function distribute(dryRun) {
+  const answer = await campaign("POST", "/distributions", distribution(dryRun));
+  if (answer.status !== 200 && answer.status !== 201) return;
+  $("#distribute-form").dataset.seed = answer.data.seed; // the same order when applied
+  table([["person", "grants"], ...answer.data.plan.map((p) => [p.user_id, p.grants]),
+         ...answer.data.skipped.map((p) => [p.user_id, words(p.reason)])]);
+  adminSay(`${dryRun ? "Preview" : "Applied"}: ${answer.data.granted} grants`);
+  $("#apply").disabled = !dryRun;
+  if (!dryRun) { delete $("#distribute-form").dataset.seed; showCoupons(); }
+}
+
+async function closeCoupon(event) {
+  event.preventDefault();
+  const revoke = new FormData(event.target).get("revoke") === "on";
+  const answer = await campaign("DELETE", revoke ? "?revoke=true" : "");
+  if (answer.status === 200) { adminSay(`Closed; ${answer.data.revoked ?? 0} grants revoked`); showCoupons(); }
+}
+
+async function stats() {
+  const answer = await campaign("GET", "/stats");
+  if (answer.status === 200) table(Object.entries(answer.data).filter(([k]) => k !== "coupon_id").map(([k, v]) => [words(k), v]));
+}
+
+async function grantsPage(url) {
+  const answer = url ? await api("GET", url) : await campaign("GET", "/grants?limit=20");
+  if (answer.status !== 200) return;
+  table([["seq", "person", "code", "state"], ...answer.data.items.map((g) => [g.seq, g.display_name || g.user_id, g.code, words(g.state)])]);
+  $("#next-grants").hidden = !answer.data.next;
+  $("#next-grants").onclick = () => grantsPage(answer.data.next);
+}
+
+function adminConsole() {
+  $("#create-form").addEventListener("submit", createCoupon);
+  $("#codes-form").addEventListener("submit", uploadCodes);
+  $("#assign-form").addEventListener("submit", assign);
+  $("#distribute-form").addEventListener("submit", (e) => { e.preventDefault(); distribute(true); });
+  $("#apply").addEventListener("click", () => distribute(false));
+  $("#close-form").addEventListener("submit", closeCoupon);
+  $("#show-stats").addEventListener("click", stats);
+  $("#show-grants").addEventListener("click", () => grantsPage());
+}
+
 // My coupons: every grant, with its history and what may be done to it now.
 const ACTIONS = { assigned: ["lock", "redeem"], locked: ["unlock", "redeem"] };
 
@@ -213,7 +337,13 @@ function grantRow(grant) {
     button.hidden = !allowed.includes(action);
     button.onclick = () => act(row, grant, action);
   }
-  $("details", row).addEventListener("toggle", (e) => { if (e.target.open) history(row, grant); });
+  $(".said", row).textContent = state.said.get(grant.id) || "";
+  const details = $("details", row);
+  details.open = state.histories.has(grant.id); // kept open across redraws
+  if (details.open) history(row, grant);
+  details.addEventListener("toggle", () => {
+    if (details.open) { state.histories.add(grant.id); history(row, grant); } else state.histories.delete(grant.id);
+  });
   return row;
 }
 
@@ -221,14 +351,9 @@ async function act(row, grant, action) {
   const lockId = localStorage.getItem(`lock:${grant.id}`);
   const body = lockId && action !== "lock" ? { lock_id: lockId } : {};
   const answer = await api("POST", `/v1/grants/${grant.id}/${action}`, body, { Prefer: "wait=5" });
-  if (answer.status === 200) {
-    if (answer.data.lock_id) localStorage.setItem(`lock:${grant.id}`, answer.data.lock_id);
-    await showMine();
-    const again = $(`li[data-grant="${grant.id}"] .said`);
-    if (again) again.textContent = `${words(answer.data.state)}`;
-    return;
-  }
-  $(".said", row).textContent = answer.data.detail || problem(answer);
+  if (answer.status === 200 && answer.data.lock_id) localStorage.setItem(`lock:${grant.id}`, answer.data.lock_id);
+  state.said.set(grant.id, answer.status === 200 ? words(answer.data.state) : answer.data.detail || problem(answer));
+  await showMine();
 }
 
 async function history(row, grant) {
@@ -270,6 +395,7 @@ async function followMe() {
 async function start() {
   const returning = Boolean(state.token); // signed in before this page was loaded
   $("#sign-in-form").addEventListener("submit", (event) => { event.preventDefault(); ready.then(() => signIn(event)); });
+  adminConsole();
   state.config = await (await fetch("/app/config.json")).json();
   readied();
   if (!state.config.dev_sign_in) {
