@@ -131,7 +131,7 @@ async def test_a_grant_is_locked_and_redeemed_and_a_second_redeem_says_why_not(
         grant = page.get_by_role("listitem", name=re.compile("^REDEEM "))
         await expect(grant.get_by_text("assigned")).to_be_visible(timeout=SHOWN_WITHIN_MS)
         # The same person in another tab whose live stream does not get through (a
-        # flaky network), so it still offers Redeem after the first tab has redeemed.
+        # network that drops it), so it still offers Redeem after the first tab redeemed.
         other = await browser.new_page()
         await other.route("**/v1/users/me/events", lambda route: route.abort())
         other = await signed_in(browser, stack, "di", page=other)
