@@ -8,7 +8,7 @@ import uuid
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import campaigns, claims, coupons, grants
+from gateway import audiences, campaigns, claims, coupons, grants
 from gateway import web as web_app
 from gateway.pipeline import GATEWAY, Gateway
 from gateway.replies import Replies
@@ -40,6 +40,10 @@ ROUTES: list[tuple[str, str, Handler]] = [
     ("POST", "/v1/coupons/{coupon_id}/distributions", campaigns.distribute),
     ("GET", "/v1/coupons/{coupon_id}/grants", campaigns.list_grants),
     ("GET", "/v1/coupons/{coupon_id}/stats", campaigns.stats),
+    ("GET", "/v1/audiences", audiences.list_audiences),
+    ("GET", "/v1/audiences/{name}", audiences.get_audience),
+    ("PUT", "/v1/audiences/{name}", audiences.save),
+    ("DELETE", "/v1/audiences/{name}", audiences.delete),
     ("GET", "/v1/users/me/grants", coupons.my_grants),
     ("GET", "/v1/grants/{grant_id}", grants.get_grant),
     ("GET", "/v1/grants/{grant_id}/events", grants.grant_events),

@@ -1,18 +1,17 @@
 """Running a campaign (admins only): close, upload codes, assign a code, distribute in
 bulk, list the grants and read the statistics."""
 
-import csv
-import io
 from collections.abc import Callable
 from typing import Any, cast
 
 from aiohttp import web
 
+from gateway.audiences import members_of as audience_members
 from gateway.pipeline import GATEWAY, Gateway, Render, rejection, unless_rejected
 from runtime import requests
-from runtime.auth import Caller, caller
+from runtime.auth import Caller, admin
 from runtime.http import Problem, json_response
-from schemas import readmodel
+from schemas import audiences, readmodel
 from schemas.coupons import coupon_view, grant_view
 from schemas.messages import (
     AddCodes,
@@ -38,9 +37,7 @@ STRATEGIES = ("fcfs", "random", "equal")
 
 async def _admin(request: web.Request, doing: str) -> tuple[Gateway, Caller, CouponStatus]:
     gateway = request.app[GATEWAY]
-    who = caller(request, gateway.settings.jwt)
-    if not who.admin:
-        raise Problem(403, "forbidden", "Forbidden", f"only an admin may {doing}")
+    who = admin(request, gateway.settings.jwt, doing)
     coupon_id = requests.coupon_id(request)
     status = await gateway.coupon(coupon_id)
     if status is None:
@@ -91,15 +88,11 @@ async def upload_codes(request: web.Request) -> web.Response:
 async def _codes(request: web.Request) -> tuple[str, ...]:
     """Codes from a JSON body `{"codes": [...]}` or a CSV body (first column; a header
     named `code` is skipped)."""
+    request = requests.upload(request)
     if request.content_type == "text/csv":
-        codes = _csv_codes(await request.read())
-        requests.refuse_unstorable(codes, "codes")
+        codes = await requests.csv_column(request, {"code"}, "codes")
     else:
-        body = await requests.json_object(request, {"codes"})
-        raw = body.get("codes")
-        if not isinstance(raw, list) or not all(isinstance(c, str) for c in raw):
-            raise requests.invalid("codes must be a list of strings")
-        codes = [c.strip() for c in raw]
+        codes = requests.strings(await requests.json_object(request, {"codes"}), "codes")
     if not 1 <= len(codes) <= CODES_PER_UPLOAD_MAX:
         raise requests.invalid(f"an upload has 1 to {CODES_PER_UPLOAD_MAX} codes")
     bad = [c for c in codes if not c or len(c) > CODE_CHARS_MAX or not c.isprintable()]
@@ -108,18 +101,6 @@ async def _codes(request: web.Request) -> tuple[str, ...]:
             f"codes are 1 to {CODE_CHARS_MAX} printable characters; not {bad[0]!r}"
         )
     return tuple(codes)
-
-
-def _csv_codes(raw: bytes) -> list[str]:
-    try:
-        text = raw.decode("utf-8-sig", errors="strict")
-        rows = [row for row in csv.reader(io.StringIO(text)) if row and row[0].strip()]
-    except UnicodeDecodeError as error:
-        raise requests.invalid(f"the CSV is not UTF-8: {error}") from error
-    except csv.Error as error:
-        raise requests.invalid(f"the CSV cannot be read: {error}") from error
-    codes = [row[0].strip() for row in rows]
-    return codes[1:] if codes and codes[0].lower() == "code" else codes
 
 
 async def assign(request: web.Request) -> web.Response:
@@ -146,17 +127,9 @@ async def assign(request: web.Request) -> web.Response:
 
 async def distribute(request: web.Request) -> web.Response:
     gateway, who, status = await _admin(request, "distribute coupons")
-    body = await requests.json_object(request, {"users", "strategy", "per_user", "seed", "dry_run"})
-    users = body.get("users")
-    if (
-        not isinstance(users, list)
-        or not 1 <= len(users) <= USERS_PER_DISTRIBUTION_MAX
-        or not all(isinstance(u, str) and 0 < len(u) <= USER_ID_CHARS_MAX for u in users)
-    ):
-        raise requests.invalid(
-            f"users must list 1 to {USERS_PER_DISTRIBUTION_MAX} user ids"
-            f" of at most {USER_ID_CHARS_MAX} characters"
-        )
+    fields = {"users", "audience", "audience_version", "strategy", "per_user", "seed", "dry_run"}
+    body = await requests.json_object(request, fields)
+    users, audience = await _people(gateway, body)
     strategy = body.get("strategy", "fcfs")
     if strategy not in STRATEGIES:
         raise requests.invalid(f"strategy must be one of {', '.join(STRATEGIES)}")
@@ -168,12 +141,12 @@ async def distribute(request: web.Request) -> web.Response:
     seed = requests.text(body, "seed", SEED_CHARS_MAX, default=sent["request_id"])
     command = Distribute(
         **sent, coupon_id=status.coupon_id, user_id=who.user_id,
-        users=tuple(users), strategy=cast(Strategy, strategy), per_user=per_user, seed=seed,
+        users=users, strategy=cast(Strategy, strategy), per_user=per_user, seed=seed,
         dry_run=dry_run,
     )  # fmt: skip
 
     def planned(decision: Decision, ticket: str) -> web.Response:
-        plan = _plan_view(decision.plan, seed) if decision.plan else None
+        plan = _plan_view(decision.plan, seed, audience) if decision.plan else None
         if decision.outcome == "rejected":
             return rejection(decision, ticket, "Not distributed", plan=plan)
         assert plan is not None, "a distribution that is not rejected has its plan"
@@ -182,8 +155,37 @@ async def distribute(request: web.Request) -> web.Response:
     return await gateway.answer(request, command, planned)
 
 
-def _plan_view(plan: Plan, seed: str) -> dict[str, Any]:
-    return {
+async def _people(
+    gateway: Gateway, body: dict[str, Any]
+) -> tuple[tuple[str, ...], dict[str, Any] | None]:
+    """Whom a distribution is to: the `users` it lists, or the members of a saved
+    `audience` (at `audience_version`, when given: the version its preview showed)."""
+    if ("users" in body) == ("audience" in body):
+        raise requests.invalid("name either users or a saved audience")
+    if "audience" in body:
+        name = requests.text(body, "audience", audiences.NAME_CHARS_MAX)
+        asked = body.get("audience_version")
+        if asked is not None:
+            asked = requests.integer(body, "audience_version", 1, 2**63 - 1)
+        version, members = await audience_members(gateway, name, asked)
+        return tuple(members), {"name": name, "version": version, "size": len(members)}
+    if "audience_version" in body:
+        raise requests.invalid("audience_version goes with audience")
+    users = body["users"]
+    if (
+        not isinstance(users, list)
+        or not 1 <= len(users) <= USERS_PER_DISTRIBUTION_MAX
+        or not all(isinstance(u, str) and 0 < len(u) <= USER_ID_CHARS_MAX for u in users)
+    ):
+        raise requests.invalid(
+            f"users must list 1 to {USERS_PER_DISTRIBUTION_MAX} user ids"
+            f" of at most {USER_ID_CHARS_MAX} characters"
+        )
+    return tuple(users), None
+
+
+def _plan_view(plan: Plan, seed: str, audience: dict[str, Any] | None) -> dict[str, Any]:
+    view: dict[str, Any] = {
         "strategy": plan.strategy,
         "dry_run": plan.dry_run,
         "seed": seed,
@@ -191,6 +193,9 @@ def _plan_view(plan: Plan, seed: str) -> dict[str, Any]:
         "plan": [{"user_id": u, "grants": n} for u, n in plan.granted],
         "skipped": [{"user_id": u, "reason": r} for u, r in plan.skipped],
     }
+    if audience is not None:
+        view["audience"] = audience
+    return view
 
 
 async def list_grants(request: web.Request) -> web.Response:

@@ -7,7 +7,7 @@ from aiohttp import web
 
 from gateway.pipeline import GATEWAY, rejection
 from runtime import requests
-from runtime.auth import caller
+from runtime.auth import admin, caller
 from runtime.docs import document
 from runtime.http import Problem, json_response
 from schemas import readmodel
@@ -89,9 +89,7 @@ def _code_pattern(body: dict[str, object]) -> str:
 
 async def create(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
-    who = caller(request, gateway.settings.jwt)
-    if not who.admin:
-        raise Problem(403, "forbidden", "Forbidden", "only an admin may create coupons")
+    who = admin(request, gateway.settings.jwt, "create coupons")
     spec = spec_from(await requests.json_object(request, FIELDS))
     sent = gateway.envelope(request, who.user_id, "create")
     coupon_id = str(uuid.uuid5(uuid.UUID(sent["request_id"]), "coupon"))

@@ -179,4 +179,12 @@ def caller(request: web.Request, verifier: Verifier) -> Caller:
     return who
 
 
+def admin(request: web.Request, verifier: Verifier, doing: str) -> Caller:
+    """The request's caller, who must be an admin to be `doing` what it asks."""
+    who = caller(request, verifier)
+    if not who.admin:
+        raise Problem(403, "forbidden", "Forbidden", f"only an admin may {doing}")
+    return who
+
+
 CALLER = "coupons.caller"

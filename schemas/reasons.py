@@ -31,6 +31,7 @@ Reason = Literal[
     "insufficient_units",
     "unstorable",
     "lost",
+    "audience_changed",
 ]
 
 DETAILS: Final[Mapping[Reason, str]] = {
@@ -61,6 +62,7 @@ DETAILS: Final[Mapping[Reason, str]] = {
     " Unicode or a number out of range); nothing was changed",
     "lost": "this request was accepted, but the log that held it was lost before it was"
     " decided; send it again with the same Idempotency-Key",
+    "audience_changed": "the audience was saved again since the preview; preview it again",
 }
 assert set(DETAILS) == set(get_args(Reason)), "every reason has its detail"
 

@@ -1,0 +1,140 @@
+"""Saved audiences on the real stack: saved with versions, refused when stale, distributed
+to, deleted; and a distribution to one still replays from the log once it is gone."""
+
+import io
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.client import Answer, create_coupon, replay
+from tests.support.stack import Stack
+
+pytestmark = pytest.mark.integration
+
+
+async def call(
+    session: aiohttp.ClientSession,
+    stack: Stack,
+    method: str,
+    path: str,
+    body: Any = None,
+    headers: dict[str, str] | None = None,
+    who: str = "ops",
+) -> Answer:
+    sent = {"Authorization": f"Bearer {stack.token(who, admin=who == 'ops')}", **(headers or {})}
+    kwargs: dict[str, Any] = {"json": body}
+    if isinstance(body, str):  # a CSV, streamed: aiohttp warns of a large body in one piece
+        kwargs = {"data": io.BytesIO(body.encode())}
+    async with session.request(
+        method, f"{stack.gateway_url}{path}", headers=sent, **kwargs
+    ) as response:
+        payload = await response.json(content_type=None) if response.status != 204 else {}
+        return Answer(response.status, payload, dict(response.headers), 0.0)
+
+
+async def test_audience_saved_in_versions_and_a_stale_save_refused(stack: Stack) -> None:
+    csv = {"Content-Type": "text/csv"}
+    async with aiohttp.ClientSession() as session:
+        first = await call(session, stack, "PUT", "/v1/audiences/vip",
+                           {"members": ["ann", "bo", "ann", " cy "]})  # fmt: skip
+        listed = await call(session, stack, "GET", "/v1/audiences")
+        read = await call(session, stack, "GET", "/v1/audiences/vip")
+        tag = first.headers["Etag"]
+        second = await call(session, stack, "PUT", "/v1/audiences/vip", "user_id\nann\r\ndee\n\n",
+                            {**csv, "If-Match": tag})  # fmt: skip
+        stale = await call(session, stack, "PUT", "/v1/audiences/vip", {"members": ["zed"]},
+                           {"If-Match": tag})  # fmt: skip
+        taken = await call(session, stack, "PUT", "/v1/audiences/vip", {"members": ["zed"]},
+                           {"If-None-Match": "*"})  # fmt: skip
+        after = await call(session, stack, "GET", "/v1/audiences/vip")
+    assert first.status == 201 and first.headers["Location"] == "/v1/audiences/vip"
+    assert (first.body["size"], first.body["dropped"], first.body["saved_by"]) == (3, 1, "ops")
+    assert [(a["name"], a["size"]) for a in listed.body["items"]] == [("vip", 3)]
+    assert read.body["members"] == ["ann", "bo", "cy"] and read.headers["Etag"] == tag
+    assert second.status == 200 and second.body["version"] > first.body["version"]
+    assert second.headers["Etag"] == f'"{second.body["version"]}"'
+    assert (stale.status, taken.status) == (412, 412)
+    assert stale.headers["Content-Type"] == "application/problem+json"
+    assert after.body["members"] == ["ann", "dee"]  # the refused saves changed nothing
+    assert after.body["version"] == second.body["version"]
+
+
+async def test_distribution_to_an_audience_previewed_applied_and_replayed(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 10, daily_limit=False)
+        path = f"/v1/coupons/{coupon['id']}/distributions"
+        saved = await call(session, stack, "PUT", "/v1/audiences/vip",
+                           {"members": ["ann", "bo", "cy"]})  # fmt: skip
+        version = saved.body["version"]
+        preview = await call(session, stack, "POST", path,
+                             {"audience": "vip", "audience_version": version, "dry_run": True},
+                             {"Prefer": "wait=10"})  # fmt: skip
+        await call(session, stack, "PUT", "/v1/audiences/vip", {"members": ["ann", "dee"]})
+        changed = await call(session, stack, "POST", path,
+                             {"audience": "vip", "audience_version": version,
+                              "seed": preview.body["seed"]}, {"Prefer": "wait=10"})  # fmt: skip
+        issued = await stack.fetchval("SELECT count(*) FROM grants")
+        applied = await call(session, stack, "POST", path, {"audience": "vip"},
+                             {"Prefer": "wait=10"})  # fmt: skip
+        deleted = await call(session, stack, "DELETE", "/v1/audiences/vip")
+        gone = await call(session, stack, "GET", "/v1/audiences/vip")
+        to_gone = await call(session, stack, "POST", path, {"audience": "vip"})
+        owners = await stack.fetch("SELECT user_id FROM grants ORDER BY user_id")
+    assert preview.status == 200 and preview.body["audience"] == {
+        "name": "vip", "version": version, "size": 3}  # fmt: skip
+    assert [p["user_id"] for p in preview.body["plan"]] == ["ann", "bo", "cy"]
+    assert changed.status == 409 and changed.body["reason"] == "audience_changed"
+    assert issued == 0  # the stale apply reached nothing
+    assert applied.status == 201 and applied.body["audience"]["size"] == 2
+    assert [r["user_id"] for r in owners] == ["ann", "dee"]
+    assert (deleted.status, gone.status, to_gone.status) == (204, 404, 404)
+    status, report = replay(stack)  # the audience is gone; the log holds whom it named
+    assert status == 0 and ", 0 mismatch" in report, report
+
+
+async def test_audience_requests_refused_in_words(stack: Stack) -> None:
+    many = "\n".join(f"person-number-{i:06d}" for i in range(5_000))  # 105 KB: an upload
+    too_many = {"members": [f"p{i}" for i in range(5_001)]}
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 1)
+        path = f"/v1/coupons/{coupon['id']}/distributions"
+        answers = {
+            "not admin": await call(session, stack, "GET", "/v1/audiences", who="eve"),
+            "not admin saving": await call(
+                session, stack, "PUT", "/v1/audiences/x", {"members": ["a"]}, who="eve"
+            ),
+            "bad name": await call(session, stack, "PUT", "/v1/audiences/-x", {"members": ["a"]}),
+            "empty": await call(session, stack, "PUT", "/v1/audiences/x", {"members": []}),
+            "too many": await call(session, stack, "PUT", "/v1/audiences/x", too_many),
+            "not strings": await call(session, stack, "PUT", "/v1/audiences/x", {"members": [1]}),
+            "bad If-Match": await call(
+                session, stack, "PUT", "/v1/audiences/x", {"members": ["a"]}, {"If-Match": "*"}
+            ),
+            "too large": await call(
+                session,
+                stack,
+                "PUT",
+                "/v1/audiences/x",
+                "a\n" * 600_000,
+                {"Content-Type": "text/csv"},
+            ),  # fmt: skip
+            "unknown": await call(session, stack, "GET", "/v1/audiences/nobody"),
+            "unknown deleted": await call(session, stack, "DELETE", "/v1/audiences/nobody"),
+            "both": await call(session, stack, "POST", path, {"users": ["a"], "audience": "x"}),
+            "neither": await call(session, stack, "POST", path, {"strategy": "fcfs"}),
+            "version alone": await call(
+                session, stack, "POST", path, {"users": ["a"], "audience_version": 1}
+            ),
+        }
+        large = await call(session, stack, "PUT", "/v1/audiences/large", many,
+                           {"Content-Type": "text/csv"})  # fmt: skip
+        stored = await stack.fetchval("SELECT count(*) FROM audiences")
+    expected = {"not admin": 403, "not admin saving": 403, "too large": 413, "unknown": 404,
+                "unknown deleted": 404}  # fmt: skip
+    for what, answer in answers.items():
+        assert answer.status == expected.get(what, 400), (what, answer.body)
+        assert answer.headers["Content-Type"] == "application/problem+json", what
+        assert answer.body["detail"], what
+    assert large.status == 201 and large.body["size"] == 5_000
+    assert stored == 1  # only the large one: every refusal changed nothing
