@@ -1,54 +1,22 @@
 """The web app people claim in (gateway/web/), in a real browser (Debian's chromium,
-driven by Playwright): signing in on the local stack, a coupon's remaining units moving
-live, claiming it, and the answer in words. Screenshots at desktop and phone widths are
-kept as test artifacts."""
+driven by Playwright): signing in on the local stack (by keyboard too), a coupon's
+remaining units moving live, claiming it, the answer in words, a place in line kept
+across a reload, and a grant's life. Each page is looked at (tests/support/webapp.py):
+screenshots at desktop and phone widths, the phone layout and axe-core's rules."""
 
 import re
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import aiohttp
 import pytest
-from playwright.async_api import Browser, Locator, Page, expect
+from playwright.async_api import Locator, Page, Route, expect
 
-from tests.support.artifacts import artifact, launched
+from tests.support.artifacts import launched
 from tests.support.client import create_coupon
 from tests.support.stack import Stack
+from tests.support.webapp import SHOWN_WITHIN_MS, looked_at, signed_in, two_people
 
 pytestmark = pytest.mark.integration
-
-SHOWN_WITHIN_MS = 15_000
-WIDTHS = {"desktop": {"width": 1280, "height": 800}, "phone": {"width": 390, "height": 844}}
-
-
-async def signed_in(
-    browser: Browser,
-    stack: Stack,
-    name: str,
-    width: str = "desktop",
-    page: Page | None = None,
-    admin: bool = False,
-) -> Page:
-    page = page or await browser.new_page(viewport=WIDTHS[width])  # type: ignore[arg-type]
-    await page.goto(stack.gateway_url)
-    await page.get_by_label("Name").fill(name)
-    if admin:
-        await page.get_by_label("Admin", exact=True).check()
-    await page.get_by_role("button", name="Sign in").click()
-    await expect(page.get_by_text(f"Signed in as {name}")).to_be_visible()
-    return page
-
-
-async def two_people(
-    browser: Browser, stack: Stack, code: str
-) -> tuple[tuple[Page, Locator], tuple[Page, Locator]]:
-    """ann at a desktop and bo on a phone, signed in, each with the coupon's card."""
-    ann = await signed_in(browser, stack, "ann")
-    bo = await signed_in(browser, stack, "bo", "phone")
-    return (
-        (ann, ann.get_by_role("listitem", name=code, exact=True)),
-        (bo, bo.get_by_role("listitem", name=code, exact=True)),
-    )
 
 
 async def test_two_people_claim_one_unit_and_see_it_go_live(stack: Stack) -> None:
@@ -57,7 +25,7 @@ async def test_two_people_claim_one_unit_and_see_it_go_live(stack: Stack) -> Non
                                      message="One for the quickest")  # fmt: skip
         (ann, ann_card), (bo, bo_card) = await two_people(browser, stack, "WEBAPP")
         await expect(bo_card.get_by_text("1 of 1 left")).to_be_visible()
-        await artifact_shots(ann, bo, "before")
+        await looked_at(bo, "coupons-before")
         await ann_card.get_by_role("button", name="Claim").click()
         await expect(ann_card.get_by_role("status")).to_contain_text(
             "Granted: ", timeout=SHOWN_WITHIN_MS
@@ -67,33 +35,90 @@ async def test_two_people_claim_one_unit_and_see_it_go_live(stack: Stack) -> Non
         await expect(bo_card.get_by_role("button", name="Claim")).to_be_disabled()
         await expect(bo_card.get_by_text("sold out")).to_be_visible()
         said = await ann_card.get_by_role("status").inner_text()
-        await artifact_shots(ann, bo, "after")
+        await looked_at(ann, "coupons-granted")
+        await looked_at(bo, "coupons-sold-out")
     code = said.removeprefix("Granted: ").strip()
     grants = await stack.fetch("SELECT user_id, code FROM grants WHERE coupon_id = $1",
                                coupon["id"])  # fmt: skip
     assert [(g["user_id"], g["code"]) for g in grants] == [("ann", code)]
 
 
-async def artifact_shots(ann: Page, bo: Page, moment: str) -> None:
-    for page, width in ((ann, "desktop"), (bo, "phone")):
-        await page.screenshot(path=artifact(f"web-coupons-{moment}-{width}.png"), full_page=True)
-
-
-async def test_a_coupon_goes_live_while_the_page_is_open(stack: Stack) -> None:
+async def test_a_coupon_goes_live_while_the_page_is_open_claimed_by_keyboard(
+    stack: Stack,
+) -> None:
     async with aiohttp.ClientSession() as session, launched() as browser:
-        start = datetime.now(UTC) + timedelta(seconds=4)
+        start = datetime.now(UTC) + timedelta(seconds=10)
         await create_coupon(session, stack, 3, start=start, daily_limit=False, code="SOON")
-        page = await signed_in(browser, stack, "cy")
+        page = await browser.new_page()
+        await page.goto(stack.gateway_url)
+        await looked_at(page, "sign-in")
+        await page.keyboard.press("Tab")  # the first thing to reach is the name
+        await expect(page.get_by_label("Name", exact=True)).to_be_focused()
+        await page.keyboard.type("cy")
+        await page.keyboard.press("Enter")
+        await expect(page.get_by_text("Signed in as cy")).to_be_visible()
         card = page.get_by_role("listitem", name="SOON", exact=True)
         claim = card.get_by_role("button", name="Claim")
         await expect(card.get_by_text("live in")).to_be_visible()
         await expect(claim).to_be_disabled()
-        await page.screenshot(path=artifact("web-scheduled-desktop.png"), full_page=True)
+        await looked_at(page, "scheduled")
         await expect(claim).to_be_enabled(timeout=SHOWN_WITHIN_MS)  # no reload
-        await claim.click()
+        assert await tabbed_to(page, claim), "Tab never reaches the coupon's Claim"
+        await page.keyboard.press("Enter")
         await expect(card.get_by_role("status")).to_contain_text(
             "Granted: ", timeout=SHOWN_WITHIN_MS
         )
+
+
+async def tabbed_to(page: Page, target: Locator, presses_max: int = 30) -> bool:
+    """Press Tab until `target` has the focus; False if it never does."""
+    for _ in range(presses_max):
+        await page.keyboard.press("Tab")
+        if await target.evaluate("element => element === document.activeElement"):
+            return True
+    return False
+
+
+async def test_a_claim_in_line_survives_a_lost_answer_and_a_reload(stack: Stack) -> None:
+    async with aiohttp.ClientSession() as session, launched() as browser:
+        await create_coupon(session, stack, 1, daily_limit=False, code="LINE", hold_seconds=60)
+        (ann, ann_card), (bo, bo_card) = await two_people(browser, stack, "LINE")
+        await ann_card.get_by_role("button", name="Claim").click()
+        await expect(ann_card.get_by_role("status")).to_contain_text("Held for you")
+        await looked_at(ann, "held")
+        # bo's first claim reaches the gateway, but its answer is lost on the way back.
+        lost: list[int] = []
+        sent: list[str] = []
+
+        async def lose_the_first_answer(route: Route) -> None:
+            sent.append(route.request.headers["idempotency-key"])
+            if lost:
+                return await route.continue_()
+            lost.append((await route.fetch()).status)
+            await route.abort()
+
+        await bo.route("**/claims", lose_the_first_answer)
+        await bo_card.get_by_role("button", name="Claim").click()
+        await expect(bo_card.get_by_role("status")).to_contain_text("place 1 in line")
+        await bo.reload()  # the ticket is kept: the page follows it, sends nothing again
+        await expect(bo_card.get_by_role("status")).to_contain_text("place 1 in line")
+        await expect(bo_card.get_by_role("button", name="Claim")).to_be_disabled()
+        await looked_at(bo, "in-line")
+        await ann_card.get_by_role("button", name="Cancel").click()
+        confirm = bo_card.get_by_role("button", name="Confirm")
+        await expect(confirm).to_be_visible(timeout=SHOWN_WITHIN_MS)
+        await confirm.click()
+        await expect(bo_card.get_by_role("status")).to_contain_text("Granted: ")
+        await bo.reload()  # decided: nothing left to follow
+        await expect(bo_card.get_by_text("sold out")).to_be_visible()
+        await expect(bo_card.get_by_role("status")).to_have_text("")
+    decided = await stack.fetch(
+        "SELECT outcome FROM decisions WHERE user_id = 'bo' ORDER BY log_partition, log_offset"
+    )
+    rows = await stack.fetch("SELECT user_id, state FROM grants ORDER BY granted_at")
+    assert lost == [202] and len(sent) == 2 and sent[0] == sent[1]  # one key, sent twice
+    assert [d["outcome"] for d in decided] == ["granted", "applied"]  # one claim, one confirm
+    assert [tuple(r) for r in rows] == [("ann", "released"), ("bo", "assigned")]
 
 
 async def test_a_lapsed_hold_passes_to_the_next_in_line_who_confirms(stack: Stack) -> None:
@@ -107,12 +132,10 @@ async def test_a_lapsed_hold_passes_to_the_next_in_line_who_confirms(stack: Stac
         await expect(ann_card.get_by_role("status")).to_contain_text("Held for you: confirm within")
         await expect(ann_card.get_by_role("button", name="Confirm")).to_be_visible()
         await expect(bo_card.get_by_role("status")).to_contain_text("place 1 in line")
-        await ann.screenshot(path=artifact("web-held-desktop.png"), full_page=True)
         # ann's hold lapses: the unit passes to bo, live, held for him in turn.
         confirm = bo_card.get_by_role("button", name="Confirm")
         await expect(confirm).to_be_visible(timeout=SHOWN_WITHIN_MS)
         await confirm.click()
-        await bo.screenshot(path=artifact("web-confirmed-phone.png"), full_page=True)
         await expect(bo_card.get_by_role("status")).to_contain_text("Granted: ")
         mine = bo.get_by_role("listitem", name=re.compile("^HELD "))
         await expect(mine.get_by_text("assigned")).to_be_visible(timeout=SHOWN_WITHIN_MS)
@@ -143,49 +166,7 @@ async def test_a_grant_is_locked_and_redeemed_and_a_second_redeem_says_why_not(
         await expect(grant.get_by_role("button", name="Redeem")).to_be_hidden()
         await grant.get_by_text("History").click()
         await expect(grant.get_by_role("listitem").filter(has_text="redeemed")).to_be_visible()
-        await page.screenshot(path=artifact("web-my-coupons-desktop.png"), full_page=True)
+        await looked_at(page, "my-coupons")
         await stale.get_by_role("button", name="Redeem").click()
         await expect(stale.get_by_role("status")).to_have_text("the grant has been redeemed")
-        await other.screenshot(path=artifact("web-second-redeem-desktop.png"), full_page=True)
-
-
-async def test_an_admin_runs_a_campaign_from_the_console(stack: Stack, tmp_path: Path) -> None:
-    codes = tmp_path / "codes.csv"
-    codes.write_text("code\nGIFT-1\nGIFT-2\nGIFT-3\n")
-    async with launched() as browser:
-        page = await signed_in(browser, stack, "ops", admin=True)
-        create = page.get_by_role("form", name="Create a coupon")
-        await create.get_by_label("Code", exact=True).fill("GIFTS")
-        await create.get_by_label("Message").fill("Three gifts")
-        await create.get_by_label("Count").fill("3")
-        await create.get_by_label("Codes").select_option("uploaded")
-        await create.get_by_label("One coupon per person per day").uncheck()
-        await create.get_by_role("button", name="Create coupon").click()
-        await expect(page.get_by_text("Created GIFTS")).to_be_visible(timeout=SHOWN_WITHIN_MS)
-        await page.get_by_label("Coupon", exact=True).select_option(label="GIFTS")
-        await page.get_by_label("Codes (CSV)").set_input_files(codes)
-        await page.get_by_role("button", name="Upload codes").click()
-        said = page.locator("#admin-said")
-        await expect(said).to_have_text("3 codes added; 3 left", timeout=SHOWN_WITHIN_MS)
-        distribute = page.get_by_role("form", name="Distribute")
-        await distribute.get_by_label("People (one per line)").fill("ann\nbo\ncy\ndi")
-        await distribute.get_by_role("button", name="Preview").click()
-        await expect(said).to_have_text("Preview: 3 grants", timeout=SHOWN_WITHIN_MS)
-        previewed = await page.locator("#admin-table").inner_text()
-        await page.screenshot(path=artifact("web-admin-preview-desktop.png"), full_page=True)
-        await page.get_by_role("button", name="Apply").click()
-        await expect(said).to_have_text("Applied: 3 grants", timeout=SHOWN_WITHIN_MS)
-        applied = await page.locator("#admin-table").inner_text()
-        close = page.get_by_role("form", name="Close")
-        await close.get_by_label("Revoke grants not redeemed").check()
-        await close.get_by_role("button", name="Close coupon").click()
-        await expect(said).to_have_text("Closed; 3 grants revoked", timeout=SHOWN_WITHIN_MS)
-        await page.get_by_role("button", name="Grants").click()
-        await expect(page.locator("#admin-table")).to_contain_text("revoked")
-        await page.screenshot(path=artifact("web-admin-closed-desktop.png"), full_page=True)
-    rows = await stack.fetch("SELECT user_id, code, state FROM grants ORDER BY seq")
-    assert previewed == applied  # the preview was exactly what was applied
-    assert [(r["code"], r["state"]) for r in rows] == [
-        ("GIFT-1", "revoked"), ("GIFT-2", "revoked"), ("GIFT-3", "revoked")
-    ]  # fmt: skip
-    assert sorted(r["user_id"] for r in rows) == ["ann", "bo", "cy"]  # fcfs: list order
+        await looked_at(other, "second-redeem")
