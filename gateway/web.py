@@ -37,12 +37,21 @@ async def asset(request: web.Request) -> web.Response:
 
 
 async def config(request: web.Request) -> web.Response:
-    """What the app needs to know: where the live streams are, and whether the
-    development sign-in exists here."""
+    """What the app needs to know: where the live streams are, whether the development
+    sign-in exists here, and the OpenID Connect provider it signs in at, if any."""
     settings = request.app[GATEWAY].settings
+    oidc = None
+    if settings.oidc_client_id:
+        issuer = settings.jwt.issuer
+        oidc = {
+            "issuer": issuer,
+            "client_id": settings.oidc_client_id,
+            "scope": settings.oidc_scope,
+        }
     return json_response(
-        {"notifier": settings.notifier_public_url, "dev_sign_in": _development(request)}
-    )
+        {"notifier": settings.notifier_public_url, "dev_sign_in": _development(request),
+         "oidc": oidc}
+    )  # fmt: skip
 
 
 async def dev_token(request: web.Request) -> web.Response:

@@ -58,6 +58,10 @@ class Settings:
     # COUPONS_WEB_ORIGINS: where the web app is served from, allowed to read the notifier
     # from a browser; unset: any origin in development, none in production.
     web_origins: tuple[str, ...] = ()
+    # The web app's sign-in at an OpenID Connect provider (authorization code with PKCE):
+    # its client id there; the provider is COUPONS_JWT_ISSUER, its keys COUPONS_JWT_JWKS_URL.
+    oidc_client_id: str = variable("COUPONS_OIDC_CLIENT_ID", "")
+    oidc_scope: str = variable("COUPONS_OIDC_SCOPE", "openid profile")
 
     @property
     def day_zone(self) -> tzinfo:
@@ -112,6 +116,11 @@ class Settings:
                 raise ValueError("ALLOCATOR_SESSION_TIMEOUT_MS must be at least 1000")
             if settings.gateway_workers < 1:
                 raise ValueError("GATEWAY_WORKERS must be at least 1")
+            if settings.oidc_client_id and not (verifier.issuer and verifier.keys):
+                raise ValueError(
+                    "COUPONS_OIDC_CLIENT_ID needs the provider: COUPONS_JWT_ISSUER (where its"
+                    " discovery document is) and COUPONS_JWT_JWKS_URL (its keys)"
+                )
         except (ValueError, KeyError) as error:
             raise SettingsError(f"bad setting: {error}") from error
         return settings

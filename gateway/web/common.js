@@ -18,6 +18,7 @@ export async function api(method, path, body, headers = {}) {
                ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}), ...headers },
     body: json ? JSON.stringify(body) : body,
   });
+  if (response.status === 401 && state.token) document.dispatchEvent(new Event("signed-out"));
   const text = await response.text();
   let data = {};
   try { data = text ? JSON.parse(text) : {}; } catch { data = { detail: text }; }

@@ -1,6 +1,7 @@
 """Tokens from an OpenID Connect provider, verified against its JWKS
 (COUPONS_JWT_JWKS_URL): keys fetched and kept, a rotation followed without a restart,
-unknown or forged keys refused, and a provider that goes away does not stop the service."""
+unknown or forged keys refused, a provider that goes away does not stop the service, and
+a person signing in to the web app at the provider (authorization code with PKCE)."""
 
 import asyncio
 import time
@@ -10,14 +11,17 @@ import aiohttp
 import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
+from playwright.async_api import expect
 
 from deploy.stack import Infra
 from runtime.auth import Verifier
 from runtime.http import Problem
 from runtime.jwks import KeySet
+from tests.support.artifacts import launched
 from tests.support.client import post
 from tests.support.jwks import hs256_by_hand, provider
 from tests.support.stack import build_stack
+from tests.support.webapp import SHOWN_WITHIN_MS
 
 pytestmark = pytest.mark.integration
 
@@ -134,3 +138,50 @@ async def status_of(http: aiohttp.ClientSession, url: str, token: str) -> int:
                 return response.status
             wait_s = float(response.headers.get("Retry-After", "1"))
         await asyncio.sleep(wait_s)
+
+
+async def test_a_person_signs_in_at_the_provider_in_the_web_app_and_claims(
+    infra: Infra,
+) -> None:
+    with provider() as idp:
+        idp.new_key("only")
+        idp.publish("only")
+        stack = await asyncio.to_thread(
+            build_stack, infra, "oidc", None,
+            {"COUPONS_JWT_SECRET": "", "COUPONS_JWT_JWKS_URL": idp.url,
+             "COUPONS_JWT_ISSUER": idp.issuer, "COUPONS_JWT_AUDIENCE": "coupons-web",
+             "COUPONS_OIDC_CLIENT_ID": "coupons-web",
+             "COUPONS_TICKET_SECRET": "tickets-" + "t" * 32},
+        )  # fmt: skip
+        try:
+            async with aiohttp.ClientSession() as http, launched() as browser:
+                admin = idp.token("only", "ops", admin=True, iss=idp.issuer, aud="coupons-web")
+                body = {"code": "OIDC", "message": "m", "count": 5, "daily_limit": False,
+                        "start_time": "2020-01-01T00:00:00Z",
+                        "expiry": "2999-01-01T00:00:00Z"}  # fmt: skip
+                made = await post(http, f"{stack.gateway_url}/v1/coupons", admin, body)
+                page = await browser.new_page()
+                await page.goto(stack.gateway_url)
+                await expect(page.get_by_label("Name", exact=True)).to_be_hidden()
+                await page.get_by_role("button", name="Sign in").click()
+                await page.get_by_label("Username").fill("ann")  # the provider's own page
+                await page.get_by_role("button", name="Continue").click()
+                await expect(page.get_by_text("Signed in as ann")).to_be_visible()
+                back_at = page.url
+                card = page.get_by_role("listitem", name="OIDC", exact=True)
+                await card.get_by_role("button", name="Claim").click()
+                await expect(card.get_by_role("status")).to_contain_text(
+                    "Granted: ", timeout=SHOWN_WITHIN_MS
+                )
+                await page.reload()  # the token is kept; the used code is not
+                await expect(page.get_by_text("Signed in as ann")).to_be_visible()
+                admin_shown = await page.get_by_role("heading", name="Admin console").is_visible()
+                unused = dict(idp.codes)
+        finally:
+            await asyncio.to_thread(stack.stop)
+    assert made.status == 201, made.body
+    assert back_at == f"{stack.gateway_url}/"  # no code left in the address
+    assert unused == {}  # the one code given was exchanged
+    assert not admin_shown  # ann has no admin role at the provider
+    rows = await stack.fetch("SELECT user_id FROM grants")
+    assert [r["user_id"] for r in rows] == ["ann"]

@@ -1,4 +1,4 @@
-"""How an allocator learns what it owns, from its environment."""
+"""Settings read from the environment: what an allocator owns, and the web app's sign-in."""
 
 import pytest
 
@@ -37,3 +37,23 @@ def test_given_partitions_are_owned_statically(given: str, owned: tuple[int, ...
 def test_a_bad_ownership_setting_is_refused_clearly(env: dict[str, str], said: str) -> None:
     with pytest.raises(SettingsError, match=said):
         Settings.from_env({**BASE, **env})
+
+
+def test_the_web_apps_provider_sign_in_needs_the_provider_named() -> None:
+    provider = {"COUPONS_JWT_SECRET": "", "COUPONS_JWT_JWKS_URL": "https://id.test/keys",
+                "COUPONS_CODE_SECRET": "c" * 32, "COUPONS_TICKET_SECRET": "t" * 32}  # fmt: skip
+    with pytest.raises(SettingsError, match="COUPONS_JWT_ISSUER"):
+        Settings.from_env({**BASE, **provider, "COUPONS_OIDC_CLIENT_ID": "web"})
+    with pytest.raises(SettingsError, match="COUPONS_JWT_JWKS_URL"):
+        Settings.from_env(
+            {**BASE, "COUPONS_OIDC_CLIENT_ID": "web", "COUPONS_JWT_ISSUER": "https://id.test"}
+        )
+    named = Settings.from_env(
+        {
+            **BASE,
+            **provider,
+            "COUPONS_OIDC_CLIENT_ID": "web",
+            "COUPONS_JWT_ISSUER": "https://id.test",
+        }
+    )
+    assert (named.oidc_client_id, named.oidc_scope) == ("web", "openid profile")
