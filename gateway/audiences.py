@@ -51,6 +51,14 @@ def _if_match(request: web.Request) -> int | None:
     return int(tag[1:-1])
 
 
+def _if_none_match(request: web.Request) -> bool:
+    """`If-None-Match: *` (save only a new name); any other value is refused."""
+    raw = request.headers.get("If-None-Match")
+    if raw is not None and raw.strip() != "*":
+        raise requests.invalid("If-None-Match may only be * (save only a name not taken)")
+    return raw is not None
+
+
 def _summary(row: Mapping[str, Any], size: int) -> dict[str, Any]:
     return {
         "name": row["name"],
@@ -96,7 +104,7 @@ async def save(request: web.Request) -> web.Response:
     gateway, who = await _admin(request, "save audiences")
     name = _name(request)
     expected = _if_match(request)
-    create_only = request.headers.get("If-None-Match", "").strip() == "*"
+    create_only = _if_none_match(request)
     members, dropped = await _members(request)
     if expected is not None:
         row = await gateway.pool.fetchrow(audiences.REPLACE, name, members, who.user_id, expected)

@@ -111,6 +111,9 @@ async def test_audience_requests_refused_in_words(stack: Stack) -> None:
             "bad If-Match": await call(
                 session, stack, "PUT", "/v1/audiences/x", {"members": ["a"]}, {"If-Match": "*"}
             ),
+            "bad If-None-Match": await call(
+                session, stack, "PUT", "/v1/audiences/x", {"members": ["a"]}, {"If-None-Match": "x"}
+            ),
             "too large": await call(
                 session,
                 stack,
