@@ -25,7 +25,10 @@ async def _admin(request: web.Request, doing: str) -> tuple[Gateway, Caller]:
 
 
 def _name(request: web.Request) -> str:
-    name = request.match_info["name"]
+    return _checked(request.match_info["name"])
+
+
+def _checked(name: str) -> str:
     fault = audiences.name_fault(name)
     if fault is not None:
         raise requests.invalid(fault)
@@ -34,6 +37,14 @@ def _name(request: web.Request) -> str:
 
 def _unknown(name: str) -> Problem:
     return Problem(404, "unknown-audience", "Unknown audience", f"no audience named {name!r}")
+
+
+def _stale(name: str, expected: int | None) -> Problem:
+    held = "exists" if expected is None else f"is not at version {expected}"
+    return Problem(
+        412, "audience-changed", "Precondition failed",
+        f"audience {name!r} {held}; read it again and decide",
+    )  # fmt: skip
 
 
 def _etag(version: int) -> dict[str, str]:
@@ -113,11 +124,7 @@ async def save(request: web.Request) -> web.Response:
     else:
         row = await gateway.pool.fetchrow(audiences.SAVE, name, members, who.user_id)
     if row is None:
-        raise Problem(
-            412, "audience-changed", "Precondition failed",
-            f"audience {name!r} " + ("exists" if create_only else f"is not at version {expected}")
-            + "; read it again and decide",
-        )  # fmt: skip
+        raise _stale(name, expected)  # If-Match, or else If-None-Match: *
     saved = {**dict(row), "name": name, "saved_by": who.user_id}
     body = {**_summary(saved, len(members)), "dropped": dropped}  # repeats, kept once
     headers = _etag(row["version"])
@@ -134,20 +141,14 @@ async def delete(request: web.Request) -> web.Response:
     if gone is None:
         if expected is None or await gateway.pool.fetchval(audiences.BY_NAME, name) is None:
             raise _unknown(name)
-        raise Problem(
-            412, "audience-changed", "Precondition failed",
-            f"audience {name!r} is not at version {expected}; read it again and decide",
-        )  # fmt: skip
+        raise _stale(name, expected)
     return web.Response(status=204)
 
 
 async def members_of(gateway: Gateway, name: str, version: int | None) -> tuple[int, list[str]]:
     """An audience's version and members, for a distribution; 404 when there is none, 409
     when `version` is given and the audience has been saved since."""
-    fault = audiences.name_fault(name)
-    if fault is not None:
-        raise requests.invalid(fault)
-    row = await gateway.pool.fetchrow(audiences.BY_NAME, name)
+    row = await gateway.pool.fetchrow(audiences.BY_NAME, _checked(name))
     if row is None:
         raise _unknown(name)
     if version is not None and row["version"] != version:

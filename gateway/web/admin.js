@@ -96,7 +96,7 @@ async function distribute(dryRun) {
   const to = answer.data.audience ? ` to ${answer.data.audience.name} (${answer.data.audience.size} people)` : "";
   adminSay(`${dryRun ? "Preview" : "Applied"}${to}: ${answer.data.granted} grants`);
   $("#apply").disabled = !dryRun;
-  if (!dryRun) { delete form.dataset.seed; delete form.dataset.version; showCoupons(); }
+  if (!dryRun) { previewAgain(); showCoupons(); }
 }
 
 function previewAgain() { // what changed was not previewed
