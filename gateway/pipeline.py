@@ -134,6 +134,23 @@ class Gateway:
         stands in the log. From the produce on, whatever fails answers 202 with the ticket
         (`http.accept`)."""
         future = self.replies.expect(command.request_id)
+        try:
+            offset = await self._produce(command)
+            accept(request, lambda: self.pending_at(command, None))
+            try:
+                async with asyncio.timeout(wait_s):
+                    return Decided(await future)
+            except (TimeoutError, asyncio.CancelledError):
+                # Late, or our own future cancelled: the ticket answers it. A cancellation
+                # of this task itself (the server stopping) goes on.
+                if (task := asyncio.current_task()) is not None and task.cancelling():
+                    raise
+                return Pending(offset)
+        finally:
+            self.replies.forget(command.request_id, future)
+
+    async def _produce(self, command: Request) -> int:
+        """Append a command to the log; its offset. A 503 when it was not appended."""
         started = time.perf_counter()
         try:
             # asyncio.timeout, not wait_for: wait_for makes a task of every claim.
@@ -142,7 +159,6 @@ class Gateway:
                     self.topics.commands, coupon_key(command.coupon_id), encode(command)
                 )
         except Saturated as error:
-            self.replies.forget(command.request_id)
             raise Problem(
                 503,
                 "overloaded",
@@ -153,7 +169,6 @@ class Gateway:
         except Exception as error:
             if not errors.unavailable(error):
                 raise
-            self.replies.forget(command.request_id)
             raise Problem(
                 503,
                 "unavailable",
@@ -162,13 +177,7 @@ class Gateway:
                 headers={"Retry-After": "1"},
             ) from error
         hops.spent("gateway_produce", started)
-        accept(request, lambda: self.pending_at(command, None))
-        try:
-            async with asyncio.timeout(wait_s):  # the shield: a retry may wait on it too
-                return Decided(await asyncio.shield(future))
-        except Exception:  # late, or anything odd: the ticket answers it
-            self.replies.forget(command.request_id)
-            return Pending(offset)
+        return offset
 
     async def position(self, request_id: str, coupon_id: str, offset: int) -> int | None:
         """How many are ahead of a pending request (itself included), if we can tell."""

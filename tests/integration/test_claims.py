@@ -144,3 +144,28 @@ async def test_every_process_reports_health_readiness_and_metrics(stack: Stack) 
     assert 'coupons_claims_total{outcome="granted"} 1.0' in gateway_metrics
     assert "coupons_allocator_batch_records_count" in allocator_metrics
     assert "coupons_allocator_lag_records" in allocator_metrics
+
+
+async def test_waits_on_one_request_end_each_on_its_own(stack: Stack) -> None:
+    """A retry beside its first try: the shorter wait ending must not end the longer one's
+    (issue 23, 5: the second got its connection dropped)."""
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 1)
+        (allocator,) = stack.allocators
+        allocator.process.pause()  # nothing is decided while they wait
+        try:
+            short, long, zero = await asyncio.gather(
+                claim(session, stack, coupon["id"], "fay", wait_s=0.3, key="tap"),
+                claim(session, stack, coupon["id"], "fay", wait_s=3, key="tap"),
+                claim(session, stack, coupon["id"], "fay", wait_s=0, key="tap"),
+            )
+        finally:
+            allocator.process.resume()
+        assert [a.status for a in (short, long, zero)] == [202, 202, 202], long.body
+        assert len({a.body["ticket"] for a in (short, long, zero)}) == 1
+        assert long.seconds >= 2.5  # it waited its own time, not the shorter one's
+        decided = await poll_ticket(session, short.headers["Location"])
+        again = await claim(session, stack, coupon["id"], "fay", key="tap")
+    assert decided["status"] == "granted"
+    assert again.status == 201 and again.body["grant"]["id"] == decided["grant"]["id"]
+    assert await stack.fetchval("SELECT count(*) FROM grants WHERE user_id = 'fay'") == 1
