@@ -20,7 +20,7 @@ from runtime.produce import Batcher, Saturated
 from runtime.settings import Settings
 from runtime.statuses import Statuses
 from schemas import readmodel, reasons
-from schemas.messages import CouponStatus, Decision, Request, encode
+from schemas.messages import COMMAND_BYTES_MAX, CouponStatus, Decision, Request, encode
 from schemas.tickets import mint, request_id_for
 from schemas.topics import Topics, coupon_key, partition_of
 
@@ -151,12 +151,22 @@ class Gateway:
 
     async def _produce(self, command: Request) -> int:
         """Append a command to the log; its offset. A 503 when it was not appended."""
+        value = encode(command)
+        if len(value) > COMMAND_BYTES_MAX:
+            raise Problem(
+                413,
+                "too-large",
+                "Request too large",
+                f"this request makes a command of {len(value)} bytes; one holds at most"
+                f" {COMMAND_BYTES_MAX} (send fewer or shorter ids or codes at a time)",
+                bytes_max=COMMAND_BYTES_MAX,
+            )
         started = time.perf_counter()
         try:
             # asyncio.timeout, not wait_for: wait_for makes a task of every claim.
             async with asyncio.timeout(self.settings.produce_timeout_s):
                 offset = await self.batcher.send(
-                    self.topics.commands, coupon_key(command.coupon_id), encode(command)
+                    self.topics.commands, coupon_key(command.coupon_id), value
                 )
         except Saturated as error:
             raise Problem(

@@ -8,6 +8,7 @@ An exception `of()` does not know is a programming error: it is not caught.
 """
 
 import asyncpg
+from aiokafka import errors as kafka
 from aiokafka.errors import KafkaError
 
 
@@ -29,6 +30,11 @@ class DatabaseUnavailable(Unavailable):
 
 class BrokerUnavailable(Unavailable):
     """The broker did not answer, or refused for now."""
+
+
+class BrokerRefused(CouponsError):
+    """The broker refuses the request for what it is (too large, a topic it will not take,
+    not authorised): the same request gets the same answer, so it is never waited out."""
 
 
 class DatabaseFailed(CouponsError):
@@ -55,6 +61,30 @@ DATA = (
     asyncpg.IntegrityConstraintViolationError,
     asyncpg.ProgramLimitExceededError,
 )
+# What the broker says of a request itself, not of its own state: sent again, it is
+# refused again (aiokafka's own `retriable` flag says False of outages too, such as
+# KafkaTimeoutError and BrokerNotAvailableError, so it is not asked).
+BROKER_REFUSALS = (
+    kafka.MessageSizeTooLargeError,
+    kafka.RecordTooLargeError,
+    kafka.RecordListTooLargeError,
+    kafka.InvalidMessageError,
+    kafka.InvalidTimestampError,
+    kafka.InvalidTopicError,
+    kafka.InvalidRequestError,
+    kafka.InvalidRequiredAcksError,
+    kafka.PolicyViolationError,
+    kafka.TopicAuthorizationFailedError,
+    kafka.ClusterAuthorizationFailedError,
+    kafka.GroupAuthorizationFailedError,
+    kafka.AuthenticationFailedError,
+    kafka.SaslAuthenticationFailed,
+    kafka.UnsupportedVersionError,
+    kafka.UnsupportedForMessageFormatError,
+    kafka.UnsupportedCodecError,
+    kafka.KafkaConfigurationError,
+    kafka.IllegalArgumentError,
+)
 # asyncpg's COPY encodes values in Python: a value it cannot send raises these, not DataError.
 ENCODING = (ValueError, TypeError, OverflowError)
 
@@ -64,16 +94,29 @@ def of(error: BaseException) -> CouponsError | None:
     if isinstance(error, CouponsError):
         return error
     if isinstance(error, DATA):
-        return DataRefused(str(error))
+        return DataRefused(said(error))
     if isinstance(error, DATABASE_AWAY):
-        return DatabaseUnavailable(str(error))
+        return DatabaseUnavailable(said(error))
     if isinstance(error, asyncpg.PostgresError):
-        return DatabaseFailed(str(error))
+        return DatabaseFailed(said(error))
+    if isinstance(error, BROKER_REFUSALS):
+        return BrokerRefused(said(error))
     if isinstance(error, KafkaError):
-        return BrokerUnavailable(str(error))
+        return BrokerUnavailable(said(error))
     if isinstance(error, OSError | TimeoutError):
-        return Unavailable(str(error))
+        return Unavailable(said(error))
     return None
+
+
+def said(error: BaseException) -> str:
+    """An error in words, never empty: some (a cancelled statement, a broker's refusal)
+    carry no text of their own, and a log line of "()" tells nobody anything."""
+    try:
+        text = str(error).strip()
+    except Exception:  # noqa: BLE001 - a library's __str__ that breaks on its own args
+        text = ""
+    name = type(error).__name__
+    return f"{name}: {text}" if text and name not in text else text or name
 
 
 def known(error: BaseException) -> bool:

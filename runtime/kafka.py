@@ -10,17 +10,28 @@ from collections.abc import AsyncIterator
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError
 
+from runtime import errors
 from runtime.errors import CouponsError
 from runtime.settings import Settings
 from schemas import logmarks
-from schemas.messages import Command, decode_command
+from schemas.messages import MESSAGE_BYTES_MAX, Command, decode_command
 from schemas.topics import Topics
 
 log = logging.getLogger(__name__)
 
 REQUEST_TIMEOUT_MS = 10_000
+REQUEST_BYTES_MAX = 1024 * 1024  # aiokafka's max_request_size, passed as Kafka's default
+# A record's framing and its batch's header, with a key of at most a coupon id: a message
+# of MESSAGE_BYTES_MAX and this fits wherever the broker or the producer sets the limit.
+FRAMING_BYTES_MAX = 4 * 1024
+assert MESSAGE_BYTES_MAX + FRAMING_BYTES_MAX <= REQUEST_BYTES_MAX
+
+
+class MessageLimitTooLow(CouponsError):
+    """The broker takes smaller messages than ours may be: some would be refused."""
 
 
 def producer(settings: Settings, linger_ms: int = 1) -> AIOKafkaProducer:
@@ -30,6 +41,7 @@ def producer(settings: Settings, linger_ms: int = 1) -> AIOKafkaProducer:
         enable_idempotence=False,
         linger_ms=linger_ms,
         max_batch_size=256 * 1024,
+        max_request_size=REQUEST_BYTES_MAX,
         request_timeout_ms=REQUEST_TIMEOUT_MS,
         retry_backoff_ms=100,
     )
@@ -99,8 +111,35 @@ async def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
             except TopicAlreadyExistsError:
                 pass  # another process created it first
             log.info("created topics %s", [t.name for t in wanted])
+        await _check_message_limit(admin, sorted(topics))
     finally:
         await admin.close()
+
+
+async def _check_message_limit(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
+    """Refuse to start on topics that would refuse a message we may make: a decision the
+    allocator cannot publish would hold its partition. Brokers that do not say
+    (DescribeConfigs unanswered) are taken at Apache Kafka's default, which fits."""
+    asked = {"max.message.bytes": None}
+    wanted = [ConfigResource(ConfigResourceType.TOPIC, t, asked) for t in topics]
+    try:
+        responses = await admin.describe_configs(wanted)
+    except Exception as error:
+        if not errors.known(error):
+            raise
+        log.info("the broker does not say its message limit (%s)", errors.said(error))
+        return
+    for response in responses:
+        for resource in response.resources:
+            for entry in resource[4]:
+                if entry[0] == "max.message.bytes" and entry[1] is not None:
+                    limit = int(entry[1])
+                    if limit < MESSAGE_BYTES_MAX + FRAMING_BYTES_MAX:
+                        raise MessageLimitTooLow(
+                            f"topic {resource[3]} takes messages of at most {limit} bytes;"
+                            f" ours may be {MESSAGE_BYTES_MAX + FRAMING_BYTES_MAX}: raise its"
+                            " max.message.bytes"
+                        )
 
 
 def core_topics(settings: Settings) -> dict[str, int]:

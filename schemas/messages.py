@@ -269,6 +269,17 @@ def decode_edge(payload: bytes) -> EdgeAnswers:
     return EdgeAnswers(**orjson.loads(payload))
 
 
+# The most bytes one message of ours may hold, as `encode` makes it. Apache Kafka takes a
+# record batch of at most `message.max.bytes` (1 MiB + 12 by default) and aiokafka sends
+# one of at most `max_request_size` (1 MiB): the rest is room for the key, the record's
+# framing and the batch header (runtime/kafka.py holds both limits to this at start).
+MESSAGE_BYTES_MAX = 896 * 1024
+# The most a person's command may hold: its decision echoes it (a distribution's plan
+# names each person once more, with a count or a reason: at most 24 bytes more each, for
+# at most 5,000 people), and must still be a message.
+COMMAND_BYTES_MAX = 768 * 1024
+
+
 def encode(message: Command | Decision | CouponStatus | EdgeAnswers) -> bytes:
     return orjson.dumps(message)
 
