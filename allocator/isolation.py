@@ -36,6 +36,22 @@ TRIALS = Counter(
 Attempt = Callable[[list[Record], bool], Awaitable[tuple[Effects, list[Message]]]]
 
 
+Refuses = Callable[[BaseException], bool]  # whether a failure is the batch's own fault
+
+
+def refusing(error: BaseException) -> bool:
+    """PostgreSQL (or asyncpg encoding a COPY) refuses what the batch holds."""
+    return errors.data_refused(error, encoding=True)
+
+
+def repeating(error: BaseException) -> bool:
+    """A refusal, or a failure that came again and again while the database answered: a
+    statement cancelled (its timeout), a conflict. Not a connection lost."""
+    return refusing(error) or isinstance(errors.of(error), errors.DatabaseFailed) or (
+        isinstance(error, TimeoutError)
+    )
+
+
 class Unisolable(errors.CouponsError):
     """The batch is refused even with the record found at fault refused: the fault is not
     in one record. Treated as a failing database: retried later."""
@@ -44,28 +60,32 @@ class Unisolable(errors.CouponsError):
 
 
 async def isolate(
-    records: list[Record], attempt: Attempt, error: BaseException
+    records: list[Record], attempt: Attempt, error: BaseException, refuses: Refuses = refusing
 ) -> tuple[Effects, list[Message]]:
-    """Commit `records`, which PostgreSQL refused with `error`, minus the records at fault."""
+    """Commit `records`, which PostgreSQL refused with `error`, minus the records at fault:
+    those that `refuses` the failure of."""
     faults: dict[int, str] = {}
     while True:
         marked = [_marked(r, faults) for r in records]
-        culprit, why = await _first_at_fault(marked, attempt, error)
+        culprit, why = await _first_at_fault(marked, attempt, error, refuses)
         if culprit.fault is not None:
             raise Unisolable(f"refused even without the record at {culprit.offset}: {why}")
-        faults[culprit.offset] = f"PostgreSQL refused it: {why}"
+        faults[culprit.offset] = f"PostgreSQL refused it: {errors.said(why)}"
         POISONED.inc()
-        log.error("record at %d refused: PostgreSQL will not store it (%s)", culprit.offset, why)
+        log.error(
+            "record at %d refused: PostgreSQL will not store it (%s)", culprit.offset,
+            errors.said(why),
+        )  # fmt: skip
         try:
             return await attempt([_marked(r, faults) for r in records], False)
         except Exception as again:
-            if not errors.data_refused(again, encoding=True):
+            if not refuses(again):
                 raise
             error = again
 
 
 async def _first_at_fault(
-    marked: list[Record], attempt: Attempt, error: BaseException
+    marked: list[Record], attempt: Attempt, error: BaseException, refuses: Refuses
 ) -> tuple[Record, BaseException]:
     """The first record whose addition to the ones before it makes PostgreSQL refuse.
     `marked` as a whole is refused with `error`; nothing is refused before its first."""
@@ -76,7 +96,7 @@ async def _first_at_fault(
         try:
             await attempt(marked[:middle], True)
         except Exception as refused:
-            if not errors.data_refused(refused, encoding=True):
+            if not refuses(refused):
                 raise
             fails, error = middle, refused
         else:

@@ -87,10 +87,13 @@ class Owning(which_log.LogWatch):
         async with self.deciding_lock:
             for tp in revoked:
                 self.waiting.pop(tp, None)
-                owned = self.owned.pop(tp, None)
-                if owned is not None:
-                    self.leaving[tp] = owned
-                    _unmeasure(tp)
+                owned = self.owned.get(tp)
+                if owned is None:
+                    continue
+                async with owned.lock:  # its lane's batch in hand is finished first
+                    del self.owned[tp]
+                self.leaving[tp] = owned
+                _unmeasure(tp)
             if revoked:
                 REBALANCES.labels("revoked").inc(len(revoked))
                 log.info("the group takes back %s", sorted(tp.partition for tp in revoked))
@@ -122,7 +125,7 @@ class Owning(which_log.LogWatch):
                 self.owned[tp] = kept
                 OWNED.labels(str(tp.partition)).set(1)
                 # A new assignment forgets positions and pauses: set both again.
-                self.consumer.seek(tp, kept.next_offset - kept.base)
+                self._seek(kept, kept.next_offset - kept.base)
                 if not kept.deciding:
                     self.consumer.pause(tp)
                 return
@@ -176,7 +179,7 @@ class Owning(which_log.LogWatch):
             await self._publish(outbox.unpack(ownership.outbox))
         owned.reset(PartitionCore(self.config))
         owned.next_offset = ownership.next_offset
-        self.consumer.seek(owned.tp, ownership.next_offset - owned.base)
+        self._seek(owned, ownership.next_offset - owned.base)
 
     def _fenced_out(self, owned: Owned, fenced: Fenced) -> None:
         """Another allocator took the partition: never write to it again at this epoch. In

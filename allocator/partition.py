@@ -10,8 +10,9 @@ the coupons with deadlines are not loaded into the core yet, so no timer runs. W
 deciding, timers running.
 """
 
+import asyncio
 import enum
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
@@ -48,6 +49,12 @@ class Owned:
     log_mark: int | None = None
     checked_at: float = 0.0  # when its log was last looked at, while UNSURE
     phase: Phase = Phase.UNSURE
+    # Held while a batch of this partition is in hand, and by whatever else changes its
+    # core or its position: each partition is decided beside the others, never with them.
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    seeks: int = 0  # positions set so far: records read before the last one are stale
+    failures: int = 0  # batches failed in a row at `next_offset`
+    problem: str | None = None  # why it is not deciding, while it is not
 
     def move(self, to: Phase) -> None:
         assert (self.phase, to) in MOVES, f"{self.tp}: no move from {self.phase} to {to}"

@@ -18,7 +18,7 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Histogram
 
-from allocator import isolation, outbox, which_log
+from allocator import budget, isolation, outbox, which_log
 from allocator.core import PartitionCore
 from allocator.effects import Effects, Record
 from allocator.ownership import LAG, Owning
@@ -62,6 +62,9 @@ FAILURES = Counter("coupons_allocator_batch_failures_total", "Batches retried af
 # Each command's trip through the log is its own hop (runtime/hops.py).
 TRIPS = {Claim: "log_claim", ReserveDay: "log_reserve_day", DayReserved: "log_day_reserved"}
 RETRY_BACKOFF_S_MAX = 2.0
+# A batch that fails this often in a row, while the database answers, is split to find the
+# record at fault instead of being tried as it is again.
+BATCH_FAILURES_MAX = 3
 TIMER_TICK_MS = 100  # how often deadlines are looked at: a hold lapses at most this late
 TICK_RESEND_S = 1.0  # a Tick not decided by then is sent again
 TICKS = Counter("coupons_allocator_ticks_total", "Timer commands appended to the log")
@@ -69,6 +72,7 @@ FORGOTTEN = Counter(
     "coupons_allocator_forgotten_total", "Idle coupons and people dropped from memory"
 )
 FORGET_EVERY_S = 5.0
+LANE_STOP_S = 5.0  # at stop, how long a batch in hand may take to finish
 
 
 class Allocator(Owning):
@@ -124,33 +128,77 @@ class Allocator(Owning):
             await asyncio.gather(verifying, return_exceptions=True)
 
     async def _decide_until(self, stop: asyncio.Event) -> None:
-        assert self.consumer
-        while not stop.is_set():
-            batches = await self.consumer.getmany(
-                *self.owned, timeout_ms=TIMER_TICK_MS, max_records=self.settings.batch_records_max
-            )
-            async with self.deciding_lock:  # the group waits for a batch in hand
-                await self._handle_all(batches)
-                await self.take_waiting()
-                await self._watch_logs()
-                await self._tick()
-            self._forget_idle()
-            self._measure_lag()
+        """Each partition is decided in a lane of its own (`_lane`), so one whose batch is
+        slow (a big command, a failing statement) holds no other. This loop starts a lane
+        for each partition taken, and every tick does what spans partitions."""
+        lanes: dict[TopicPartition, tuple[Owned, asyncio.Task[None]]] = {}
+        try:
+            while not stop.is_set():
+                if self.broken is not None:
+                    raise self.broken
+                self._start_lanes(lanes, stop)
+                async with self.deciding_lock:  # the group's changes wait for these
+                    await self.take_waiting()
+                    await self._watch_logs()
+                    await self._tick()
+                self._forget_idle()
+                self._measure_lag()
+                running = [task for _, task in lanes.values()]
+                if running:
+                    await asyncio.wait(
+                        running, timeout=TIMER_TICK_MS / 1000, return_when=asyncio.FIRST_COMPLETED
+                    )
+                else:
+                    await asyncio.sleep(TIMER_TICK_MS / 1000)
+        finally:
+            await _end_lanes([task for _, task in lanes.values()])
 
-    async def _handle_all(
-        self, batches: dict[TopicPartition, list[ConsumerRecord[bytes, bytes]]]
+    def _start_lanes(
+        self, lanes: dict[TopicPartition, tuple[Owned, asyncio.Task[None]]], stop: asyncio.Event
     ) -> None:
-        """Partitions are independent: each one's batch is decided, committed and published
-        beside the others', so one's commit does not wait on another's."""
-        if self.broken is not None:
-            raise self.broken
-        handled = await asyncio.gather(
-            *(self._handle(self.owned[tp], ms) for tp, ms in batches.items() if tp in self.owned),
-            return_exceptions=True,
-        )
-        for outcome in handled:
-            if isinstance(outcome, BaseException):
-                raise outcome
+        """A lane for each partition decided now; a lane that failed fails the allocator."""
+        for tp, (_, task) in list(lanes.items()):
+            if task.done():
+                del lanes[tp]
+                if not task.cancelled() and task.exception() is not None:
+                    raise task.exception()  # type: ignore[misc]
+        for tp, owned in self.owned.items():
+            if tp not in lanes:  # one lane per partition: a lane of an owner let go ends first
+                lanes[tp] = (owned, asyncio.create_task(self._lane(owned, stop)))
+
+    async def _lane(self, owned: Owned, stop: asyncio.Event) -> None:
+        """Read and decide this partition's batches while it is ours."""
+        assert self.consumer
+        tp = owned.tp
+        while not stop.is_set() and self.owned.get(tp) is owned:
+            seeks = owned.seeks
+            batches = await self.consumer.getmany(
+                tp, timeout_ms=TIMER_TICK_MS, max_records=self.settings.batch_records_max
+            )
+            messages = batches.get(tp)
+            if not messages:
+                continue
+            async with owned.lock:
+                if self.owned.get(tp) is owned and owned.seeks == seeks:
+                    await self._handle(owned, messages)
+                    continue
+            await self._read_again(tp)
+
+    async def _read_again(self, tp: TopicPartition) -> None:
+        """Records read for a position that was set again meanwhile (or by an owner let
+        go) are not decided: whoever decides the partition now reads on from its own."""
+        current = self.owned.get(tp)
+        if current is not None:
+            async with current.lock:
+                self._seek(current, current.next_offset - current.base)
+
+    @property
+    def partition_problem(self) -> str | None:
+        """Why the first partition that is not deciding is not, or None."""
+        for owned in sorted(self.owned.values(), key=lambda o: o.tp.partition):
+            if owned.problem is not None:
+                return f"partition {owned.tp.partition}: {owned.problem}"
+        return None
 
     async def _tick(self) -> None:
         """Append a Tick for each coupon whose deadline has come: the core reads no clock."""
@@ -158,9 +206,15 @@ class Allocator(Owning):
         now = time.monotonic()
         due: list[Message] = []
         for owned in list(self.owned.values()):
-            if not owned.deciding or (owned.phase is Phase.COLD and not await self._warm(owned)):
-                continue
-            for coupon_id in owned.core.due(now_ms):
+            if owned.lock.locked():
+                continue  # a batch in hand: its deadlines are looked at next tick
+            async with owned.lock:
+                if not owned.deciding:
+                    continue
+                if owned.phase is Phase.COLD and not await self._warm(owned):
+                    continue
+                coupons = owned.core.due(now_ms)
+            for coupon_id in coupons:
                 sent = self.ticking.get(coupon_id)
                 if sent is not None and now - sent < TICK_RESEND_S:
                     continue
@@ -189,7 +243,7 @@ class Allocator(Owning):
         except Exception as error:
             if not errors.known(error):
                 raise
-            self.problem = f"database: {error}"
+            owned.problem = f"database: {errors.said(error)}"
             if self.pool:
                 await db.forget_connections(self.pool)
             return False
@@ -204,15 +258,19 @@ class Allocator(Owning):
             return
         self.forget_at = now + min(FORGET_EVERY_S, idle_s)
         for owned in self.owned.values():
-            FORGOTTEN.inc(owned.core.forget_idle(now, idle_s))
+            if not owned.lock.locked():  # a batch in hand counts on what its core loaded
+                FORGOTTEN.inc(owned.core.forget_idle(now, idle_s))
+
+    def lag(self, owned: Owned) -> int | None:
+        """Records of this partition not decided yet, as far as the broker last said."""
+        highwater = self.consumer.highwater(owned.tp) if self.consumer else None
+        return None if highwater is None else max(highwater + owned.base - owned.next_offset, 0)
 
     def _measure_lag(self) -> None:
-        assert self.consumer
         for tp, owned in self.owned.items():
-            highwater = self.consumer.highwater(tp)
-            if highwater is not None:
-                lag = highwater + owned.base - owned.next_offset
-                LAG.labels(str(tp.partition)).set(max(lag, 0))
+            lag = self.lag(owned)
+            if lag is not None:
+                LAG.labels(str(tp.partition)).set(lag)
 
     async def _handle(self, owned: Owned, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
         if not owned.deciding:
@@ -220,7 +278,7 @@ class Allocator(Owning):
             # were handed over, so the consumer is past them. Go back, to read them again
             # once the log is known (a new log seeks to its start anyway).
             assert self.consumer
-            self.consumer.seek(owned.tp, owned.next_offset - owned.base)
+            self._seek(owned, owned.next_offset - owned.base)
             return
         # Positions below the committed one were decided already (a seek raced a fetch).
         base = owned.base
@@ -228,8 +286,13 @@ class Allocator(Owning):
         if not fresh:
             return
         records = _records(fresh, base)
+        next_offset = fresh[-1].offset + base + 1
+        left = budget.cut(records, {m.offset + base: len(m.value or b"") for m in fresh})
+        if left is not None:  # the rest wait for the next batch
+            records, next_offset = [r for r in records if r.offset < left], left
+        isolating = owned.failures >= BATCH_FAILURES_MAX
         try:
-            effects, messages = await self._commit(owned, records, fresh[-1].offset + base + 1)
+            effects, messages = await self._commit(owned, records, next_offset, isolating)
         except Fenced as fenced:
             self._fenced_out(owned, fenced)
             return
@@ -242,19 +305,12 @@ class Allocator(Owning):
         except Exception as error:
             if not errors.retriable(error):
                 raise
-            # Nothing was committed: forget what the core decided and read it again.
-            FAILURES.inc()
-            self.problem = f"database: {error}"
-            if self.pool:
-                await db.forget_connections(self.pool)
-            log.warning("batch at %d failed (%s); retrying", owned.next_offset, error)
-            owned.reset(PartitionCore(self.config))
-            assert self.consumer
-            self.consumer.seek(owned.tp, owned.next_offset - owned.base)
-            await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2))
+            await self._failed(owned, error)
             return
-        self.problem = None
+        owned.problem, owned.failures = None, 0
         owned.next_offset = effects.next_offset
+        if left is not None:
+            self._seek(owned, left - base)
         for coupon_id in effects.ticked:
             self.ticking.pop(coupon_id, None)
         started = time.perf_counter()
@@ -267,15 +323,36 @@ class Allocator(Owning):
             UNSTORABLE.inc()
             log.error("refused the command at %d: %s", record.offset, record.fault)
 
+    async def _failed(self, owned: Owned, error: BaseException) -> None:
+        """Nothing was committed: forget what the core decided and read the batch again,
+        after a backoff. A batch that fails in a row while the database answers is split
+        on its next try, as one it refuses for what it holds (`_commit`)."""
+        FAILURES.inc()
+        assert self.pool
+        await db.forget_connections(self.pool)
+        if await db.unreachable(self.pool) is None:
+            owned.failures += 1  # the database answers: the batch is the likely cause
+        why = errors.said(error)
+        owned.problem = f"database: {why} (batch at {owned.next_offset}, {owned.failures} in a row)"
+        log.warning(
+            "%s[%d]: batch at %d failed (%s); retrying", *owned.tp, owned.next_offset, why
+        )  # fmt: skip
+        owned.reset(PartitionCore(self.config))
+        self._seek(owned, owned.next_offset - owned.base)
+        await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2 * 2 ** min(owned.failures, 4)))
+
     async def _commit(
-        self, owned: Owned, records: list[Record], next_offset: int
+        self, owned: Owned, records: list[Record], next_offset: int, isolating: bool = False
     ) -> tuple[Effects, list[Message]]:
         """Decide and commit a batch; one PostgreSQL refuses for what it holds is committed
-        without the records at fault (allocator/isolation.py), never retried as it is."""
+        without the records at fault (allocator/isolation.py), never retried as it is. So
+        is one that failed BATCH_FAILURES_MAX times in a row (`isolating`): a statement cut
+        by its timeout fails the same way however often it is tried."""
+        refuses = isolation.repeating if isolating else isolation.refusing
         try:
             return await self._decide(owned, owned.core, records, next_offset)
         except Exception as refused:
-            if not errors.data_refused(refused, encoding=True):
+            if not refuses(refused):
                 raise
             error = refused
             log.error("batch at %d refused by PostgreSQL (%s); isolating", owned.next_offset, error)
@@ -290,7 +367,7 @@ class Allocator(Owning):
             return done
 
         owned.reset(PartitionCore(self.config))  # it decided what was refused
-        return await isolation.isolate(records, attempt, error)
+        return await isolation.isolate(records, attempt, error, refuses)
 
     async def _decide(
         self,
@@ -321,18 +398,24 @@ class Allocator(Owning):
         return effects, messages
 
     async def _publish(self, messages: list[Message]) -> None:
-        """Publish until the broker has every message; a crash here replays the outbox."""
+        """Publish until the broker has every message; a crash here replays the outbox.
+        An outage is waited out; a refusal of what a message is (none can be too large:
+        schemas/messages.py bounds them) is raised, never retried as an outage."""
         assert self.producer
         attempt = 0
         while True:
             try:
                 await send_all(self.producer, messages)
-                return
-            except Exception as error:  # noqa: BLE001 - any broker failure: wait and resend
+                break
+            except Exception as error:
+                if not errors.retriable(error):
+                    raise
                 attempt += 1
-                self.problem = f"broker: {error}"
-                log.warning("publish failed (%s); attempt %d", error, attempt)
+                self.problem = f"broker: {errors.said(error)}"
+                log.warning("publish failed (%s); attempt %d", errors.said(error), attempt)
                 await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.1 * attempt))
+        if attempt and self.problem is not None and self.problem.startswith("broker: "):
+            self.problem = None
 
 
 def _records(messages: list[ConsumerRecord[bytes, bytes]], base: int) -> list[Record]:
@@ -354,3 +437,15 @@ def _records(messages: list[ConsumerRecord[bytes, bytes]], base: int) -> list[Re
     for hop, tripped in trips.items():
         hops.trip(hop, tripped)
     return records
+
+
+async def _end_lanes(lanes: list["asyncio.Task[None]"]) -> None:
+    """Let each lane finish the batch in hand (its commit and publish), at most
+    LANE_STOP_S; a lane still busy then is cancelled: nothing it did not commit counts,
+    and what it committed and did not publish is in its outbox."""
+    if not lanes:
+        return
+    _, busy = await asyncio.wait(lanes, timeout=LANE_STOP_S)
+    for lane in busy:
+        lane.cancel()
+    await asyncio.gather(*lanes, return_exceptions=True)

@@ -140,6 +140,12 @@ class LogWatch:
     async def _publish(self, messages: list[Message]) -> None:
         raise NotImplementedError
 
+    def _seek(self, owned: Owned, offset: int) -> None:
+        """Read the partition on from log offset `offset`: records read before are stale."""
+        assert self.consumer
+        owned.seeks += 1
+        self.consumer.seek(owned.tp, offset)
+
     def _suspect(self, owned: Owned) -> None:
         """Stop deciding this partition until its log is known to be the position's."""
         assert self.consumer
@@ -154,8 +160,10 @@ class LogWatch:
             highwater = self.consumer.highwater(owned.tp)
             if highwater is not None and highwater + owned.base < owned.next_offset:
                 self._suspect(owned)
-            if not owned.deciding and time.monotonic() - owned.checked_at >= LOG_CHECK_EVERY_S:
-                await self._check_log(owned)
+            due = time.monotonic() - owned.checked_at >= LOG_CHECK_EVERY_S
+            if not owned.deciding and due and not owned.lock.locked():
+                async with owned.lock:
+                    await self._check_log(owned)
 
     async def _verify_marks(self) -> None:
         """Beside the deciding: look at every partition's mark now and then, and hand a
@@ -178,7 +186,7 @@ class LogWatch:
             else:
                 verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
                 if verdict is Verdict.UNKNOWN:
-                    self.problem = "broker: cannot tell which log a partition holds"
+                    owned.problem = "broker: cannot tell which log it holds"
                     return
                 if verdict is Verdict.NEW:
                     await self._new_log(owned)
@@ -188,11 +196,11 @@ class LogWatch:
         except Exception as error:
             if not errors.known(error):
                 raise
-            self.problem = f"checking the log: {error}"
+            owned.problem = f"checking the log: {errors.said(error)}"
             return
         owned.move(Phase.COLD)
         self.consumer.resume(owned.tp)
-        self.problem = None
+        owned.problem = None
 
     async def _new_log(self, owned: Owned) -> None:
         """The broker holds a new log: go on from its first record. What the old log held
@@ -207,7 +215,7 @@ class LogWatch:
         NEW_LOGS.inc()
         await self._mark(owned, owned.next_offset - start)
         owned.reset(PartitionCore(self.config))
-        self.consumer.seek(tp, start)
+        self._seek(owned, start)
         await self._ask_days_again(owned)
 
     async def _mark(self, owned: Owned, base: int) -> None:

@@ -213,3 +213,55 @@ async def test_a_record_postgresql_refuses_is_found_refused_and_replayed(stack: 
     )
 
     await replayed_the_same(stack)  # the refusals are made again from the log
+
+
+async def test_a_batch_that_fails_again_and_again_is_split_and_holds_no_other(
+    stack: Stack,
+) -> None:
+    """A statement PostgreSQL fails every time for one record (a trigger here; a statement
+    cut by its timeout fails the same way): before, the partition retried it for ever
+    (issue 23, 1). Now, after a few tries, the record is refused; meanwhile the other
+    partitions decide, and the allocator's /readyz names the partition and why."""
+    conn = await stack.db()
+    try:
+        await conn.execute(
+            "CREATE FUNCTION stuck() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+            " IF NEW.user_id LIKE 'stuck%' THEN RAISE EXCEPTION 'stuck for ever'; END IF;"
+            " RETURN NEW; END $$;"
+            " CREATE TRIGGER stuck BEFORE INSERT ON grants FOR EACH ROW EXECUTE FUNCTION stuck()"
+        )
+    finally:
+        await conn.close()
+    async with aiohttp.ClientSession() as session:
+        coupons = await coupons_on_every_partition(session, stack)
+        stuck = claim_record(coupons[0], "stuck-1")
+        fine = [claim_record(coupons[0], f"fine-{n}") for n in range(3)]
+        await produce(stack, [(coupons[0], orjson.dumps(r)) for r in [fine[0], stuck, *fine[1:]]])
+        said: list[str] = []
+        readiness = asyncio.create_task(_readiness_while(stack, said, "stuck for ever"))
+        started = time.monotonic()
+        others = await asyncio.gather(
+            *(claim(session, stack, c, f"other-{i}") for i, c in enumerate(coupons[1:]))
+        )
+        others_s = time.monotonic() - started
+        ids = [stuck["request_id"], *(r["request_id"] for r in fine)]
+        decided = await decisions_of(stack, ids)
+        readiness.cancel()
+    assert [a.status for a in others] == [201] * (PARTITIONS - 1)
+    assert others_s < 2.0, f"other partitions waited {others_s:.1f} s"
+    assert (decided[stuck["request_id"]]["reason"]) == "unstorable"
+    assert [decided[r["request_id"]]["outcome"] for r in fine] == ["granted"] * 3
+    assert any(s.startswith("partition ") and "stuck for ever" in s for s in said), said
+    print(f"\na batch failing every time: refused after {time.monotonic() - started:.1f} s;"
+          f" the other partitions answered in {others_s:.2f} s; /readyz said {said[0]!r}")
+
+
+async def _readiness_while(stack: Stack, said: list[str], why: str) -> None:
+    """What the allocator's /readyz says, until it has said `why`."""
+    async with aiohttp.ClientSession() as session:
+        while not any(why in s for s in said):
+            async with session.get(stack.allocators[0].url + "/readyz") as response:
+                detail = (await response.json()).get("detail")
+            if detail:
+                said.append(detail)
+            await asyncio.sleep(POLL_INTERVAL_S)
