@@ -21,7 +21,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     async def readiness() -> str | None:
         if deciding.done():
             return "allocator stopped"
-        return allocator.problem
+        return allocator.problem or allocator.partition_problem
 
     def owned() -> dict[str, Any]:
         """What this allocator decides: each partition with its epoch (the fence it holds),
@@ -31,7 +31,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             "ownership": f"group {settings.allocator_group}" if allocator.grouped else "static",
             "partitions": [
                 {"topic": o.tp.topic, "partition": o.tp.partition, "epoch": o.epoch,
-                 "position": o.next_offset, "phase": o.phase.value}
+                 "position": o.next_offset, "phase": o.phase.value,
+                 "lag": allocator.lag(o), "problem": o.problem}
                 for o in sorted(allocator.owned.values(), key=lambda o: o.tp.partition)
             ],
         }  # fmt: skip
@@ -42,7 +43,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     app = web.Application(middlewares=[errors])
     add_ops_routes(app, readiness, owned)
     app.router.add_get("/partitions", partitions)
-    runner = await serve(app, settings.host, settings.allocator_port)
+    runner = await serve(app, settings.host, settings.allocator_port, bounds=settings.connections)
     if allocator.grouped:
         log.info("allocator %s joins group %s", settings.allocator_id, settings.allocator_group)
     else:

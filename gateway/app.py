@@ -53,7 +53,8 @@ ROUTES: list[tuple[str, str, Handler]] = [
 
 
 def build_app(gateway: Gateway) -> web.Application:
-    limited = guard(gateway.settings.limits, gateway.settings.jwt)
+    settings = gateway.settings
+    limited = guard(settings.limits, settings.jwt, body_s=settings.connections.body_s)
     app = web.Application(middlewares=[errors, limited], client_max_size=BODY_BYTES_MAX)
     app[GATEWAY] = gateway
     for method, path, handler in ROUTES:
@@ -88,7 +89,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
     app = build_app(gateway)
     add_ops_routes(app, readiness)
-    runner = await serve(app, settings.host, settings.gateway_port, settings.gateway_reuse_port)
+    runner = await serve(
+        app, settings.host, settings.gateway_port, settings.gateway_reuse_port, settings.connections
+    )
     log.info("gateway %s listening on %s:%d", gateway_id, settings.host, settings.gateway_port)
     tallying = [asyncio.create_task(gateway.edge.run(stop)), *keys_kept_fresh(settings.jwt, stop)]
     try:

@@ -70,7 +70,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
     app = _application(settings, pool, offsets, tails, live, watch, board)
     add_ops_routes(app, readiness)
-    runner = await serve(app, settings.host, settings.notifier_port)
+    runner = await serve(app, settings.host, settings.notifier_port, bounds=settings.connections)
     log.info("notifier listening on %s:%d", settings.host, settings.notifier_port)
     try:
         await stop.wait()
@@ -97,7 +97,10 @@ def _application(
     watch: coupon_events.CouponWatch,
     board: dashboard.Dashboard,
 ) -> web.Application:
-    limited = guard(settings.limits, settings.jwt, streaming=lambda r: r.path in STREAM_PATHS)
+    limited = guard(
+        settings.limits, settings.jwt, streaming=lambda r: r.path in STREAM_PATHS,
+        body_s=settings.connections.body_s,
+    )  # fmt: skip
     app = web.Application(
         middlewares=[cross_origin(settings.web_origins), errors, limited],
         client_max_size=16 * 1024,

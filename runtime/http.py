@@ -22,6 +22,7 @@ from prometheus_client import (
 )
 
 from runtime import errors as failures
+from runtime.connections import BoundedRunner, ConnectionBounds
 
 log = logging.getLogger(__name__)
 
@@ -131,6 +132,18 @@ class Problem(Exception):
         self.response = problem(status, slug, title, detail, **extra)
 
 
+# The client hung up before its answer (nginx's code for it): no response goes out.
+CLIENT_GONE_STATUS = 499
+CLIENT_GONE = Counter(
+    "coupons_http_client_gone_total", "Requests whose client hung up before they were answered"
+)
+
+
+def _client_gone(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
+
+
 @web.middleware
 async def errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -147,7 +160,10 @@ async def errors(
             raise
         response = problem(http.status, "http", http.reason, http.text or http.reason)
     except Exception as error:
-        if failures.unavailable(error):
+        if _client_gone(request):
+            CLIENT_GONE.inc()  # an answer nobody reads: counted, not logged as a failure
+            response = web.Response(status=CLIENT_GONE_STATUS)
+        elif failures.unavailable(error):
             log.warning("dependency failure on %s: %s", name, error)
             response = unavailable("a dependency is unavailable; retry shortly")
         else:
@@ -234,13 +250,18 @@ class Malformed(logging.Filter):
 
 
 async def serve(
-    app: web.Application, host: str, port: int, reuse_port: bool = False
+    app: web.Application,
+    host: str,
+    port: int,
+    reuse_port: bool = False,
+    bounds: ConnectionBounds | None = None,
 ) -> web.AppRunner:
-    """Listen; with `reuse_port`, beside other processes on the same port (SO_REUSEPORT)."""
+    """Listen; with `reuse_port`, beside other processes on the same port (SO_REUSEPORT);
+    each connection held to `bounds` (runtime/connections.py), or to the defaults."""
     server_log = logging.getLogger("aiohttp.server")
     if not any(isinstance(f, Malformed) for f in server_log.filters):
         server_log.addFilter(Malformed())
-    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    runner = BoundedRunner(app, bounds or ConnectionBounds(), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096)
     await site.start()

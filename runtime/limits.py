@@ -18,6 +18,7 @@ from aiohttp.typedefs import Handler, Middleware
 from prometheus_client import Counter, Gauge
 
 from runtime.auth import Caller, Verifier, caller
+from runtime.connections import ConnectionBounds, read_body
 from runtime.environment import variable
 from runtime.http import Problem, problem
 
@@ -151,10 +152,13 @@ def guard(
     verifier: Verifier,
     streaming: Callable[[web.Request], bool] = lambda _: False,
     clock: Callable[[], float] = time.monotonic,
+    body_s: float = ConnectionBounds().body_s,
 ) -> Middleware:
     """A middleware for the /v1/ routes: requests in flight, then the client address's
     bucket, then the person's (when the request carries a valid token; a bad one is the
-    handler's 401). Live streams are not counted in flight; they are long by design."""
+    handler's 401). Live streams are not counted in flight; they are long by design. A
+    request counts in flight once its body is here (within `body_s`): slow senders hold
+    their connection for that long at most, never a place among requests in flight."""
     log.info(limits.in_force())
     if (hazard := limits.hazard()) is not None:
         log.warning(hazard)
@@ -188,6 +192,10 @@ def guard(
                 return too_many(wait, "user")
         if not counted:
             return await handler(request)
+        await read_body(request, body_s)
+        if in_flight >= limits.in_flight_max:  # others came while this body did
+            IN_FLIGHT_SHED.inc()
+            return overloaded()
         in_flight += 1
         IN_FLIGHT.inc()
         try:

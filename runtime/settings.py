@@ -12,6 +12,7 @@ from datetime import tzinfo
 from zoneinfo import ZoneInfo
 
 from runtime.auth import LEEWAY_S_DEFAULT, Verifier
+from runtime.connections import ConnectionBounds
 from runtime.environment import read, variable
 from runtime.jwks import KeySet
 from runtime.limits import Limits, parse_networks
@@ -54,6 +55,7 @@ class Settings:
     produce_timeout_s: float = 5.0
     db_pool_size_max: int = variable("DB_POOL_SIZE_MAX", 10)
     limits: Limits = field(default_factory=Limits)
+    connections: ConnectionBounds = field(default_factory=ConnectionBounds)
     produce_queue_max: int = variable("GATEWAY_PRODUCE_QUEUE_MAX", 20_000)
     # COUPONS_WEB_ORIGINS: where the web app is served from, allowed to read the notifier
     # from a browser; unset: any origin in development, none in production.
@@ -108,6 +110,7 @@ class Settings:
                     env,
                     trusted_proxies=parse_networks(env.get("COUPONS_TRUSTED_PROXIES", "")),
                 ),
+                connections=read(ConnectionBounds, env),
             )
             settings.day_zone  # noqa: B018 - fail at start on an unknown zone
             if settings.event_loop not in ("uvloop", "asyncio"):
