@@ -2,23 +2,30 @@
 // an admin) run campaigns. It speaks only the public API: this gateway's routes and the
 // notifier's tickets and live streams (docs/api.md). Plain ES modules, no build step.
 import { adminConsole, showAdmin } from "./admin.js";
-import { $, state } from "./common.js";
+import { $, beginSession, endSession, state } from "./common.js";
 import { showCoupons } from "./coupons.js";
 import { followMe, showMine } from "./mine.js";
 import { atProvider, backFromProvider, withName } from "./signin.js";
 
+let signingIn = false; // a second click while the first is on its way signs in once
+
 async function signIn() {
+  if (signingIn) return;
+  signingIn = true;
   try {
     if (state.config.oidc) return await atProvider();
     await withName();
   } catch (error) {
     $("#sign-in-note").textContent = error.message;
     return;
+  } finally {
+    signingIn = false;
   }
   await signedIn();
 }
 
 async function signedIn() {
+  const signal = beginSession();
   $("#who").textContent = `Signed in as ${localStorage.getItem("name") || state.user}`;
   $("#sign-in").hidden = true;
   $("#coupons-section").hidden = false;
@@ -26,13 +33,18 @@ async function signedIn() {
   $("#sign-out").hidden = false;
   const admin = localStorage.getItem("admin") === "true";
   $("#admin-section").hidden = !admin;
-  if (admin) showAdmin();
-  await showCoupons();
-  await showMine();
-  followMe();
+  try {
+    if (admin) showAdmin();
+    await showCoupons();
+    if (!signal.aborted) await showMine(); // not if the token was refused on the way
+    followMe();
+  } catch (error) {
+    if (!signal.aborted) throw error; // else a request cut short by the end of the session
+  }
 }
 
 function signOut() { // what is kept per person (claims in flight, lock ids) stays for them
+  endSession();
   for (const name of ["token", "user", "admin", "name"]) localStorage.removeItem(name);
   location.reload();
 }
@@ -62,8 +74,11 @@ async function start() {
 
 // A token refused (it ran out, or its keys are gone): sign in again, nothing else lost.
 function ended() {
+  endSession();
   for (const name of ["token", "admin"]) localStorage.removeItem(name);
   state.token = null;
+  $("#who").textContent = "Not signed in";
+  $("#sign-out").hidden = true;
   $("#sign-in").hidden = false;
   $("#sign-in-note").textContent = "Your sign-in has ended: sign in again.";
 }

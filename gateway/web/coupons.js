@@ -1,12 +1,13 @@
 // Live coupons: each with its units left, watchers and countdown moving live, and a
 // "Claim" whose answer, place in line or held grant is shown on its card.
-import { $, api, problem, sleep, state, words } from "./common.js";
+import { $, againButton, api, problem, retrying, state, words } from "./common.js";
 import { showMine } from "./mine.js";
 
 // A claim waits this long for its decision before following its ticket: short, so a
 // person in line sees their place at once rather than after the wait.
 const CLAIM_WAIT_S = 0.5;
-const TICKET_POLL_MS = 500; // a place in line moves, and a hold passed down is short
+// Answers after which a claim is sent again with its key: nothing was accepted (docs/api.md).
+const NOT_TAKEN = new Set([429, 503]);
 
 function remainingText(coupon) { return `${coupon.remaining} of ${coupon.count} left`; }
 
@@ -32,6 +33,7 @@ function render(card, coupon) {
 function follow(card, coupon) {
   // A coupon's live stream: no token needed (docs/api.md, "A coupon's stream").
   const stream = new EventSource(`${state.config.notifier}/v1/events?coupon=${coupon.id}`);
+  state.session.signal.addEventListener("abort", () => stream.close()); // it reconnects by itself
   stream.addEventListener("availability", (e) => render(card, JSON.parse(e.data)));
   stream.addEventListener("watchers", (e) => {
     const { count } = JSON.parse(e.data);
@@ -48,7 +50,7 @@ export async function showCoupons() {
   const list = $("#coupons");
   for (const stream of state.streams.values()) stream.close();
   state.streams.clear();
-  for (const old of list.children) clearInterval(old.timer);
+  for (const old of list.children) { clearInterval(old.timer); clearInterval(old.holdTimer); }
   list.replaceChildren();
   for (const coupon of answer.data.items) state.coupons.set(coupon.id, coupon);
   document.dispatchEvent(new CustomEvent("coupons", { detail: answer.data.items }));
@@ -112,28 +114,71 @@ function decided(card, body) {
 // A claim in flight survives a reload: its Idempotency-Key is kept before it is sent, and
 // its ticket once it has one. A reload follows the ticket, or sends the claim again with
 // the same key, which names the same request and gets the same decision (docs/api.md).
-async function claim(card, couponId, kept = null) {
+// At most one claim per coupon is under way; it ends with the session, and a redraw of the
+// coupons hands it the coupon's new card.
+const underWay = new Map(); // coupon id: { card, signal, said }
+const kept = new Map(); // coupon id: stops the wait for news of a place kept (keep())
+
+async function run(card, couponId, loop) {
+  const known = underWay.get(couponId);
+  if (known && !known.signal.aborted) {
+    known.card = card;
+    if (known.said) say(card, ...known.said);
+    return;
+  }
+  kept.get(couponId)?.abort();
+  const under = { card, signal: state.session.signal, said: null };
+  underWay.set(couponId, under);
   $(".claim", card).disabled = true;
+  try {
+    await loop(under);
+  } finally {
+    if (underWay.get(couponId) === under) underWay.delete(couponId);
+  }
+}
+
+function tell(under, text, kind) { // said on the card, and again on the card of a redraw
+  under.said = [text, kind];
+  say(under.card, text, kind);
+}
+
+function claim(card, couponId, kept = null) {
+  return run(card, couponId, (under) => claiming(under, couponId, kept));
+}
+
+async function claiming(under, couponId, kept) {
   const key = kept || crypto.randomUUID();
   localStorage.setItem(`claim:${state.user}:${couponId}`, key);
-  let answer;
-  try {
-    answer = await api("POST", `/v1/coupons/${couponId}/claims`, {},
-                       { "Idempotency-Key": key, Prefer: `wait=${CLAIM_WAIT_S}` });
-  } catch { // no answer at all: the same key again is safe, whether or not it arrived
-    say(card, ["No answer yet, asking again…"], "pending");
-    await sleep(TICKET_POLL_MS);
-    return claim(card, couponId, key);
+  const answer = await retrying((attempt) => send(under, couponId, key, attempt), under.signal);
+  if (under.signal.aborted) return;
+  if (answer === null) {
+    const again = againButton("Try again", () => claim(under.card, couponId, key));
+    return tell(under, ["No answer from the service yet. Your claim is kept: ", again], "pending");
   }
   if (answer.status === 202) {
-    localStorage.setItem(`ticket:${state.user}:${couponId}`, answer.headers.get("Location"));
-    return pending(card, couponId, answer.headers.get("Location"), answer.data);
+    const ticket = answer.headers.get("Location");
+    localStorage.setItem(`ticket:${state.user}:${couponId}`, ticket);
+    const retryAfter = answer.headers.get("Retry-After");
+    return pending(under, couponId, ticket, { ...answer.data, retryAfter });
   }
   forget(couponId);
-  if (answer.status === 409 && answer.data.reason) return decided(card, answer.data);
-  if (answer.status === 201) return granted(card, answer.data.grant);
-  $(".claim", card).disabled = false;
-  say(card, [problem(answer)], "refused");
+  if (answer.status === 409 && answer.data.reason) return decided(under.card, answer.data);
+  if (answer.status === 201) return granted(under.card, answer.data.grant);
+  $(".claim", under.card).disabled = false;
+  say(under.card, [problem(answer)], "refused");
+}
+
+async function send(under, couponId, key, attempt) {
+  if (attempt > 0) tell(under, ["No answer yet, asking again…"], "pending");
+  try {
+    const answer = await api("POST", `/v1/coupons/${couponId}/claims`, {},
+                             { "Idempotency-Key": key, Prefer: `wait=${CLAIM_WAIT_S}` },
+                             under.signal);
+    if (NOT_TAKEN.has(answer.status)) return { again: answer.headers.get("Retry-After") };
+    return { done: answer };
+  } catch { // no answer at all: the same key again is safe, whether or not it arrived
+    return { again: null };
+  }
 }
 
 const inFlight = (couponId) => localStorage.getItem(`claim:${state.user}:${couponId}`) !== null;
@@ -147,22 +192,58 @@ function resume(card, couponId) {
   const ticket = localStorage.getItem(`ticket:${state.user}:${couponId}`);
   const key = localStorage.getItem(`claim:${state.user}:${couponId}`);
   if (ticket || key) $(".claim", card).disabled = true;
-  if (ticket) pending(card, couponId, ticket, {});
+  if (ticket) run(card, couponId, (under) => pending(under, couponId, ticket, {}));
   else if (key) claim(card, couponId, key);
 }
 
-async function pending(card, couponId, ticket, body) {
-  for (;;) {
-    const place = body.position ? `, place ${body.position} in line` : "";
-    say(card, [`Waiting for a decision${place}…`], "pending");
-    await sleep(TICKET_POLL_MS);
-    let response;
-    try { response = await fetch(ticket); } catch { continue; } // the notifier will be back
-    if (response.status === 503) continue;
-    body = await response.json();
-    if (body.status !== "pending") {
-      forget(couponId);
-      return decided(card, body);
-    }
+// A place in line: its ticket is asked no sooner than the notifier's Retry-After and less
+// often as it stays put, or at once when the person's own stream brings news (mine.js);
+// after BACKOFF.attempts_max tries the place is kept, in words, until news or a click.
+async function pending(under, couponId, ticket, body) {
+  const place = () => (body.position ? `, place ${body.position} in line` : "");
+  const waiting = () => tell(under, [`Waiting for a decision${place()}…`], "pending");
+  waiting();
+  const decision = await retrying(async (attempt) => {
+    // The claim's own answer was the first look: the ticket is asked after its Retry-After.
+    if (attempt === 0 && body.status === "pending") return { again: body.retryAfter };
+    const answer = await ask(ticket, under.signal);
+    if (answer.data.status === "pending") { body = answer.data; waiting(); }
+    return "again" in answer ? answer : { done: answer };
+  }, under.signal, "news");
+  if (under.signal.aborted) return;
+  if (decision === null) return keep(under, couponId, ticket, body, place());
+  forget(couponId);
+  if (decision.status === 200) return decided(under.card, decision.data);
+  $(".claim", under.card).disabled = false;
+  say(under.card, [problem(decision)], "refused");
+}
+
+// One look at a ticket: { again: retryAfter } while undecided or unanswered, else the answer.
+async function ask(ticket, signal) {
+  let response;
+  try {
+    response = await fetch(ticket, { signal });
+    const data = await response.json();
+    const again = response.status >= 500 || response.status === 429 || data.status === "pending";
+    // The notifier is another origin and does not expose Retry-After to the page (CORS): a
+    // place in line is asked about no more than once a second, as it says (its openapi.yaml).
+    const retryAfter = response.headers.get("Retry-After")
+      ?? (data.status === "pending" ? "1" : null);
+    return again ? { again: retryAfter, data } : { status: response.status, data };
+  } catch { // the notifier is away, or answered no JSON (a proxy's page): it will be back
+    return { again: response ? response.headers.get("Retry-After") : null, data: {} };
   }
+}
+
+// A place in line whose polls gave up: kept, in words, until the person's stream brings
+// news, the person asks, or a redraw follows the ticket again (any of them ends this wait).
+function keep(under, couponId, ticket, body, place) {
+  const stop = new AbortController();
+  kept.set(couponId, stop);
+  const again = () => run(under.card, couponId,
+                          (next) => pending(next, couponId, ticket, { position: body.position }));
+  document.addEventListener("news", again, { signal: stop.signal });
+  under.signal.addEventListener("abort", () => stop.abort(), { signal: stop.signal });
+  const button = againButton("Check again", again);
+  tell(under, [`Still waiting for a decision${place}. We'll keep your place: `, button], "pending");
 }

@@ -1,6 +1,6 @@
 // My coupons: every grant, with its history and what may be done to it now, redrawn
 // whenever the person's own stream says a grant changed.
-import { $, api, problem, sleep, state, words } from "./common.js";
+import { $, againButton, api, BACKOFF, backoffMs, pause, problem, state, words } from "./common.js";
 
 const ACTIONS = { assigned: ["lock", "redeem"], locked: ["unlock", "redeem"] };
 
@@ -56,27 +56,59 @@ async function history(row, grant) {
 }
 
 // The person's own stream (docs/api.md): it needs the token, which EventSource cannot
-// send, so it is read with fetch. Any change to a grant redraws My coupons.
-export async function followMe() {
-  for (;;) {
+// send, so it is read with fetch. Any change to a grant redraws My coupons, and tells the
+// page's places in line (coupons.js) to look at their tickets now ("news"). One stream per
+// sign-in, closed when it ends; a stream that breaks is opened again with backoff, and after
+// BACKOFF.attempts_max tries in a row the person is told and may reconnect.
+let followed = null; // the signal of the session whose stream is followed
+
+export function followMe() {
+  const { signal } = state.session;
+  if (followed === signal || signal.aborted || !state.token) return;
+  followed = signal;
+  live([]);
+  follow(signal);
+}
+
+async function follow(signal) {
+  for (let failures = 0; failures < BACKOFF.attempts_max;) {
+    const opened = Date.now();
+    let retryAfter = null;
     try {
       const response = await fetch(`${state.config.notifier}/v1/users/me/events`,
-                                   { headers: { Authorization: `Bearer ${state.token}` } });
-      if (!response.ok) throw new Error(String(response.status));
-      const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
-      let buffer = "";
-      for (;;) {
-        const { value, done } = await reader.read();
-        if (done) break;
-        buffer += value;
-        let end;
-        while ((end = buffer.indexOf("\n\n")) >= 0) {
-          const block = buffer.slice(0, end);
-          buffer = buffer.slice(end + 2);
-          if (/^event: (granted|hold_released|redeemed|grant_changed)$/m.test(block)) showMine();
-        }
+                                   { headers: { Authorization: `Bearer ${state.token}` }, signal });
+      if (response.status === 401) { document.dispatchEvent(new Event("signed-out")); return; }
+      retryAfter = response.headers.get("Retry-After");
+      if (response.ok) await read(response);
+    } catch { /* broken or never reached: opened again below */ }
+    if (signal.aborted) return;
+    // A stream that stayed open a while was not a failure: the count starts again.
+    const attempt = Date.now() - opened >= BACKOFF.cap_ms ? 0 : failures;
+    failures = attempt + 1;
+    if (failures < BACKOFF.attempts_max) await pause(backoffMs(attempt, retryAfter), signal);
+  }
+  followed = null;
+  live(["Live updates have stopped: the service is not answering. ",
+        againButton("Reconnect", followMe)]);
+}
+
+async function read(response) {
+  const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      if (/^event: (granted|hold_released|redeemed|grant_changed)$/m.test(block)) showMine();
+      if (/^event: (decision|granted|hold_released|grant_changed)$/m.test(block)) {
+        document.dispatchEvent(new Event("news"));
       }
-    } catch { /* reconnect below */ }
-    await sleep(1000);
+    }
   }
 }
+
+function live(text) { $("#live-said").replaceChildren(...text); }
