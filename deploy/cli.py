@@ -85,17 +85,17 @@ def _migrate(args: argparse.Namespace) -> int:
 def _users(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from deploy.users import BadFile, import_users, read_users
+    from deploy.users import BadFile, import_users
 
     url = _database_url()
     if not url:
         return 2
     try:
-        rows = read_users(Path(args.file))
-    except (BadFile, OSError) as error:
+        imported = asyncio.run(import_users(url, Path(args.file), args.rows_max, args.bytes_max))
+    except BadFile as error:
         print(f"coupons: {error}", file=sys.stderr)
         return 2
-    print(f"imported {asyncio.run(import_users(url, rows))} users")
+    print(f"imported {imported} users")
     return 0
 
 
@@ -228,9 +228,10 @@ def _soak(args: argparse.Namespace) -> int:
 
 
 def _dev(args: argparse.Namespace) -> int:
-    from deploy.dev import run_dev
+    from deploy.dev import STOP_GRACE_S, run_dev
 
-    return run_dev(args.port, args.data_dir, args.demo)
+    grace_s = STOP_GRACE_S if args.stop_grace_s is None else args.stop_grace_s
+    return run_dev(args.port, args.data_dir, args.demo, grace_s)
 
 
 def _add_analysts_commands(commands: Any) -> None:
@@ -275,6 +276,8 @@ def parser() -> argparse.ArgumentParser:
     dev.add_argument("--port", type=int, default=8080, help="gateway port; notifier is port+1")
     dev.add_argument("--data-dir", default=".data", help="where PostgreSQL keeps its files")
     dev.add_argument("--demo", action="store_true", help="create a live demo coupon")
+    dev.add_argument("--stop-grace-s", type=float, help="how long, in seconds, a part may "
+                     "take to stop after Ctrl-C before it is killed")  # fmt: skip
     parts = {
         name: commands.add_parser(name, help=f"run the {name}, configured by environment variables")
         for name in ("gateway", "allocator", "notifier")
@@ -299,6 +302,13 @@ def parser() -> argparse.ArgumentParser:
     users_do = users.add_subparsers(dest="users_command", required=True)
     users_import = users_do.add_parser("import", help="add or update users from a CSV file")
     users_import.add_argument("file", help="CSV with the columns id and display_name")
+    from deploy.users import USERS_IMPORT_BYTES_MAX, USERS_IMPORT_ROWS_MAX
+
+    for flag, bound, what in (("--rows-max", USERS_IMPORT_ROWS_MAX, "more people"),
+                              ("--bytes-max", USERS_IMPORT_BYTES_MAX, "more bytes")):  # fmt: skip
+        users_import.add_argument(
+            flag, type=_positive, default=bound, help=f"refuse a file of {what} (default {bound:,})"
+        )
     _add_analysts_commands(commands)
     from deploy import client
 
@@ -309,6 +319,12 @@ def parser() -> argparse.ArgumentParser:
     token.add_argument("--ttl", type=int, default=24 * 3600, help="lifetime in seconds")
     token.add_argument("--data-dir", default=".data", help="the local stack's data folder")
     return parser
+
+
+def _positive(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or int(raw) < 1:
+        raise argparse.ArgumentTypeError(f"{raw!r} is not a whole number above 0")
+    return int(raw)
 
 
 def subcommands() -> set[str]:

@@ -2,24 +2,46 @@
 
 The embedded broker keeps its log in memory, so each run uses topics of its own (a
 run-scoped prefix) while PostgreSQL keeps coupons and grants across runs.
+
+Stopping takes a bounded time: the parts, then the broker and PostgreSQL, each get a grace
+after their stop signal and are killed after it. Nothing started outlives `coupons dev`,
+even when it is killed itself (deploy/embedded.py), and what a former run on the same data
+folder left running is stopped before this one starts.
 """
 
 import asyncio
+import contextlib
+import fcntl
 import json
 import os
 import secrets
 import signal
+import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import FrameType
 
 from deploy import local
-from deploy.embedded import Process, start_broker, start_postgres
+from deploy.embedded import (
+    LeftBehindError,
+    Process,
+    start_broker,
+    start_postgres,
+    stop_left_behind_broker,
+    stop_left_behind_postgres,
+    stop_together,
+)
 from deploy.stack import Stack, build_stack, stack_env
 from runtime.auth import mint_token
 from runtime.db import migrate
+
+STOP_GRACE_S = 3.0  # the parts' time to stop after SIGTERM, then the broker's and PostgreSQL's
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+LOCK_FILE_NAME = "dev.lock"
 
 
 def dev_secrets(data_dir: str | Path) -> dict[str, str]:
@@ -61,8 +83,50 @@ def create_demo_coupon(gateway_url: str, jwt_secret: str) -> dict[str, object]:
         return created
 
 
-def run_dev(port: int, data_dir: str, demo: bool) -> int:
+def run_dev(port: int, data_dir: str, demo: bool, stop_grace_s: float = STOP_GRACE_S) -> int:
     root = Path(data_dir).resolve()
+    with _only_run_on(root) as alone:
+        if not alone:
+            print(f"coupons: `coupons dev` already runs on {root}: stop it first, or give"
+                  " another --data-dir", file=sys.stderr)  # fmt: skip
+            return 1
+        try:
+            _clear_former_run(root)
+        except LeftBehindError as error:
+            print(f"coupons: {error}", file=sys.stderr)
+            return 1
+        return _run_stack(root, port, demo, stop_grace_s)
+
+
+@contextlib.contextmanager
+def _only_run_on(root: Path) -> Iterator[bool]:
+    """Whether this is the one `coupons dev` on the folder, for as long as it runs: a lock
+    the kernel lets go of when the process ends, however it ends."""
+    root.mkdir(parents=True, exist_ok=True)
+    with (root / LOCK_FILE_NAME).open("a") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        yield True
+
+
+def _clear_former_run(root: Path) -> None:
+    """What a former run on this folder left behind (it was killed, say): its settings file
+    names a stack that is gone; its broker and PostgreSQL are stopped."""
+    local.remove(root / local.FILE_NAME)
+    said = []
+    if os.environ.get("KAFKA_BOOTSTRAP_SERVERS") is None:
+        said.append(stop_left_behind_broker(root / "broker"))
+    if os.environ.get("DATABASE_URL") is None:
+        said.append(stop_left_behind_postgres(root / "postgres"))
+    for line in said:
+        if line is not None:
+            print(line, flush=True)
+
+
+def _run_stack(root: Path, port: int, demo: bool, stop_grace_s: float) -> int:
     keys = dev_secrets(root)
     external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     external_db = os.environ.get("DATABASE_URL")
@@ -97,10 +161,20 @@ def run_dev(port: int, data_dir: str, demo: bool) -> int:
     finally:
         if settings_file is not None:
             local.remove(settings_file)
-        if stack is not None:
-            stack.stop()
-        for process in reversed(infra):
-            process.stop()
+        _stop(stack, infra, stop_grace_s)
+
+
+def _stop(stack: Stack | None, infra: list[Process], grace_s: float) -> None:
+    """The parts first (they may still write to the broker and PostgreSQL), then the broker
+    and PostgreSQL: each wave is asked to stop, and what still runs `grace_s` later is killed,
+    so the stop takes at most 2 × (grace_s + KILLED_WAIT_S). The terminal names the killed."""
+    for sig in STOP_SIGNALS:  # asking again must not cut the bounded stop short
+        signal.signal(sig, signal.SIG_IGN)
+    killed = stack.stop(grace_s) if stack is not None else []
+    killed += stop_together(infra, grace_s)
+    for process in killed:
+        print(f"{process.name} did not stop within {grace_s:g} s of its stop signal: killed",
+              flush=True)  # fmt: skip
 
 
 def _print_demo(port: int, jwt_secret: str) -> None:
@@ -125,8 +199,16 @@ def _supervise(stack: Stack, infra: list[Process]) -> int:
     doubles while it keeps failing, and the terminal says so. The broker or PostgreSQL
     exiting ends the stack (the broker's log was in its memory): exit status 1."""
     stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
+    restarting = threading.Event()  # starting a part again waits up to READY_TIMEOUT_S
+
+    def asked(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+        if restarting.is_set():  # cut that wait short (start_part stops what it started)
+            restarting.clear()
+            raise KeyboardInterrupt
+
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, asked)
     waits: dict[str, float] = {}
     started: dict[str, float] = {part.name: time.monotonic() for part in stack.parts}
     while not stop.wait(0.5):
@@ -150,10 +232,15 @@ def _supervise(stack: Stack, infra: list[Process]) -> int:
                 return 0
             started[part.name] = time.monotonic()
             assert part.again is not None, "every part of the stack can start again"
+            restarting.set()
             try:
                 stack.replace(part, part.again())
+            except KeyboardInterrupt:  # asked to stop meanwhile
+                return 0
             except (RuntimeError, TimeoutError) as error:  # exited again, or never ready
                 print(f"{part.name} did not start: {str(error).splitlines()[0]}", flush=True)
                 continue
+            finally:
+                restarting.clear()
             print(f"{part.name} is back", flush=True)
     return 0

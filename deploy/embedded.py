@@ -1,11 +1,16 @@
 """Start a Kafka-compatible broker (Tansu) and PostgreSQL on this machine, without Docker.
 
 Both run as child processes listening on 127.0.0.1 only, each in its own session so a
-terminal Ctrl-C does not reach them; callers stop them explicitly by PID.
+terminal Ctrl-C does not reach them; callers stop them explicitly by PID. On Linux a child
+started from the main thread dies with the process that started it, however that ends.
+What a former run left running in a data folder (it was killed before it could stop
+them) is found and stopped before a new one starts there.
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import importlib.resources
 import importlib.util
 import logging
@@ -15,10 +20,12 @@ import signal
 import socket
 import stat
 import subprocess
+import sys
 import tempfile
+import threading
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +33,10 @@ from typing import Any
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.05
+STOP_GRACE_S_DEFAULT = 10.0  # a child's time to stop after its stop signal, then SIGKILL
+KILLED_WAIT_S = 10.0  # after SIGKILL: only a process stuck in the kernel takes this long
+LEFT_BEHIND_STOP_S = 5.0  # a former run's server: its time to stop cleanly, then SIGKILL
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
 @dataclass
@@ -41,18 +52,15 @@ class Process:
     def pid(self) -> int:
         return self.popen.pid
 
-    def stop(self, timeout_s: float = 10.0) -> None:
-        """Send the stop signal to our child's PID, wait, then SIGKILL if still running."""
+    def ask_to_stop(self) -> None:
+        """Send the stop signal to our child's PID, if it still runs."""
         if self.popen.poll() is None:
             log.info("stopping %s (pid %d)", self.name, self.pid)
-            try:
-                self.popen.send_signal(self.stop_signal)
-                self.popen.wait(timeout=timeout_s)
-            except subprocess.TimeoutExpired:
-                log.warning(
-                    "%s (pid %d) still running after %.1fs; killing", self.name, self.pid, timeout_s
-                )
-                self.kill()
+            self.popen.send_signal(self.stop_signal)
+
+    def stop(self, timeout_s: float = STOP_GRACE_S_DEFAULT) -> None:
+        """Send the stop signal to our child's PID, wait, then SIGKILL if still running."""
+        stop_together([self], timeout_s)
 
     def pause(self) -> None:
         """SIGSTOP the child: frozen, its sockets open, answering nobody."""
@@ -65,13 +73,36 @@ class Process:
 
     def kill(self) -> None:
         """SIGKILL the child's process group (its own session, id == child's PID) and wait."""
+        self.send_kill()
+        self.popen.wait(timeout=KILLED_WAIT_S)
+
+    def send_kill(self) -> None:
         if self.popen.poll() is not None:  # already reaped: its PID may belong to someone else now
             return
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(self.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.popen.wait(timeout=10.0)
+
+
+def stop_together(processes: list[Process], grace_s: float) -> list[Process]:
+    """Each its stop signal at once, `grace_s` for all of them, then SIGKILL for those still
+    running: at most grace_s + KILLED_WAIT_S however many there are. The ones killed."""
+    for process in processes:
+        process.ask_to_stop()
+    _wait_all(processes, grace_s)
+    stuck = [process for process in processes if process.popen.poll() is None]
+    for process in stuck:
+        log.warning("%s (pid %d) still running %.1fs after its stop signal; killing",
+                    process.name, process.pid, grace_s)  # fmt: skip
+        process.send_kill()
+    _wait_all(stuck, KILLED_WAIT_S)
+    return stuck
+
+
+def _wait_all(processes: list[Process], timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    for process in processes:
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.popen.wait(timeout=max(0.0, deadline - time.monotonic()))
 
 
 @dataclass
@@ -125,9 +156,29 @@ def spawn(name: str, argv: list[str], log_path: Path, stop_signal: int, **kw: An
             stdout=out,
             stderr=subprocess.STDOUT,
             start_new_session=True,
+            preexec_fn=_dies_with_us(),
             **kw,
         )
     return Process(name=name, popen=popen, log_path=log_path, stop_signal=stop_signal)
+
+
+def _dies_with_us() -> Callable[[], None] | None:
+    """A child's last step before exec: ask the kernel to SIGKILL it when we die, even by
+    SIGKILL (Linux). SIGKILL because a stuck child would never act on a gentler signal;
+    PostgreSQL is crash-safe, and its backends exit when they see the postmaster gone. Only
+    from the main thread: the kernel sends it when the *thread* that started the child ends,
+    and a helper thread (a test's asyncio.to_thread) ends long before what it started."""
+    if sys.platform != "linux" or threading.current_thread() is not threading.main_thread():
+        return None
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    parent = os.getpid()
+
+    def die_with_parent() -> None:  # runs in the child, after setsid and any change of user
+        prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+        if os.getppid() != parent:  # we died before the request took hold
+            os._exit(1)
+
+    return die_with_parent
 
 
 def wait_ready(proc: Process, ready: Callable[[], bool], timeout_s: float) -> None:
@@ -260,3 +311,100 @@ def _initdb(bin_dir: Path, pgdata: Path, log_path: Path, as_user: dict[str, Any]
             check=True, timeout=120, **as_user,
         )  # fmt: skip
     log.info("initdb %s took %.2fs", pgdata, time.monotonic() - started)
+
+
+class LeftBehindError(Exception):
+    """A former run's leftovers that cannot be judged or stopped; the message says what to do."""
+
+
+def stop_left_behind_postgres(data_dir: Path) -> str | None:
+    """A former run's PostgreSQL on `data_dir` (start_postgres's folder) out of the way: its
+    processes get a fast shutdown, then SIGKILL, and its lock file goes. What was done, in
+    one line, or None if nothing was left. Only for a folder no live run of ours uses."""
+    pgdata = data_dir.resolve() / "pgdata"
+    lock = pgdata / "postmaster.pid"
+    if not lock.exists() or not Path("/proc/self").exists():
+        return None  # no /proc: PostgreSQL's own check of its lock file decides
+    postmaster = _postmaster_pid(lock)
+    if _runs_in(postmaster, pgdata, "postgres") is None:
+        raise LeftBehindError(
+            f"cannot tell whether pid {postmaster} (in {lock}) is a PostgreSQL on {pgdata}:"
+            f" if it is, stop it; then delete {lock}"
+        )
+    left = _running_in(pgdata, "postgres")
+    # SIGINT: the postmaster's fast shutdown; its backends and helpers leave with it (and
+    # without one, they leave by themselves when they notice it gone).
+    first = {postmaster: signal.SIGINT} if postmaster in left else {}
+    killed = _stop_left(left, first, pgdata, "postgres")
+    lock.unlink(missing_ok=True)  # a postmaster SIGKILLed leaves it behind
+    if not left:
+        return f"removed {lock}: its PostgreSQL (pid {postmaster}) is gone"
+    how = "killed" if killed else "shut down"
+    return f"stopped a PostgreSQL left running on {data_dir.resolve()} (pid {postmaster}, {how})"
+
+
+def stop_left_behind_broker(data_dir: Path) -> str | None:
+    """A former run's broker in `data_dir` (start_broker's folder) stopped: SIGTERM, then
+    SIGKILL. Its log was in its memory, lost to any new run anyway. What was done, or None."""
+    folder = data_dir.resolve()
+    left = _running_in(folder, "tansu")
+    if not left:
+        return None
+    killed = _stop_left(left, dict.fromkeys(left, signal.SIGTERM), folder, "tansu")
+    how = "killed" if killed else "stopped"
+    return f"stopped a broker left running in {folder} (pid {', '.join(map(str, left))}, {how})"
+
+
+def _postmaster_pid(lock: Path) -> int:
+    first = lock.read_text(errors="replace").partition("\n")[0].strip()
+    if not first.isdigit():
+        raise LeftBehindError(
+            f"{lock} does not name a process: if no PostgreSQL runs on {lock.parent}, delete it"
+        )
+    return int(first)
+
+
+def _runs_in(pid: int, folder: Path, program: str) -> bool | None:
+    """Whether a running process is `program` working in `folder` (None: not ours to see)."""
+    proc = Path(f"/proc/{pid}")
+    try:
+        if (proc / "comm").read_text().strip() != program:  # anyone may read a name
+            return False
+        cwd = os.readlink(proc / "cwd")  # only its owner (or root) may read this
+    except PermissionError:
+        return None
+    except OSError:  # gone, or a zombie
+        return False
+    return Path(cwd) == folder
+
+
+def _running_in(folder: Path, program: str) -> list[int]:
+    """The processes of `program` working in `folder` (as PostgreSQL does in its data folder)."""
+    if not Path("/proc/self").exists():
+        return []
+    pids = (int(entry.name) for entry in Path("/proc").iterdir() if entry.name.isdigit())
+    return sorted(pid for pid in pids if _runs_in(pid, folder, program))
+
+
+def _stop_left(pids: list[int], first: Mapping[int, int], folder: Path, program: str) -> bool:
+    """`first` signals, LEFT_BEHIND_STOP_S for `pids` to go, then SIGKILL: whether it took that."""
+    for pid, signum in first.items():
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+    if _gone(pids, folder, program, LEFT_BEHIND_STOP_S):
+        return False
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    if not _gone(pids, folder, program, KILLED_WAIT_S):
+        raise LeftBehindError(f"{program} (pid {pids}) in {folder} survives SIGKILL: stop it")
+    return True
+
+
+def _gone(pids: list[int], folder: Path, program: str, timeout_s: float) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while any(_runs_in(pid, folder, program) for pid in pids):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(_POLL_S)
+    return True

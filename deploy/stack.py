@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from deploy.embedded import (
+    STOP_GRACE_S_DEFAULT,
     Broker,
     Postgres,
     Process,
@@ -23,6 +24,7 @@ from deploy.embedded import (
     spawn,
     start_broker,
     start_postgres,
+    stop_together,
 )
 
 READY_TIMEOUT_S = 60.0
@@ -225,9 +227,10 @@ class Stack:
         for parts in (self.allocators, self.extra):
             parts[:] = [new if p is old else p for p in parts]
 
-    def stop(self) -> None:
-        for part in self.parts:
-            part.process.stop()
+    def stop(self, grace_s: float = STOP_GRACE_S_DEFAULT) -> list[Process]:
+        """Every part asked to stop at once, and killed if still running `grace_s` later;
+        those that had to be killed."""
+        return stop_together([part.process for part in self.parts], grace_s)
 
 
 def build_stack(

@@ -1,6 +1,8 @@
 """`coupons dev` (what `make run` starts): a part that dies is started again and the
-terminal says so; Ctrl-C still stops everything."""
+terminal says so; Ctrl-C stops everything within a bound, and nothing it started outlives
+it, even when it is killed itself."""
 
+import contextlib
 import os
 import queue
 import signal
@@ -9,59 +11,205 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
 
-from deploy.embedded import free_port
-from deploy.stack import http_ready
+from deploy.dev import STOP_GRACE_S
+from deploy.embedded import free_port, start_postgres
+from deploy.stack import http_ready, wait_until
 from tests.support.stack import SECRET
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 60.0
+READY = "Ctrl-C stops everything"
+ORPHANS_GONE_S_MAX = 5.0  # what `coupons dev` started is gone this long after it ends
+STOP_SLACK_S = 2.0  # beyond the stuck part's grace: the others, the broker and PostgreSQL
+
+Family = dict[int, tuple[str, str]]  # pid: its command line, its start time
 
 
 def children(pid: int) -> dict[int, str]:
-    """Our child processes and their command lines."""
+    """Our child processes (forked by any of our threads) and their command lines."""
     found = {}
-    for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split():
-        try:
-            found[int(child)] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
-        except OSError:
-            continue  # gone meanwhile
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        for child in (task / "children").read_text().split():
+            try:
+                found[int(child)] = Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ")
+            except OSError:
+                continue  # gone meanwhile
     return {child: line.decode() for child, line in found.items()}
+
+
+def family(pid: int) -> Family:
+    """Our children, theirs, and so on (PostgreSQL's backends, say), while they run."""
+    found: Family = {}
+    for child, line in children(pid).items():
+        started = started_at(child)
+        if started is None:
+            continue
+        found[child] = (line, started)
+        with contextlib.suppress(OSError):  # gone meanwhile
+            found |= family(child)
+    return found
+
+
+def started_at(pid: int) -> str | None:
+    """A running process's start time (None when gone or a zombie): with its PID, it names
+    one process even after the PID is used again."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    state, *fields = stat.rpartition(")")[2].split()
+    return None if state == "Z" else fields[18]
+
+
+def left(processes: Family) -> list[str]:
+    """The command lines of those still running."""
+    return [line for pid, (line, started) in processes.items() if started_at(pid) == started]
+
+
+def kill_left(processes: Family) -> None:
+    for pid, (_, started) in processes.items():
+        if started_at(pid) == started:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+@dataclass
+class Dev:
+    """A `coupons dev` started by a test, what it said, and what it started."""
+
+    process: "subprocess.Popen[str]"
+    lines: "queue.Queue[str | None]"
+    said: str = ""
+    started: Family = field(default_factory=dict)
+
+    def until(self, wanted: str) -> str:
+        self.said += _until(self.lines, wanted)
+        return self.said
+
+    def ready(self) -> None:
+        """Until it says it is ready; then what it started is known."""
+        self.until(READY)
+        self.started = family(self.process.pid)
+
+
+@contextlib.contextmanager
+def running_dev(port: int, data_dir: Path) -> Iterator[Dev]:
+    """`coupons dev` on `port` and `data_dir`; at the end stopped, and whatever it started
+    and left behind killed, by PID."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "deploy.cli", "dev", "--port", str(port), "--data-dir",
+         str(data_dir)],
+        env={**os.environ, "COUPONS_JWT_SECRET": SECRET},
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    lines, reader = _lines(process)
+    dev = Dev(process, lines)
+    try:
+        yield dev
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=WAIT_S)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+        kill_left(dev.started)
+        reader.join(WAIT_S)  # the output ends with the process
+        assert process.stdout is not None
+        process.stdout.close()
 
 
 def test_dev_starts_a_part_that_died_again_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     port = _three_free_ports()
-    dev = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "dev", "--port", str(port), "--data-dir",
-         str(tmp_path)],
-        env={**os.environ, "COUPONS_JWT_SECRET": SECRET},
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
-    lines, reader = _lines(dev)
-    try:
-        said = _until(lines, "Ctrl-C stops everything")
-        gateway = next(pid for pid, line in children(dev.pid).items() if "cli gateway" in line)
+    with running_dev(port, tmp_path) as dev:
+        dev.ready()
+        gateway = next(pid for pid, (line, _) in dev.started.items() if "cli gateway" in line)
         os.kill(gateway, signal.SIGKILL)
-        said += _until(lines, "gateway is back")
+        dev.until("gateway is back")
         assert http_ready(f"http://127.0.0.1:{port}")
-        parts = children(dev.pid)
+        parts = children(dev.process.pid)
         assert gateway not in parts and any("cli gateway" in line for line in parts.values())
-        dev.send_signal(signal.SIGINT)
-        assert dev.wait(timeout=WAIT_S) == 0
+        dev.started |= family(dev.process.pid)
+        dev.process.send_signal(signal.SIGINT)
+        assert dev.process.wait(timeout=WAIT_S) == 0
+        _none_left(dev.started, "Ctrl-C")
+    assert "gateway exited with status -9; starting it again in 1 s" in dev.said
+
+
+def test_dev_killed_takes_what_it_started_along_and_starts_again(tmp_path: Path) -> None:
+    port = _three_free_ports()
+    with running_dev(port, tmp_path) as dev:
+        dev.ready()
+        dev.process.kill()  # SIGKILL: no chance to stop anything itself
+        dev.process.wait(timeout=WAIT_S)
+        _none_left(dev.started, "SIGKILL of `coupons dev`")
+    with running_dev(port, tmp_path) as again:
+        again.ready()  # the same data folder: PostgreSQL's files, its lock file
+
+
+def test_ctrl_c_stops_a_stack_with_a_stuck_part_within_the_bound(tmp_path: Path) -> None:
+    port = _three_free_ports()
+    with running_dev(port, tmp_path) as dev:
+        dev.ready()
+        allocator = next(pid for pid, (line, _) in dev.started.items() if "cli allocator" in line)
+        os.kill(allocator, signal.SIGSTOP)  # stuck: SIGTERM waits until SIGCONT, which never comes
+        asked_at = time.monotonic()
+        dev.process.send_signal(signal.SIGINT)
+        dev.process.wait(timeout=WAIT_S)
+        stop_s = time.monotonic() - asked_at
+        assert stop_s <= STOP_GRACE_S + STOP_SLACK_S, f"stopping took {stop_s:.1f} s\n{dev.said}"
+        _none_left(dev.started, "Ctrl-C")
+        said = dev.until("killed")
+    assert "allocator did not stop" in said
+
+
+def test_dev_stops_a_postgres_left_running_on_its_data_dir(tmp_path: Path) -> None:
+    former = start_postgres(tmp_path / "postgres")  # as a `coupons dev` killed long ago left it
+    try:
+        with running_dev(_three_free_ports(), tmp_path) as dev:
+            dev.ready()
+        assert former.process.popen.poll() is not None, "the former PostgreSQL still runs"
     finally:
-        if dev.poll() is None:
-            dev.kill()
-            dev.wait()
-        reader.join(WAIT_S)  # the output ends with the process
-        assert dev.stdout is not None
-        dev.stdout.close()
-    assert "gateway exited with status -9; starting it again in 1 s" in said
-    left = [pid for pid in parts if Path(f"/proc/{pid}").exists()]
-    assert not left, f"{[parts[pid] for pid in left]} outlived Ctrl-C"
+        former.process.stop()
+    assert f"stopped a PostgreSQL left running on {tmp_path / 'postgres'}" in dev.said
+
+
+def test_a_second_dev_on_the_same_data_dir_leaves_the_first_alone(tmp_path: Path) -> None:
+    with running_dev(_three_free_ports(), tmp_path) as first:
+        first.ready()
+        parts = children(first.process.pid)  # the broker, PostgreSQL and the parts
+        with running_dev(_three_free_ports(), tmp_path) as second:
+            assert second.process.wait(timeout=WAIT_S) == 1
+            said = second.until("already runs")
+        assert children(first.process.pid) == parts
+    assert len(said.splitlines()) == 1, said
+
+
+def test_dev_says_what_to_do_with_a_lock_file_it_cannot_read(tmp_path: Path) -> None:
+    lock = tmp_path / "postgres" / "pgdata" / "postmaster.pid"
+    lock.parent.mkdir(parents=True)
+    lock.write_text("not a pid\n")
+    with running_dev(_three_free_ports(), tmp_path) as dev:
+        code = dev.process.wait(timeout=WAIT_S)
+        said = dev.until(str(lock))
+    assert code == 1
+    assert "Traceback" not in said and len(said.splitlines()) == 1, said
+
+
+def _none_left(processes: Family, after: str) -> None:
+    wait_until(
+        lambda: True if not left(processes) else None,
+        ORPHANS_GONE_S_MAX,
+        lambda: f"{left(processes)} outlived {after}",
+    )
 
 
 def _three_free_ports() -> int:
@@ -82,28 +230,34 @@ def _free(port: int) -> bool:
     return True
 
 
-def _lines(process: subprocess.Popen[str]) -> "tuple[queue.Queue[str], threading.Thread]":
-    """The process's output, line by line, read beside the test (bounded waits below)."""
-    out: queue.Queue[str] = queue.Queue()
+def _lines(process: "subprocess.Popen[str]") -> "tuple[queue.Queue[str | None], threading.Thread]":
+    """The process's output, line by line, read beside the test (bounded waits below); None
+    when it ends."""
+    out: queue.Queue[str | None] = queue.Queue()
 
     def read() -> None:
         assert process.stdout is not None
         for line in process.stdout:
             out.put(line)
+        out.put(None)
 
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     return out, reader
 
 
-def _until(lines: "queue.Queue[str]", wanted: str) -> str:
+def _until(lines: "queue.Queue[str | None]", wanted: str) -> str:
     """Everything said up to and including the line holding `wanted` (at most WAIT_S)."""
     said, deadline = "", time.monotonic() + WAIT_S
     while wanted not in said:
-        left = deadline - time.monotonic()
-        assert left > 0, f"never said {wanted!r}; said:\n{said}"
+        left_s = deadline - time.monotonic()
+        assert left_s > 0, f"never said {wanted!r}; said:\n{said}"
         try:
-            said += lines.get(timeout=left)
+            line = lines.get(timeout=left_s)
         except queue.Empty:
             continue
+        if line is None:
+            lines.put(None)  # for the next look too
+            raise AssertionError(f"ended without saying {wanted!r}; said:\n{said}")
+        said += line
     return said
