@@ -29,8 +29,14 @@ SELECT id::text, code, count, issued, closed, start_time, expiry FROM coupons
 WHERE start_time > now() - interval '1 day' OR created_at > now() - interval '1 day'
 ORDER BY start_time
 """
+# Each decision with the grants it made: a distribution is one decision making many.
 DECIDED = """
-SELECT request_id::text, outcome, reason, committed_at FROM decisions WHERE coupon_id = $1
+SELECT d.request_id::text, d.outcome, d.reason, d.committed_at, g.source,
+       coalesce(g.made, 0) AS made
+FROM decisions d
+LEFT JOIN (SELECT request_id, min(source) AS source, count(*) AS made FROM grants
+           WHERE coupon_id = $1 GROUP BY request_id) g ON g.request_id = d.request_id
+WHERE d.coupon_id = $1
 """
 RETURNED = "SELECT log_offset FROM grant_events WHERE coupon_id = $1 AND after = ANY($2)"
 NOW = """
@@ -71,7 +77,12 @@ async def gather(settings: Settings, coupon_id: str) -> Story:
         status = status_from_row(row)
         decided = {
             r["request_id"]: Decided(
-                r["request_id"], r["outcome"], r["reason"], dt_to_ms(r["committed_at"])
+                r["request_id"],
+                r["outcome"],
+                r["reason"],
+                dt_to_ms(r["committed_at"]),
+                r["made"],
+                r["source"],
             )
             for r in await conn.fetch(DECIDED, coupon_id)
         }
@@ -136,7 +147,7 @@ def lines(summary: dict[str, Any], coupon_id: str) -> list[str]:
         f"sold out           {after(summary['sold_out_ms'])}",
         f"claims             {summary['claims']:,}: {summary['decided_by_allocator']:,} decided "
         f"by the allocator, {summary['answered_at_edge']:,} answered at the edge",
-        f"granted            {summary['granted']:,}",
+        f"granted            {summary['granted']:,}{_made_by(summary['granted_by'])}",
         f"refused            {refused}",
         f"winners' latency   p50 {_ms(summary['winners_latency_p50_ms'])} · "
         f"p99 {_ms(summary['winners_latency_p99_ms'])} (gateway's receipt → committed)",
@@ -145,6 +156,11 @@ def lines(summary: dict[str, Any], coupon_id: str) -> list[str]:
         f"clock skew         receive times run up to {skew['largest_ms']} ms against log order "
         f"({skew['gateways']} gateway{'s' if skew['gateways'] != 1 else ''})",
     ]
+
+
+def _made_by(granted_by: dict[str, int]) -> str:
+    made = " · ".join(f"{how} {n:,}" for how, n in granted_by.items())
+    return f" ({made})" if made else ""
 
 
 def write_json(summary: dict[str, Any]) -> str:
@@ -173,6 +189,7 @@ def plot(story: Story, path: Path) -> Path:
         arrived.update(bins)
     decided = Counter(bin_of(d.at_ms) for d in story.decided.values())
     granted = story.granted()
+    made_ms = story.grants_ms()
     figure, (rates, units, latency) = plt.subplots(3, 1, figsize=(10, 9), sharex=True)
     for counted, label, shift in ((arrived, "claims arriving", 0.0),
                                   (decided, "decided by the allocator", bin_s / 2)):  # fmt: skip
@@ -182,7 +199,7 @@ def plot(story: Story, path: Path) -> Path:
     rates.set_ylabel(f"per {bin_s:g} s")
     rates.legend()
     rates.set_title(f"{story.code}: {story.count:,} units")
-    times = [(d.at_ms - zero) / 1000 for d in granted]
+    times = [(ms - zero) / 1000 for ms in made_ms]
     units.step([0.0, *times], [story.count - n for n in range(len(times) + 1)], where="post")
     units.set_ylabel("remaining units")
     sold_out = story.sold_out_ms()

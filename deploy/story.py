@@ -28,6 +28,12 @@ class Decided:
     outcome: str
     reason: str | None
     at_ms: int  # when the decision was committed (the core's own time is the command's)
+    grants: int = 0  # grants it made: one for a claim or an assignment, many for a distribution
+    source: str | None = None  # what made them: claim, assign or distribution
+
+
+# How the summary names what made grants (the grants table's `source`).
+MADE_BY = {"claim": "claims", "distribution": "distribution", "assign": "assignment"}
 
 
 @dataclass
@@ -44,13 +50,26 @@ class Story:
     holding: int = 0  # grants held, waiting for confirmation
 
     def granted(self) -> list[Decided]:
+        """Decisions that granted one unit: claims and assignments."""
         found = [d for d in self.decided.values() if d.outcome == "granted"]
         return sorted(found, key=lambda d: d.at_ms)
 
+    def grants_ms(self) -> list[int]:
+        """When each grant was made, whatever made it, in time order (a distribution makes
+        all of its grants at once)."""
+        return sorted(d.at_ms for d in self.decided.values() for _ in range(d.grants))
+
+    def granted_by(self) -> dict[str, int]:
+        """Grants by what made them, as the summary names it."""
+        made: Counter[str] = Counter()
+        for d in self.decided.values():
+            made[d.source or ""] += d.grants
+        return {name: made[source] for source, name in MADE_BY.items() if made[source]}
+
     def sold_out_ms(self) -> int | None:
         """When the last unit was granted, if every unit was."""
-        granted = self.granted()
-        return granted[self.count - 1].at_ms if self.count and len(granted) >= self.count else None
+        made = self.grants_ms()
+        return made[self.count - 1] if self.count and len(made) >= self.count else None
 
     def refused(self) -> Counter[str]:
         """Refusals by reason: the allocator's and the edge's."""
@@ -82,7 +101,8 @@ class Story:
             "claims": len(self.claims) + sum(self.edge.values()),
             "decided_by_allocator": by_allocator,
             "answered_at_edge": sum(self.edge.values()),
-            "granted": len(self.granted()),
+            "granted": len(self.grants_ms()),
+            "granted_by": self.granted_by(),
             "refused": dict(self.refused().most_common()),
             "winners_latency_p50_ms": percentile(latency, 0.50),
             "winners_latency_p99_ms": percentile(latency, 0.99),

@@ -17,6 +17,7 @@ from runtime.http import Problem, json_response
 from schemas import audiences
 from schemas.coupons import rfc3339
 from schemas.readmodel import dt_to_ms
+from schemas.storable import USER_ID, user_ids_fault
 
 
 async def _admin(request: web.Request, doing: str) -> tuple[Gateway, Caller]:
@@ -99,12 +100,16 @@ async def get_audience(request: web.Request) -> web.Response:
 
 async def _members(request: web.Request) -> tuple[tuple[str, ...], int]:
     """The people a body names: JSON `{"members": [...]}`, or a CSV whose first column
-    holds them (a header `user_id` or `id` is skipped)."""
+    holds them (a header `user_id` or `id` is skipped). Each is held to the id rule
+    (schemas/storable.py), exactly as sent in JSON, trimmed in a CSV's cells."""
     request = requests.upload(request)
+    raw: object
     if request.content_type == "text/csv":
-        raw = await requests.csv_column(request, {"user_id", "id"}, "members")
+        raw = await requests.csv_column(request, {"user_id", "id"}, "members", USER_ID)
     else:
-        raw = requests.strings(await requests.json_object(request, {"members"}), "members")
+        raw = (await requests.json_object(request, {"members"})).get("members")
+    if not isinstance(raw, list):
+        raise requests.invalid("members must be a list of user ids")
     try:
         return audiences.members(raw)
     except ValueError as error:
@@ -151,6 +156,12 @@ async def members_of(gateway: Gateway, name: str, version: int | None) -> tuple[
     row = await gateway.pool.fetchrow(audiences.BY_NAME, _checked(name))
     if row is None:
         raise _unknown(name)
+    unfit = user_ids_fault(row["members"], "members")
+    if unfit is not None:  # saved before the id rule held audiences to it
+        raise Problem(
+            409, "audience-unfit", "Audience holds an id that is refused",
+            f"audience {name!r}: {unfit}; save it again without it", reason="unstorable",
+        )  # fmt: skip
     if version is not None and row["version"] != version:
         raise Problem(
             409, "audience-changed", "Audience changed",

@@ -45,7 +45,7 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     if "user_id" in body:
         if not who.admin:
             raise Problem(403, "forbidden", "Forbidden", "only an admin may claim for another user")
-        user_id = requests.text(body, "user_id", 200)
+        user_id = requests.user_id(body, "user_id")
     key = requests.idempotency_key(request)
     wait_s = requests.wait_s(request, settings.claim_wait_s_default, settings.claim_wait_s_max)
     status = await gateway.coupon(coupon_id)

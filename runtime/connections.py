@@ -157,18 +157,33 @@ class BoundedRunner(web.AppRunner):
         )  # fmt: skip
 
 
+BODY_DEADLINE = "coupons.body_deadline"  # the loop's time by which a body must be here
+
+
 async def read_body(request: web.Request, body_s: float) -> None:
-    """Read the request's body now, within `body_s`; aiohttp keeps it for the handler.
-    A body that comes slower is a 408 (a problem, by the errors middleware), and the
-    connection is closed."""
-    if not request.body_exists:
-        return
+    """Read the request's body now, within `body_s`; aiohttp keeps it for the handler, so
+    a slow sender never counts among requests in flight. A body that says it is larger
+    than the app takes, or does not say, is left to its route (an upload route allows
+    more): it must still come within `body_s` of now (`body`)."""
+    request[BODY_DEADLINE] = asyncio.get_running_loop().time() + body_s
+    length = request.content_length
+    if request.body_exists and length is not None and length <= request.client_max_size:
+        await body(request)
+
+
+async def body(request: web.Request) -> bytes:
+    """The request's body, read by its deadline (HTTP_BODY_S after it was asked for); a
+    body that comes slower is a 408 (a problem, by the errors middleware), and the
+    connection is closed after it."""
+    deadline = request.get(BODY_DEADLINE)
+    if deadline is None:  # not through the guard: the default bound from now
+        deadline = asyncio.get_running_loop().time() + ConnectionBounds().body_s
     try:
-        async with asyncio.timeout(body_s):
-            await request.read()
+        async with asyncio.timeout_at(deadline):
+            return await request.read()
     except TimeoutError:
         CLOSED.labels("body").inc()
         raise web.HTTPRequestTimeout(
-            text=f"the request's body did not arrive within {body_s:g} s",
+            text="the request's body did not arrive within HTTP_BODY_S",
             headers={"Connection": "close"},
         ) from None

@@ -7,6 +7,7 @@ producer, and answers a fetch only when its wait runs out: fetch waits are short
 import logging
 import time
 from collections.abc import AsyncIterator
+from difflib import SequenceMatcher
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -164,6 +165,9 @@ async def start_or_close(reader: AIOKafkaConsumer) -> None:
         raise
 
 
+PREFIXES_SAID_MAX = 5  # a missing topic names this many prefixes the broker has, at most
+
+
 class MissingTopic(CouponsError):
     """An analysts' tool asked for a topic the broker does not have (a wrong prefix)."""
 
@@ -175,11 +179,16 @@ async def partitions_of(reader: AIOKafkaConsumer, topic: str) -> list[TopicParti
     if found:
         return [TopicPartition(topic, p) for p in sorted(found)]
     name = ".".join(topic.rsplit(".", 2)[-2:])  # e.g. coupon.commands
-    prefixes = sorted({t[: -len(name)] for t in every if t.endswith(name)})
-    known = ", ".join(repr(p) for p in prefixes[-5:]) or "none"
+    asked = topic[: -len(name)]
+    prefixes = {t[: -len(name)] for t in every if t.endswith(name)}
+    # The likeliest meant first: a prefix mistyped is closest to the one it should be.
+    nearest = sorted(prefixes, key=lambda p: (-SequenceMatcher(None, asked, p).ratio(), p))
+    known = ", ".join(repr(p) for p in nearest[:PREFIXES_SAID_MAX]) or "none"
+    if len(nearest) > PREFIXES_SAID_MAX:
+        known += f" and {len(nearest) - PREFIXES_SAID_MAX} more"
     raise MissingTopic(
         f"the broker has no topic {topic} (is COUPONS_TOPIC_PREFIX right? prefixes with a "
-        f"{name} topic there: {known})"
+        f"{name} topic there, nearest first: {known})"
     )
 
 

@@ -5,6 +5,7 @@ import io
 import json
 import math
 import uuid
+from collections.abc import Iterable, Iterator
 from collections.abc import Set as AbstractSet
 from datetime import datetime
 from functools import lru_cache
@@ -13,6 +14,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from runtime import connections
 from runtime.http import Problem
 from schemas import storable
 
@@ -29,7 +31,7 @@ def invalid(detail: str) -> Problem:
 async def json_object(request: web.Request, allowed: AbstractSet[str]) -> dict[str, Any]:
     """The body as a JSON object whose every value can be stored (schemas/storable.py):
     what reaches the log from a body is checked here, once."""
-    raw = await request.read()
+    raw = await connections.body(request)
     if not raw.strip():
         return {}
     try:
@@ -47,25 +49,67 @@ async def json_object(request: web.Request, allowed: AbstractSet[str]) -> dict[s
 
 
 def upload(request: web.Request) -> web.Request:
-    """The request, its body allowed up to UPLOAD_BYTES_MAX (413 beyond that)."""
+    """The request, its body allowed up to UPLOAD_BYTES_MAX (413 beyond that). A body
+    read already (a small one, before the request counted in flight) is within it."""
+    if request.body_exists and not request.can_read_body:
+        return request
     return request.clone(client_max_size=UPLOAD_BYTES_MAX)
 
 
-async def csv_column(request: web.Request, header: AbstractSet[str], where: str) -> list[str]:
-    """The first column of a CSV body, blank rows left out and a first row naming one of
-    `header` skipped; every value checked to be storable."""
+async def csv_column(
+    request: web.Request,
+    header: AbstractSet[str],
+    where: str,
+    rule: storable.Rule | None = None,
+) -> list[str]:
+    """The first column of a CSV body, each cell trimmed (spaces around a cell are the
+    file's layout), blank rows left out and a first row naming one of `header` skipped;
+    every value checked to be storable, and by `rule` when given. Read strictly
+    (`strict_csv`), each refusal naming its line."""
     try:
-        text = (await request.read()).decode("utf-8-sig", errors="strict")
-        rows = [row for row in csv.reader(io.StringIO(text)) if row and row[0].strip()]
+        text = (await connections.body(request)).decode("utf-8-sig", errors="strict")
+        rows = [(line, row[0].strip()) for line, row in strict_csv(io.StringIO(text))]
     except UnicodeDecodeError as error:
         raise invalid(f"the CSV is not UTF-8: {error}") from error
-    except csv.Error as error:
-        raise invalid(f"the CSV cannot be read: {error}") from error
-    column = [row[0].strip() for row in rows]
-    if column and column[0].lower() in header:
+    except BrokenCsv as error:
+        raise invalid(f"{where}: {error}") from error
+    column = [(line, value) for line, value in rows if value]
+    if column and column[0][1].lower() in header:
         column = column[1:]
-    refuse_unstorable(column, where)
-    return column
+    for line, value in column:
+        why = storable.text_fault(value) or (rule(value) if rule is not None else None)
+        if why is not None:
+            raise invalid(f"{where}: line {line}: {value[:40]!r} {why}")
+    return [value for _, value in column]
+
+
+class BrokenCsv(ValueError):
+    """A CSV that cannot be read as one: `line` is where the row at fault starts."""
+
+    def __init__(self, line: int, why: str) -> None:
+        super().__init__(f"line {line}: {why}")
+        self.line = line
+        self.why = why
+
+
+def strict_csv(lines: Iterable[str]) -> Iterator[tuple[int, list[str]]]:
+    """A CSV's non-empty rows, each with the line it starts on. Read strictly: an
+    unterminated quote, or a quoted line break in any field, is a BrokenCsv, not one value
+    running on to the end of the file (no first column of ours may hold a line break)."""
+    reader = csv.reader(lines, strict=True)
+    line = 1
+    try:
+        for row in reader:
+            if any("\n" in field or "\r" in field for field in row):
+                raise BrokenCsv(line, "a quoted field holds a line break")
+            if row:
+                yield line, row
+            line = reader.line_num + 1
+    except csv.Error as error:
+        said = str(error)
+        if said == "unexpected end of data":
+            raise BrokenCsv(line, "a quote opened on this line is never closed") from error
+        raise BrokenCsv(line, f"the CSV cannot be read ({said})") from error
 
 
 def strings(body: dict[str, Any], name: str) -> list[str]:
@@ -73,6 +117,27 @@ def strings(body: dict[str, Any], name: str) -> list[str]:
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise invalid(f"{name} must be a list of strings")
     return [v.strip() for v in value]
+
+
+def user_id(body: dict[str, Any], name: str) -> str:
+    """A person's id from the body, held to the one rule (schemas/storable.py)."""
+    value = body.get(name)
+    why = storable.user_id_fault(value)
+    if why is not None:
+        raise invalid(f"{name} {why}")
+    assert isinstance(value, str)
+    return value
+
+
+def user_ids(body: dict[str, Any], name: str, items_max: int) -> tuple[str, ...]:
+    """A list of people's ids from the body, each held to the one rule."""
+    value = body.get(name)
+    if not isinstance(value, list) or not 1 <= len(value) <= items_max:
+        raise invalid(f"{name} must list 1 to {items_max} user ids")
+    why = storable.user_ids_fault(value, name)
+    if why is not None:
+        raise invalid(why)
+    return tuple(value)
 
 
 def refuse_unstorable(value: object, where: str = "body") -> None:

@@ -8,9 +8,10 @@ Nothing here does IO.
 """
 
 import re
-from collections.abc import Iterable
+from collections.abc import Sequence
+from typing import cast
 
-from schemas.storable import USER_ID_CHARS_MAX, USERS_PER_DISTRIBUTION_MAX
+from schemas.storable import USERS_PER_DISTRIBUTION_MAX, user_ids_fault
 
 NAME_CHARS_MAX = 64
 NAME = re.compile(rf"[A-Za-z0-9][A-Za-z0-9._-]{{0,{NAME_CHARS_MAX - 1}}}")
@@ -28,20 +29,17 @@ def name_fault(name: str) -> str | None:
     )
 
 
-def members(raw: Iterable[str]) -> tuple[tuple[str, ...], int]:
+def members(raw: Sequence[object]) -> tuple[tuple[str, ...], int]:
     """The people a list names, each once, in the order first named, and how many repeats
-    were dropped. ValueError says what is wrong with the list."""
-    kept: dict[str, None] = {}
-    given = 0
-    for person in raw:
-        given += 1
-        person = person.strip()
-        if not 0 < len(person) <= USER_ID_CHARS_MAX:
-            raise ValueError(f"a member is 1 to {USER_ID_CHARS_MAX} characters, not {person!r}")
-        kept[person] = None
+    were dropped. ValueError says what is wrong with the list: a member the id rule
+    (schemas/storable.py) refuses, named by its place, or too few or too many people."""
+    why = user_ids_fault(raw, "members")
+    if why is not None:
+        raise ValueError(why)
+    kept = tuple(dict.fromkeys(cast(Sequence[str], raw)))
     if not 0 < len(kept) <= MEMBERS_MAX:
         raise ValueError(f"an audience has 1 to {MEMBERS_MAX} people, not {len(kept)}")
-    return tuple(kept), given - len(kept)
+    return kept, len(raw) - len(kept)
 
 
 LIST = f"""

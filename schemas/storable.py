@@ -39,6 +39,9 @@ LOCK_SECONDS_MAX = 24 * 3600
 REDEMPTIONS_MAX = 1_000_000
 CODES_PER_UPLOAD_MAX = 10_000
 USERS_PER_DISTRIBUTION_MAX = 5_000
+# The most grants one command may make: a batch is one transaction, and one command must
+# never make it long (allocator/budget.py).
+GRANTS_PER_COMMAND_MAX = 5_000
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 TOPIC = re.compile(rf"[A-Za-z0-9._-]{{1,{TOPIC_CHARS_MAX}}}")
@@ -121,6 +124,69 @@ def text(chars_min: int, chars_max: int) -> Rule:
     return rule
 
 
+# -- a person's id ------------------------------------------------------------------------
+# Every id a command carries (a claim's `user_id`, a token's `sub` when people claim for
+# themselves; an assignment's owner; a distribution's `users`), an audience's members, the
+# users import: one rule for all of them, as every one of them may own a grant. An id is
+# stored exactly as given and shown to people, so it may not be blank, begin or end with
+# whitespace (" ann" and "ann" would be two people who look like one: refused, never
+# trimmed, as trimming would hand the grant to someone the sender did not name), or hold a
+# character that is not text to read: a control character (Unicode's Cc: C0, DEL, C1), a
+# line or paragraph separator, a bidirectional control (it makes an id read in another
+# order than it is stored) or an invisible one (zero-width space, byte order mark).
+# Zero-width (non-)joiners are kept: scripts and emoji need them. The characters are named
+# here rather than read from `unicodedata`, whose categories change between Python
+# versions: the core applies this rule, and a replay must decide as the first run did
+# (invariant 6).
+WHITE_SPACE = frozenset(  # Unicode's White_Space property; its stability policy fixes it
+    "\t\n\v\f\r \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004\u2005\u2006\u2007\u2008"
+    "\u2009\u200a\u2028\u2029\u202f\u205f\u3000"
+)
+_NOT_IN_IDS = re.compile(
+    "[\x00-\x1f\x7f-\x9f"  # Cc
+    "\u2028\u2029"  # line and paragraph separators
+    "\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069"  # bidirectional controls
+    "\u200b\ufeff]"  # zero-width space, byte order mark
+)
+
+
+def user_id_fault(value: Any) -> str | None:
+    """Why `value` cannot be a person's id, or None."""
+    if not isinstance(value, str):
+        return "must be a string"
+    if not value.strip():
+        return "is blank"
+    if len(value) > USER_ID_CHARS_MAX:
+        return f"must be 1 to {USER_ID_CHARS_MAX} characters"
+    why = text_fault(value)
+    if why is not None:
+        return why
+    found = _NOT_IN_IDS.search(value)
+    if found is not None:
+        return f"holds {_what(found.group())}"
+    if value[0] in WHITE_SPACE or value[-1] in WHITE_SPACE:
+        return "begins or ends with whitespace (an id is taken exactly as given)"
+    return None
+
+
+def _what(char: str) -> str:
+    code = f"U+{ord(char):04X}"
+    if ord(char) < 0x20 or 0x7F <= ord(char) <= 0x9F:
+        return f"a control character ({code})"
+    if char in "\u2028\u2029":
+        return f"a line or paragraph separator ({code})"
+    if char in "\u200b\ufeff":
+        return f"an invisible character ({code})"
+    return f"a bidirectional control ({code}), which makes text read out of order"
+
+
+def user_ids_fault(values: Iterable[object], where: str) -> str | None:
+    """The first of `values` that cannot be a person's id, as `where[i] why`, or None."""
+    return _first(
+        f"{where}[{i}] {why}" if (why := user_id_fault(v)) else None for i, v in enumerate(values)
+    )
+
+
 def integer(low: int, high: int) -> Rule:
     def rule(value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
@@ -172,7 +238,7 @@ def _reply_to(value: Any) -> str | None:
 
 TIME = integer(TIME_MS_MIN, TIME_MS_MAX)
 FLAG = one_of(True, False)
-USER_ID = text(1, USER_ID_CHARS_MAX)
+USER_ID: Rule = user_id_fault
 CODE = text(1, CODE_CHARS_MAX)
 ID = matching(UUID, "a UUID in canonical form")
 
@@ -215,6 +281,7 @@ COMMAND_RULES: Mapping[str, Rule] = {
     "users": many(USER_ID, USERS_PER_DISTRIBUTION_MAX),
     "strategy": one_of("fcfs", "random", "equal"),
     "per_user": integer(1, PER_USER_LIMIT_MAX),
+    "after_seq": integer(0, INT64_MAX),
     "seed": text(0, SEED_CHARS_MAX),
     "spec": lambda spec: _spec_fault(spec),
     "fault": optional(text(1, FAULT_CHARS_MAX)),

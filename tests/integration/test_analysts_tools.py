@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.support.artifacts import artifact
-from tests.support.client import POLL_INTERVAL_S, claim, create_coupon
+from tests.support.client import POLL_INTERVAL_S, claim, create_coupon, post
 from tests.support.stack import Stack
 from tests.support.terminal import coupons_in, stack_folder
 
@@ -63,10 +63,11 @@ async def test_each_thing_that_can_be_wrong_is_said_in_one_line(
         coupon = await create_coupon(session, stack, 2, daily_limit=False)
         for person in ("bo", "cy"):
             await claim(session, stack, coupon["id"], person)
+    mistyped = stack.env["COUPONS_TOPIC_PREFIX"].replace("t_", "t-", 1)
     folders = {
         name: stack_folder(stack, tmp_path / name, **changed)
         for name, changed in {
-            "prefix": {"COUPONS_TOPIC_PREFIX": "nobody-made-this."},
+            "prefix": {"COUPONS_TOPIC_PREFIX": mistyped},
             "broker": {"KAFKA_BOOTSTRAP_SERVERS": nothing_listening()},
             "database": {"DATABASE_URL": f"postgresql://postgres@{nothing_listening()}/x"},
             "secret": {"COUPONS_CODE_SECRET": "not-the-allocators-secret"},
@@ -84,8 +85,9 @@ async def test_each_thing_that_can_be_wrong_is_said_in_one_line(
     print("\n" + "\n".join(f"{name}: {line}" for name, line in said.items()))
     assert said["no settings"].startswith("coupons: missing environment variables")
     assert "run `coupons dev` in this folder" in said["no settings"]
-    assert "no topic nobody-made-this.coupon.commands" in said["prefix"]
-    assert repr(stack.env["COUPONS_TOPIC_PREFIX"]) in said["prefix"]  # the prefixes there
+    assert f"no topic {mistyped}coupon.commands" in said["prefix"]
+    nearest = said["prefix"].split("nearest first: ", 1)[1]
+    assert nearest.startswith(repr(stack.env["COUPONS_TOPIC_PREFIX"]))  # the one meant
     assert said["broker"].startswith("coupons: cannot reach the broker at 127.0.0.1:")
     assert "settings from" in said["broker"] and "stack.env" in said["broker"]
     assert said["database"].startswith("coupons: cannot reach PostgreSQL at 127.0.0.1:")
@@ -125,3 +127,72 @@ async def test_a_burst_has_its_report(stack: Stack, tmp_path: Path) -> None:
     assert printed == 0 and "fairness           verified" in text and "REPORTED" in text
     assert listed == 0 and f"{coupon['id']}  REPORTED" in listing
     assert shot.stat().st_size > 10_000
+
+
+async def test_a_coupon_filled_by_distribution_reports_every_grant(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Issue 23: `coupons report` said "granted 0" for a coupon filled by a distribution: it
+    counted claims' decisions, and a distribution is one decision making many grants."""
+    ops = stack.token("ops", admin=True)
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 6, daily_limit=False, code="SPREAD")
+        base = f"{stack.gateway_url}/v1/coupons/{coupon['id']}"
+        wait = {"Prefer": "wait=10"}
+        spread = await post(session, f"{base}/distributions", ops,
+                            {"users": ["d1", "d2", "d3", "d4"]}, wait)  # fmt: skip
+        assigned = await post(session, f"{base}/assignments", ops,
+                              {"user_id": "a1", "code": "BY-HAND-1"}, wait)  # fmt: skip
+        claimed = await claim(session, stack, coupon["id"], "c1")
+    assert (spread.status, assigned.status, claimed.status) == (201, 201, 201)
+    here = stack_folder(stack, tmp_path)
+    status, out, err = coupons_in(here, "report", coupon["id"], "--json", "--out", "plots")
+    printed, text, _ = coupons_in(here, "report", coupon["id"], "--out", "plots")
+    print(f"\n{text.strip()}")
+    assert status == 0, err
+    summary = json.loads(out)
+    assert summary["granted"] == 6
+    assert summary["granted_by"] == {"claims": 1, "distribution": 4, "assignment": 1}
+    assert summary["sold_out_ms"] is not None
+    assert printed == 0
+    assert "granted            6 (claims 1 · distribution 4 · assignment 1)" in text
+
+
+async def test_users_import_refuses_bad_ids_broken_csv_and_files_past_its_bounds(
+    stack: Stack, tmp_path: Path
+) -> None:
+    """Issue 23: the users import took control characters as ids, stored an unterminated
+    quote's run to the end of the file, and had no size bound. Each is one line and a
+    non-zero exit, and nothing is imported."""
+    from deploy.users import USERS_IMPORT_BYTES_MAX
+
+    here = stack_folder(stack, tmp_path)
+    files = {
+        "control": "id,display_name\nann,Ann\nbo\x07b,Bo\n",
+        "blank": "id,display_name\nann,Ann\n   ,Nobody\n",
+        "open quote": 'id,display_name\nann,"Ann\nbo,Bo\n',
+        "newline": 'id,display_name\nann,"Ann\nLee"\nbo,Bo\n',
+        "rows": "id,display_name\nann,Ann\nbo,Bo\ncy,Cy\n",
+        "bytes": "id,display_name\nann,Ann\n",
+    }
+    for name, text in files.items():
+        (tmp_path / f"{name}.csv").write_text(text, encoding="utf-8")
+    with (tmp_path / "huge.csv").open("w", encoding="utf-8") as huge:
+        huge.write("id,display_name\nann,Ann\n")
+        huge.truncate(USERS_IMPORT_BYTES_MAX + 1)  # sparse: nothing is written to disk
+    flags = {"rows": ["--rows-max", "2"], "bytes": ["--bytes-max", "20"]}
+    said = {
+        name: one_line(*coupons_in(here, "users", "import", str(tmp_path / f"{name}.csv"),
+                                   *flags.get(name, []))[::2])
+        for name in [*files, "huge"]
+    }  # fmt: skip
+    print("".join(f"\n{name}: {line}" for name, line in said.items()))
+    imported = await stack.fetchval("SELECT count(*) FROM users")
+    assert ":3: id holds a control character (U+0007)" in said["control"]
+    assert ":3: id is blank" in said["blank"]
+    assert said["open quote"].endswith(":2: a quote opened on this line is never closed")
+    assert said["newline"].endswith(":2: a quoted field holds a line break")
+    assert "more than 2 rows" in said["rows"] and "--rows-max" in said["rows"]
+    assert "more than 20 bytes" in said["bytes"] and "--bytes-max" in said["bytes"]
+    assert f"more than {USERS_IMPORT_BYTES_MAX:,} bytes" in said["huge"]
+    assert imported == 0

@@ -37,7 +37,7 @@ async def test_audience_saved_in_versions_and_a_stale_save_refused(stack: Stack)
     csv = {"Content-Type": "text/csv"}
     async with aiohttp.ClientSession() as session:
         first = await call(session, stack, "PUT", "/v1/audiences/vip",
-                           {"members": ["ann", "bo", "ann", " cy "]})  # fmt: skip
+                           {"members": ["ann", "bo", "ann", "cy"]})  # fmt: skip
         listed = await call(session, stack, "GET", "/v1/audiences")
         read = await call(session, stack, "GET", "/v1/audiences/vip")
         tag = first.headers["Etag"]
@@ -141,3 +141,46 @@ async def test_audience_requests_refused_in_words(stack: Stack) -> None:
         assert answer.body["detail"], what
     assert large.status == 201 and large.body["size"] == 5_000
     assert stored == 1  # only the large one: every refusal changed nothing
+
+
+async def test_members_are_held_to_the_id_rule_and_a_broken_csv_is_refused(stack: Stack) -> None:
+    """Issue 23: an audience took control characters as ids, and a CSV's unterminated quote
+    ran to the end of the file and was saved as the member "ann\nbob". Each is refused,
+    naming the member or the line and the rule; nothing is saved, and an audience saved
+    before the rule is not distributed to."""
+    csv = {"Content-Type": "text/csv"}
+    refused = {
+        "control": {"members": ["ann", "a\tb"]},
+        "blank": {"members": ["ann", "   "]},
+        "edges": {"members": ["ann", " cy "]},
+        "open quote": 'user_id\nann\n"bob\ncy\n',
+        "newline in a member": 'user_id\nann\n"bob\ncy"\ndee\n',
+        "control in a csv": "user_id\nann\nbo\x1bb\n",
+    }
+    async with aiohttp.ClientSession() as session:
+        answers = {
+            what: await call(session, stack, "PUT", "/v1/audiences/broken", body,
+                             csv if isinstance(body, str) else None)
+            for what, body in refused.items()
+        }  # fmt: skip
+        saved = await stack.fetchval("SELECT count(*) FROM audiences")
+        coupon = await create_coupon(session, stack, 5, daily_limit=False)
+        await stack.fetch("INSERT INTO audiences (name, members, saved_by)"
+                          " VALUES ('old', ARRAY['ann', '   '], 'ops')")  # fmt: skip
+        to_old = await call(session, stack, "POST", f"/v1/coupons/{coupon['id']}/distributions",
+                            {"audience": "old"}, {"Prefer": "wait=10"})  # fmt: skip
+        granted = await stack.fetchval("SELECT count(*) FROM grants")
+    said = {what: (a.status, str(a.body.get("detail"))) for what, a in answers.items()}
+    print("".join(f"\n{what}: {status} {detail}" for what, (status, detail) in said.items()))
+    print(f"to an old audience: {to_old.status} {to_old.body.get('detail')}")
+    for what, answer in answers.items():
+        assert answer.status == 400, (what, answer.body)
+        assert answer.headers["Content-Type"] == "application/problem+json", what
+    assert said["control"][1].startswith("members[1] holds a control character")
+    assert said["blank"][1] == "members[1] is blank"
+    assert said["edges"][1].startswith("members[1] begins or ends with whitespace")
+    assert "line 3" in said["open quote"][1] and "line 3" in said["newline in a member"][1]
+    assert said["control in a csv"][1].startswith("members: line 3: ")
+    assert saved == 0
+    assert to_old.status == 409 and to_old.body["reason"] == "unstorable"
+    assert "members[1] is blank" in to_old.body["detail"] and granted == 0

@@ -24,7 +24,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from runtime.auth import mint_token
-from tests.support.client import PARTITIONS, claim, coupons_on_every_partition
+from tests.support.client import (
+    PARTITIONS,
+    claim,
+    coupons_on_every_partition,
+    create_coupon,
+    post,
+)
 from tests.support.stack import SECRET, Stack
 
 pytestmark = pytest.mark.integration
@@ -276,3 +282,68 @@ async def test_odd_wait_values_still_answer_with_the_decision_or_the_ticket(stac
                 body = await response.json(content_type=None)
             assert response.status in (201, 202), (wait, response.status, body)
             assert body["ticket"], (wait, body)
+
+
+# Ids the one rule refuses (schemas/storable.py), each for a reason of its own.
+REFUSED_IDS = {
+    "   ": "is blank",
+    "a\x07b": "control character",
+    "ann\nbob": "control character",
+    " ann": "whitespace",
+    "ann\u2028": "line or paragraph separator",
+    "\u202eann": "bidirectional",
+}
+
+
+async def test_a_persons_id_is_held_to_one_rule_at_every_door(stack: Stack) -> None:
+    """Issue 23: a blank id was granted in an inline distribution, control characters were
+    taken as ids. Each door refuses them naming the field and the rule, and nothing moves."""
+    ops = stack.token("ops", admin=True)
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 10, daily_limit=False)
+        base = f"{stack.gateway_url}/v1/coupons/{coupon['id']}"
+        answers = []
+        for n, (bad, rule) in enumerate(REFUSED_IDS.items()):
+            tried = {
+                "user_id": await post(session, f"{base}/claims", ops, {"user_id": bad}),
+                "users[1]": await post(session, f"{base}/distributions", ops,
+                                       {"users": ["fine", bad]}, {"Prefer": "wait=10"}),
+                "user_id ": await post(session, f"{base}/assignments", ops,
+                                       {"user_id": bad, "code": f"BY-HAND-{n}"}),
+            }  # fmt: skip
+            answers += [(bad, rule, field.strip(), answer) for field, answer in tried.items()]
+        granted = await stack.fetchval(
+            "SELECT count(*) FROM grants WHERE coupon_id = $1", coupon["id"]
+        )
+    print("".join(f"\n{field} {bad!r}: {a.status} {a.body.get('detail')}"
+                  for bad, _, field, a in answers))  # fmt: skip
+    for bad, rule, field, answer in answers:
+        assert answer.status == 400, (bad, field, answer.status, answer.body)
+        assert answer.headers["Content-Type"] == "application/problem+json", (bad, field)
+        assert answer.body["detail"].startswith(f"{field} "), (bad, answer.body)
+        assert rule in answer.body["detail"], (bad, answer.body)
+    assert granted == 0
+
+
+async def test_a_codes_csv_with_an_open_quote_or_a_newline_in_a_code_is_refused(
+    stack: Stack,
+) -> None:
+    """Issue 23: an unterminated quote ran to the end of the file and was stored as one
+    value. The CSV reader refuses it, and a quoted newline, naming the line."""
+    ops = {"Authorization": f"Bearer {stack.token('ops', admin=True)}", "Content-Type": "text/csv"}
+    bodies = {
+        "open quote": 'code\nA1\n"B2\nC3\n',
+        "newline in a code": 'code\nA1\n"B2\nC3"\nD4\n',
+    }
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 5, code_source="uploaded")
+        url = f"{stack.gateway_url}/v1/coupons/{coupon['id']}/codes"
+        answers = {}
+        for what, body in bodies.items():
+            async with session.post(url, data=body.encode(), headers=ops) as response:
+                answers[what] = (response.status, response.content_type, await response.json())
+        left = await stack.fetchval("SELECT codes_left FROM coupons WHERE id = $1", coupon["id"])
+    for what, (status, content_type, problem) in answers.items():
+        assert (status, content_type) == (400, "application/problem+json"), (what, problem)
+        assert "line 3" in problem["detail"], (what, problem)
+    assert left == 0  # nothing was added

@@ -1,6 +1,7 @@
 """What cannot be stored is found in one place (schemas/storable.py), and the core refuses
 a command holding it in log order, with a decision when it names a request (issue 12)."""
 
+import re
 from dataclasses import replace
 
 from hypothesis import given
@@ -9,23 +10,28 @@ from hypothesis import strategies as st
 from allocator.core import PartitionCore
 from allocator.effects import Record
 from allocator.state import CoreConfig
+from runtime.docs import document
 from schemas.messages import (
     AddCodes,
+    AssignCode,
     Claim,
     Command,
     CouponSpec,
     CreateCoupon,
     DayReserved,
+    Distribute,
     ReleaseDay,
     ReserveDay,
     decode_command,
 )
 from schemas.storable import (
     TIME_MS_MAX,
+    USER_ID_CHARS_MAX,
     command_fault,
     json_fault,
     stand_in,
     text_fault,
+    user_id_fault,
 )
 from tests.support.simulation import NOON, Cluster, claim, coupon_id, create, outcomes, request_id
 
@@ -170,3 +176,102 @@ def test_a_refused_day_refuses_its_claim_and_the_unit_goes_to_the_next() -> None
         ], kind
         if kind is DayReserved:  # the day was taken for u2: it is given back
             assert any(isinstance(c, ReleaseDay) and c.user_id == "u2" for c in cluster.emitted)
+
+
+# -- a person's id (issue 23) ------------------------------------------------------------
+
+REFUSED_IDS = [
+    "",
+    "   ",  # blank
+    "\t",
+    "\u3000",  # an ideographic space alone is blank too
+    " ann",  # whitespace at either end: " ann" and "ann" would be two people who look alike
+    "ann ",
+    "ann\u00a0",
+    "ann\nbob",  # what an unterminated CSV quote once stored
+    "ann\rbob",
+    "a\x07b",  # C0 controls
+    "\x1b[31mred",
+    "a\x7fb",  # DEL and the C1 controls
+    "a\x85b",
+    "a\u2028b",  # line and paragraph separators
+    "a\u2029b",
+    "ann\u202egpj.exe",  # bidirectional overrides and isolates: text that reads backwards
+    "a\u2066b",
+    "a\u200eb",
+    "a\u200bb",  # invisible: a zero-width space, a byte order mark
+    "\ufeffann",
+    "x" * (USER_ID_CHARS_MAX + 1),
+    "al\x00ice",
+    "\ud800",
+]
+KEPT_IDS = ["ann", "Ann Lee", "ann.lee@example.com", "김철수", "é", "👩\u200d💻", "x" * 200,
+            "auth0|5f7c8ec7c33c6c004bbafe82", "a\u200cb"]  # fmt: skip
+
+
+def test_a_persons_id_is_refused_by_the_one_rule_wherever_a_command_carries_it() -> None:
+    good_claim = claim(1, 1, "alice")
+    assign = AssignCode(request_id(2), coupon_id(1), "admin", "alice", "A1", NOON, "r")
+    spread = Distribute(request_id(3), coupon_id(1), "admin", ("ann", "bo"), "fcfs", 1, "s",
+                        False, NOON, "r")  # fmt: skip
+    for bad in REFUSED_IDS:
+        assert command_fault(replace(good_claim, user_id=bad)) is not None, repr(bad)
+        assert command_fault(replace(assign, owner_id=bad)) is not None, repr(bad)
+        refused = command_fault(replace(spread, users=("ann", bad)))
+        assert refused is not None and refused.startswith("users [1] "), (bad, refused)
+    for good in KEPT_IDS:
+        assert command_fault(replace(good_claim, user_id=good)) is None, repr(good)
+        assert command_fault(replace(spread, users=(good,))) is None, repr(good)
+    assert command_fault(replace(good_claim, user_id="   ")) == "user_id is blank"
+
+
+# Unicode's White_Space property, which its stability policy keeps as it is.
+WHITE_SPACE = "\t\n\v\f\r \x85\xa0\u1680\u2028\u2029\u202f\u205f\u3000" + "".join(
+    map(chr, range(0x2000, 0x200B))
+)
+
+
+@given(st.text(min_size=1, max_size=USER_ID_CHARS_MAX))
+def test_the_id_rule_is_the_same_on_every_python(value: str) -> None:
+    """The core applies it on replay: it reads no Unicode database (whose categories change
+    between Python versions), only code points named in schemas/storable.py."""
+    refused = command_fault(replace(claim(1, 1, "x"), user_id=value)) is not None
+    named = any(
+        ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F or c in "\u2028\u2029\u200b\ufeff"
+        or 0x202A <= ord(c) <= 0x202E or 0x2066 <= ord(c) <= 0x2069
+        or c in "\u200e\u200f\u061c" or 0xD800 <= ord(c) <= 0xDFFF
+        for c in value
+    )  # fmt: skip
+    edges = value[0] in WHITE_SPACE or value[-1] in WHITE_SPACE
+    assert refused == (named or edges), repr(value)
+
+
+def test_the_core_refuses_a_distribution_to_a_blank_id_and_decides_on() -> None:
+    records = [
+        Record(0, create(1, 5, daily=False)),
+        Record(1, Distribute(request_id(2), coupon_id(1), "admin", ("ann", "   "), "fcfs", 1,
+                             "s", False, NOON + 1, "r")),
+        Record(2, AssignCode(request_id(3), coupon_id(1), "admin", "bo\n", "A1", NOON + 1, "r")),
+        Record(3, claim(4, 1, "cy")),
+    ]  # fmt: skip
+    batch = PartitionCore(CONFIG).decide(records, {})
+    decided = {r.offset: (r.decision.outcome, r.decision.reason) for r in batch.decisions}
+    assert decided == {
+        0: ("created", None),
+        1: ("rejected", "unstorable"),
+        2: ("rejected", "unstorable"),
+        3: ("granted", None),
+    }
+    assert [g.user_id for g in batch.grants] == ["cy"]
+
+
+ID_PATTERN = re.compile(document("gateway")["components"]["schemas"]["UserId"]["pattern"])
+
+
+@given(st.one_of(st.text(max_size=8), st.sampled_from(REFUSED_IDS + KEPT_IDS)))
+def test_the_documented_id_pattern_is_the_rule(value: str) -> None:
+    """gateway/openapi.yaml declares the rule as a pattern (with minLength and maxLength)
+    for clients and schemathesis; it says what the rule says, for text that can be stored."""
+    if text_fault(value) is None and 1 <= len(value) <= USER_ID_CHARS_MAX:
+        # fullmatch: Python's $ also matches before a final newline, ECMA-262's does not
+        assert (ID_PATTERN.fullmatch(value) is not None) == (user_id_fault(value) is None), value

@@ -16,7 +16,8 @@ def decided(*outcomes: str) -> dict[str, Decided]:
     """granted, or a refusal's reason, per claim in log order."""
     return {
         f"r{n}": Decided(f"r{n}", "granted" if o == "granted" else "rejected",
-                         None if o == "granted" else o, 2_000 + n)
+                         None if o == "granted" else o, 2_000 + n,
+                         grants=int(o == "granted"), source="claim" if o == "granted" else None)
         for n, o in enumerate(outcomes)
     }  # fmt: skip
 
@@ -69,3 +70,24 @@ def test_the_summary_counts_the_edge_and_finds_the_sell_out() -> None:
         1101,
     )
     assert summary["winners_latency_p50_ms"] == 1000  # decided at 2,000 + n, received 1,000 + n
+
+
+def test_every_grant_counts_whatever_made_it() -> None:
+    """Issue 23: a coupon filled by a distribution reported "granted 0", as only claims'
+    decisions were counted. A distribution is one decision (`applied`) making many grants."""
+    logged = claims("ann", "bo")
+    by_claims = decided("granted", "sold_out")
+    made = {
+        "d": Decided("d", "applied", None, 1_500, grants=6, source="distribution"),
+        "a": Decided("a", "granted", None, 1_600, grants=1, source="assign"),
+        "p": Decided("p", "applied", None, 1_700),  # a dry run: grants nothing
+    }
+    story = Story("FILLED", 8, 900, logged, {**by_claims, **made}, [])
+    summary = story.summary()
+    assert summary["granted"] == 8
+    assert summary["granted_by"] == {"claims": 1, "distribution": 6, "assignment": 1}
+    assert summary["sold_out_ms"] == 2_000  # ann's claim took the eighth unit
+    assert summary["winners_latency_p50_ms"] == 1_000  # claims only: they have a receipt
+    assert fairness(logged, story.decided, [])["verified"] is True
+    filled = Story("BULK", 6, 900, [], {"d": made["d"]}, []).summary()
+    assert (filled["granted"], filled["sold_out_ms"]) == (6, 1_500)
