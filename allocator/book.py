@@ -41,6 +41,7 @@ class CouponBook:
     codes_taken: set[str] = field(default_factory=set)
     codes_uploaded: int = 0
     decided: int = 0  # its decisions so far, each numbered in turn
+    revoking: bool = False  # closed with revocation, some slices still to revoke
 
     @classmethod
     def open(cls, status: CouponStatus, code_key: bytes) -> "CouponBook":
@@ -53,6 +54,7 @@ class CouponBook:
             issued=status.issued,
             closed=status.closed,
             decided=status.decided,
+            revoking=status.revoking,
         )
 
     def restore(self, loaded: LoadedCoupon) -> None:
@@ -94,8 +96,9 @@ class CouponBook:
     def status(self) -> CouponStatus:
         codes_left = len(self.codes) if self.uploaded else None
         return CouponStatus(
-            self.coupon_id, self.spec, self.issued, self.closed, self.held, codes_left, self.decided
-        )
+            self.coupon_id, self.spec, self.issued, self.closed, self.held, codes_left,
+            self.decided, self.revoking,
+        )  # fmt: skip
 
     def codes_left(self) -> int:
         if self.uploaded:

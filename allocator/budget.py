@@ -8,8 +8,12 @@ what one command may cost is bounded where it enters (schemas/storable.py), belo
 """
 
 from allocator.effects import Record
-from schemas.messages import AddCodes, Command, Distribute
+from schemas.messages import AddCodes, CloseCoupon, Command, Distribute, Revoke
 
+# A coupon closed with revocation revokes the live grants of this many sequence numbers
+# per command (allocator/coupons.py), so a close of half a million grants is hundreds of
+# short batches, in log order, and claims on the partition are decided between them.
+REVOKE_SEQ_SLICE = 2_000
 BATCH_ROWS_MAX = 5_000  # about half a second to decide and as much to commit
 BATCH_BYTES_MAX = 4 * 1024 * 1024
 
@@ -21,6 +25,8 @@ def rows(command: Command) -> int:
         return len(command.users) * max(each, 1)
     if isinstance(command, AddCodes):
         return len(command.codes)
+    if isinstance(command, Revoke) or (isinstance(command, CloseCoupon) and command.revoke):
+        return REVOKE_SEQ_SLICE
     return 1
 
 

@@ -35,6 +35,7 @@ from schemas.messages import (
     GrantAction,
     ReleaseDay,
     ReserveDay,
+    Revoke,
     Tick,
 )
 
@@ -111,7 +112,9 @@ class PartitionCore(Partition):
             ):
                 needs.grant_ids.add(command.grant_id)
             if isinstance(command, CloseCoupon) and command.revoke:
-                needs.live_grants_of.add(command.coupon_id)
+                needs.live_grants_of.add((command.coupon_id, 0))
+            if isinstance(command, Revoke):
+                needs.live_grants_of.add((command.coupon_id, command.after_seq))
         return needs
 
     def load(self, loaded: Loaded) -> None:
@@ -196,6 +199,8 @@ class PartitionCore(Partition):
             steps.step(self, effects, book, record.offset, command, cause)
         elif isinstance(command, CloseCoupon):
             coupons.close(effects, book, record.offset, command, cause)
+        elif isinstance(command, Revoke):
+            coupons.revoke_slice(effects, book, command.after_seq, cause)
         elif isinstance(command, AddCodes):
             coupons.add_codes(self, effects, book, record.offset, command, cause)
         elif isinstance(command, AssignCode):

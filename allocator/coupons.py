@@ -4,6 +4,7 @@ from dataclasses import replace
 
 from allocator import answers, distribution, grants, line
 from allocator.book import LIVE, CouponBook
+from allocator.budget import REVOKE_SEQ_SLICE
 from allocator.effects import (
     Cause,
     CodeRow,
@@ -20,6 +21,7 @@ from schemas.messages import (
     Distribute,
     Grant,
     Outcome,
+    Revoke,
 )
 
 
@@ -45,15 +47,15 @@ def create(partition: Partition, effects: Effects, offset: int, command: CreateC
 def close(
     effects: Effects, book: CouponBook, offset: int, command: CloseCoupon, cause: Cause
 ) -> None:
+    """Close the coupon; with `revoke`, revoke its live grants: the first slice of sequence
+    numbers now, each further one by a Revoke command of its own (`revoke_slice`). Its
+    grants count as revoked from now on, whatever slice they are in."""
     book.closed = True
     line.refuse_line(effects, book, "closed", cause)
     revoked = 0
-    if command.revoke:
-        live = sorted((g for g in book.grants.values() if g.state in LIVE), key=_by_seq)
-        for grant in live:
-            changed = replace(grant, state="revoked", deadline_ms=None, lock_id=None)
-            grants.change(effects, book, changed, "revoke", cause)
-            revoked += 1
+    if command.revoke and not book.revoking:  # a second close joins the revocation going on
+        book.revoking = True
+        revoked = revoke_slice(effects, book, 0, cause)
     effects.touched.add(book.coupon_id)
     answers.decide(
         effects,
@@ -65,6 +67,26 @@ def close(
         coupon=book.status(),
         revoked=revoked,
     )
+
+
+def revoke_slice(effects: Effects, book: CouponBook, after_seq: int, cause: Cause) -> int:
+    """Revoke the live grants numbered in (after_seq, after_seq + REVOKE_SEQ_SLICE] (the
+    shell loads those: Needs.live_grants_of), and ask for the next slice through the log
+    while any number is left; how many were revoked."""
+    upto = after_seq + REVOKE_SEQ_SLICE
+    live = sorted(
+        (g for g in book.grants.values() if g.state in LIVE and after_seq < g.seq <= upto),
+        key=_by_seq,
+    )
+    for grant in live:
+        changed = replace(grant, state="revoked", deadline_ms=None, lock_id=None)
+        grants.change(effects, book, changed, "revoke", cause)
+    if upto < book.last_seq:
+        effects.commands.append(Revoke(cause.request_id, book.coupon_id, upto, cause.at_ms))
+    else:
+        book.revoking = False
+    effects.touched.add(book.coupon_id)
+    return len(live)
 
 
 def add_codes(

@@ -13,6 +13,7 @@ from schemas.messages import (
     GrantState,
     ReleaseDay,
     ReserveDay,
+    Revoke,
 )
 from schemas.storable import command_fault
 
@@ -73,7 +74,9 @@ class Needs:
     user_ids: set[str] = field(default_factory=set)
     request_ids: set[str] = field(default_factory=set)
     grant_ids: set[str] = field(default_factory=set)
-    live_grants_of: set[str] = field(default_factory=set)  # coupons to be revoked
+    # Coupons being revoked, each with the sequence number its slice starts after: their
+    # live grants in that slice (allocator/coupons.py `revoke_slice`).
+    live_grants_of: set[tuple[str, int]] = field(default_factory=set)
 
 
 @dataclass(slots=True)
@@ -141,7 +144,7 @@ class Effects:
     days_released: list[DayRow] = field(default_factory=list)
     codes_added: list[CodeRow] = field(default_factory=list)
     codes_used: dict[tuple[str, str], str] = field(default_factory=dict)  # (coupon, code): grant
-    commands: list[ReserveDay | DayReserved | ReleaseDay] = field(default_factory=list)
+    commands: list[ReserveDay | DayReserved | ReleaseDay | Revoke] = field(default_factory=list)
     ticked: set[str] = field(default_factory=set)
     touched: set[str] = field(default_factory=set)  # coupons whose status `changed` holds
     unstorable: list[Record] = field(default_factory=list)  # refused, answered if they can be

@@ -47,8 +47,10 @@ def refusing(error: BaseException) -> bool:
 def repeating(error: BaseException) -> bool:
     """A refusal, or a failure that came again and again while the database answered: a
     statement cancelled (its timeout), a conflict. Not a connection lost."""
-    return refusing(error) or isinstance(errors.of(error), errors.DatabaseFailed) or (
-        isinstance(error, TimeoutError)
+    return (
+        refusing(error)
+        or isinstance(errors.of(error), errors.DatabaseFailed)
+        or (isinstance(error, TimeoutError))
     )
 
 

@@ -2,7 +2,7 @@
 lapses holds and locks whose deadline has come."""
 
 from allocator import answers, grants, line, redemption
-from allocator.book import CouponBook
+from allocator.book import LIVE, CouponBook
 from allocator.effects import Cause, Effects
 from allocator.state import Partition
 from schemas.messages import (
@@ -24,6 +24,8 @@ def step(
         return
     spec = book.spec
     reason = redemption.refusal(grant, command, spec, book.redeemed_by[grant.user_id])
+    if book.revoking and grant.state in LIVE:
+        reason = "revoked"  # its slice has not come yet: it is revoked all the same
     if reason is not None:
         answers.decide(effects, offset, command, "rejected", reason, cause.at_ms, grant=grant)
         return

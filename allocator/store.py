@@ -11,6 +11,7 @@ from dataclasses import dataclass
 import asyncpg
 from prometheus_client import Counter
 
+from allocator.budget import REVOKE_SEQ_SLICE
 from allocator.effects import Effects, Loaded, LoadedCoupon, Needs, Waiting
 from allocator.writes import write
 from runtime import errors
@@ -53,7 +54,8 @@ WHERE d.request_id = ANY($1::uuid[])
 """
 GRANTS_SQL = "SELECT * FROM grants WHERE id = ANY($1::uuid[])"
 LIVE_GRANTS_SQL = """
-SELECT * FROM grants WHERE coupon_id = ANY($1::uuid[]) AND state IN ('held', 'assigned', 'locked')
+SELECT * FROM grants WHERE coupon_id = $1 AND seq > $2 AND seq <= $3
+AND state IN ('held', 'assigned', 'locked')
 """
 PER_USER_SQL = """
 SELECT coupon_id, user_id, count(*) FILTER (WHERE state NOT IN ('released', 'revoked')) AS live,
@@ -179,8 +181,9 @@ class PartitionStore:
             if needs.grant_ids:
                 rows = await conn.fetch(GRANTS_SQL, sorted(needs.grant_ids))
                 grants.extend(grant_from_row(r) for r in rows)
-            if needs.live_grants_of:
-                rows = await conn.fetch(LIVE_GRANTS_SQL, sorted(needs.live_grants_of))
+            for coupon_id, after_seq in sorted(needs.live_grants_of):
+                upto = after_seq + REVOKE_SEQ_SLICE
+                rows = await conn.fetch(LIVE_GRANTS_SQL, coupon_id, after_seq, upto)
                 grants.extend(grant_from_row(r) for r in rows)
             decided: dict[str, Decision] = {}
             if needs.request_ids:

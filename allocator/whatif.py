@@ -29,9 +29,10 @@ from schemas.messages import (
     DayReserved,
     ReleaseDay,
     ReserveDay,
+    Revoke,
 )
 
-FOLLOW_UPS = (ReserveDay, DayReserved, ReleaseDay)
+FOLLOW_UPS = (ReserveDay, DayReserved, ReleaseDay, Revoke)
 # The settings a what-if may change: the API's names for CouponSpec's fields.
 NAMES = {
     "count": "count",

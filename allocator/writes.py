@@ -24,7 +24,7 @@ SPEC_FIELDS = tuple(f.name for f in fields(CouponSpec))
 COUPON_COLUMNS = [
     "id",
     *(SPEC_COLUMNS.get(name, name) for name in SPEC_FIELDS),
-    *("issued", "closed", "held", "codes_left", "decided", "created_at", "created_by"),
+    *("issued", "closed", "held", "codes_left", "decided", "revoking", "created_at", "created_by"),
 ]
 
 
@@ -51,9 +51,10 @@ async def _coupons_changed(conn: asyncpg.Connection, effects: Effects, partition
         "held": "int",
         "codes_left": "int",
         "decided": "int",
+        "revoking": "bool",
     }
     rows = [
-        (s.coupon_id, s.issued, s.closed, s.held, s.codes_left, s.decided)
+        (s.coupon_id, s.issued, s.closed, s.held, s.codes_left, s.decided, s.revoking)
         for s in effects.changed.values()
     ]
     await _update_by_id(conn, "coupons", columns, rows)
@@ -250,7 +251,10 @@ def _coupon(status: CouponStatus, effects: Effects) -> tuple[Any, ...]:
         if r.decision.outcome == "created" and r.decision.coupon_id == status.coupon_id
     )
     spec = [_spec_column(name, getattr(status.spec, name)) for name in SPEC_FIELDS]
-    committed = (status.issued, status.closed, status.held, status.codes_left, status.decided)
+    committed = (
+        status.issued, status.closed, status.held, status.codes_left, status.decided,
+        status.revoking,
+    )  # fmt: skip
     return (status.coupon_id, *spec, *committed, ms_to_dt(creation.at_ms), creation.user_id)
 
 

@@ -26,8 +26,8 @@ from schemas.messages import (
 from schemas.storable import (
     CODE_CHARS_MAX,
     CODES_PER_UPLOAD_MAX,
+    GRANTS_PER_COMMAND_MAX,
     SEED_CHARS_MAX,
-    USER_ID_CHARS_MAX,
     USERS_PER_DISTRIBUTION_MAX,
 )
 
@@ -66,7 +66,11 @@ async def close(request: web.Request) -> web.Response:
     command = CloseCoupon(**sent, coupon_id=status.coupon_id, user_id=who.user_id, revoke=revoke)
 
     def closed(coupon: CouponStatus, decision: Decision) -> dict[str, Any]:
-        return {**coupon_view(coupon, gateway.now_ms()), "revoked": decision.revoked}
+        return {
+            **coupon_view(coupon, gateway.now_ms()),
+            "revoked": decision.revoked,
+            "revoking": coupon.revoking,
+        }
 
     return await gateway.answer(
         request, command, _coupon_answer(gateway, "Cannot close the coupon", closed)
@@ -106,7 +110,7 @@ async def _codes(request: web.Request) -> tuple[str, ...]:
 async def assign(request: web.Request) -> web.Response:
     gateway, who, status = await _admin(request, "assign codes")
     body = await requests.json_object(request, {"user_id", "code"})
-    owner = requests.text(body, "user_id", USER_ID_CHARS_MAX)
+    owner = requests.user_id(body, "user_id")
     code = requests.text(body, "code", CODE_CHARS_MAX)
     sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/assign/{owner}/{code}")
     command = AssignCode(
@@ -136,6 +140,11 @@ async def distribute(request: web.Request) -> web.Response:
     per_user = requests.integer(body, "per_user", 1, status.spec.per_user_limit, default=1)
     if strategy != "equal" and per_user != 1:
         raise requests.invalid("per_user applies to the equal strategy only")
+    if len(users) * per_user > GRANTS_PER_COMMAND_MAX:
+        raise requests.invalid(
+            f"one distribution makes at most {GRANTS_PER_COMMAND_MAX} grants; this one would"
+            f" make {len(users) * per_user} ({len(users)} people x {per_user}): split it"
+        )
     dry_run = requests.boolean(body, "dry_run", default=False)
     sent = gateway.envelope(request, who.user_id, f"{status.coupon_id}/distribute/{dry_run}")
     seed = requests.text(body, "seed", SEED_CHARS_MAX, default=sent["request_id"])
@@ -171,17 +180,7 @@ async def _people(
         return tuple(members), {"name": name, "version": version, "size": len(members)}
     if "audience_version" in body:
         raise requests.invalid("audience_version goes with audience")
-    users = body["users"]
-    if (
-        not isinstance(users, list)
-        or not 1 <= len(users) <= USERS_PER_DISTRIBUTION_MAX
-        or not all(isinstance(u, str) and 0 < len(u) <= USER_ID_CHARS_MAX for u in users)
-    ):
-        raise requests.invalid(
-            f"users must list 1 to {USERS_PER_DISTRIBUTION_MAX} user ids"
-            f" of at most {USER_ID_CHARS_MAX} characters"
-        )
-    return tuple(users), None
+    return requests.user_ids(body, "users", USERS_PER_DISTRIBUTION_MAX), None
 
 
 def _plan_view(plan: Plan, seed: str, audience: dict[str, Any] | None) -> dict[str, Any]:

@@ -216,6 +216,7 @@ def cross_origin(origins: tuple[str, ...]) -> Any:
         if origin is None or not ("*" in allowed or origin in allowed):
             return await handler(request)
         headers = {"Access-Control-Allow-Origin": "*" if "*" in allowed else origin,
+                   "Access-Control-Expose-Headers": "Retry-After, Location",
                    "Vary": "Origin"}  # fmt: skip
         if request.method == "OPTIONS":
             headers["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"

@@ -106,6 +106,19 @@ class Tick:
 
 
 @dataclass(frozen=True, slots=True)
+class Revoke:
+    """The allocator's own: a coupon closed with revocation revokes its live grants a slice
+    of sequence numbers at a time, in (after_seq, after_seq + REVOKE_SEQ_SLICE], each slice
+    a command of its own so that no batch is long (allocator/coupons.py)."""
+
+    request_id: str  # the close's: its grants' events name it
+    coupon_id: str
+    after_seq: int
+    at_ms: int
+    kind: Literal["revoke"] = "revoke"
+
+
+@dataclass(frozen=True, slots=True)
 class GrantAction:
     """A step of a grant's life: confirm a hold, lock, unlock, redeem, cancel."""
 
@@ -182,6 +195,7 @@ Command = (
     | DayReserved
     | ReleaseDay
     | Tick
+    | Revoke
     | GrantAction
     | CloseCoupon
     | AddCodes
@@ -222,6 +236,7 @@ class CouponStatus:
     # How many requests about it have been decided: its decisions are numbered 1.. this,
     # so whoever holds that many of them holds every one made when this was committed.
     decided: int = 0
+    revoking: bool = False  # closed with revocation, and not every slice revoked yet
 
 
 @dataclass(frozen=True, slots=True)
@@ -308,6 +323,7 @@ COMMANDS: dict[str, Any] = {
     "day_reserved": DayReserved,
     "release_day": ReleaseDay,
     "tick": Tick,
+    "revoke": Revoke,
     "grant_action": GrantAction,
     "close_coupon": CloseCoupon,
     "assign_code": AssignCode,

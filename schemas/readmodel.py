@@ -46,6 +46,7 @@ def status_from_row(row: Mapping[str, Any]) -> CouponStatus:
         row["held"],
         row["codes_left"],
         row["decided"],
+        row["revoking"],
     )
 
 

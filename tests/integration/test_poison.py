@@ -252,8 +252,10 @@ async def test_a_batch_that_fails_again_and_again_is_split_and_holds_no_other(
     assert (decided[stuck["request_id"]]["reason"]) == "unstorable"
     assert [decided[r["request_id"]]["outcome"] for r in fine] == ["granted"] * 3
     assert any(s.startswith("partition ") and "stuck for ever" in s for s in said), said
-    print(f"\na batch failing every time: refused after {time.monotonic() - started:.1f} s;"
-          f" the other partitions answered in {others_s:.2f} s; /readyz said {said[0]!r}")
+    print(
+        f"\na batch failing every time: refused after {time.monotonic() - started:.1f} s;"
+        f" the other partitions answered in {others_s:.2f} s; /readyz said {said[0]!r}"
+    )
 
 
 async def _readiness_while(stack: Stack, said: list[str], why: str) -> None:

@@ -39,7 +39,7 @@ async def _half_sent(url: str, count: int, body: bool) -> list[bytes]:
     open until the server closes them: what it sent each before closing."""
     head = "POST /v1/coupons/00000000-0000-4000-8000-000000000000/claims HTTP/1.1\r\nHost: x\r\n"
     if body:
-        head += "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"a"
+        head += 'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"a'
     opened = [await _open(url) for _ in range(count)]
     for _, writer in opened:
         writer.write(head.encode())

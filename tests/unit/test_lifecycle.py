@@ -7,6 +7,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from allocator.budget import REVOKE_SEQ_SLICE
 from schemas.messages import (
     AddCodes,
     AssignCode,
@@ -16,6 +17,7 @@ from schemas.messages import (
     Decision,
     Distribute,
     GrantAction,
+    Revoke,
     Strategy,
 )
 from tests.support.simulation import DAY_MS, NOON, Cluster, claim, coupon_id, create, request_id
@@ -194,6 +196,28 @@ def test_closing_refuses_the_line_and_revokes_what_is_outstanding() -> None:
     states = {g.id: g.state for g in cluster.grants().values()}
     assert (states[grant], states[redeemed]) == ("revoked", "redeemed")
     assert send(cluster, claim(9, 1, "c", at=NOON + 5)).reason == "closed"
+
+
+def test_a_big_revocation_goes_a_slice_at_a_time_and_refuses_what_it_has_not_reached() -> None:
+    """Issue 23, 2: revoking every grant in one batch took minutes; each slice is now a
+    command of its own, and a grant not reached yet is revoked all the same."""
+    cluster = Cluster(1)
+    people = tuple(f"p{n}" for n in range(5_000))
+    send(cluster, coupon(1, 5_000))
+    send(cluster, Distribute(rid(), coupon_id(1), "admin", people, "fcfs", 1, "s", False,
+                             NOON + 1, "r"))  # fmt: skip
+    last_grant = max(cluster.grants().values(), key=lambda g: g.seq)
+    cluster.append(CloseCoupon(rid(), coupon_id(1), "admin", True, NOON + 2, "r"))
+    cluster.append(act(last_grant.id, "redeem", NOON + 3, user=last_grant.user_id))
+    cluster.drain()
+    closed, redeem = cluster.decisions[-2:]
+    assert closed.revoked == REVOKE_SEQ_SLICE and closed.coupon and closed.coupon.revoking
+    assert (redeem.outcome, redeem.reason) == ("rejected", "revoked")
+    slices = [c for c in cluster.emitted if isinstance(c, Revoke)]
+    assert [c.after_seq for c in slices] == [REVOKE_SEQ_SLICE, 2 * REVOKE_SEQ_SLICE]
+    assert Counter(g.state for g in cluster.grants().values()) == {"revoked": 5_000}
+    book = cluster.cores[0].books[coupon_id(1)]
+    assert not book.revoking and book.status().closed
 
 
 # -- bulk distribution --------------------------------------------------------------------
