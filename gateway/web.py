@@ -60,7 +60,7 @@ async def dev_token(request: web.Request) -> web.Response:
     if not _development(request):
         raise Problem(404, "not-found", "Not found", "no development sign-in here")
     body = await requests.json_object(request, {"name", "admin"})
-    name = requests.text(body, "name", 200)
+    name = requests.user_id(body, "name")
     admin = body.get("admin", False)
     if not isinstance(admin, bool):
         raise Problem(400, "bad-request", "Bad request", "admin is true or false")

@@ -58,6 +58,15 @@ def test_wrong_signature_expiry_and_missing_claims_are_refused() -> None:
     refused(verifier, "not-a-token")
 
 
+def test_a_sub_is_held_to_the_rule_every_id_is() -> None:
+    """A provider's `sub` the core would refuse as unstorable is refused at the door."""
+    verifier = Verifier(SECRET)
+    assert "control character (U+0007)" in refused(verifier, mint_token(SECRET, "\abell"))
+    assert "blank" in refused(verifier, mint_token(SECRET, "   "))
+    assert "whitespace" in refused(verifier, mint_token(SECRET, " ann"))
+    assert verifier.verify(mint_token(SECRET, "ann-b")).user_id == "ann-b"
+
+
 def test_the_none_algorithm_is_never_accepted() -> None:
     unsigned = jwt.encode({"sub": "alice", "exp": int(time.time()) + 60}, "", algorithm="none")
     refused(Verifier(SECRET), unsigned)
