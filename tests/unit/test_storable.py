@@ -8,7 +8,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from allocator.core import PartitionCore
-from allocator.effects import Record
+from allocator.effects import Effects, Record
 from allocator.state import CoreConfig
 from runtime.docs import document
 from schemas.messages import (
@@ -103,8 +103,7 @@ def test_the_core_refuses_unstorable_commands_in_log_order_and_decides_the_rest(
         Record(5, claim(13, 1, "dave")),
         Record(6, claim(14, 1, "erin")),
     ]
-    batch = PartitionCore(CONFIG).decide(records, {})
-    decided = {r.offset: (r.decision.outcome, r.decision.reason) for r in batch.decisions}
+    batch, decided = _decided(records)
     assert decided == {
         0: ("created", None),
         1: ("rejected", "unstorable"),
@@ -254,8 +253,7 @@ def test_the_core_refuses_a_distribution_to_a_blank_id_and_decides_on() -> None:
         Record(2, AssignCode(request_id(3), coupon_id(1), "admin", "bo\n", "A1", NOON + 1, "r")),
         Record(3, claim(4, 1, "cy")),
     ]  # fmt: skip
-    batch = PartitionCore(CONFIG).decide(records, {})
-    decided = {r.offset: (r.decision.outcome, r.decision.reason) for r in batch.decisions}
+    batch, decided = _decided(records)
     assert decided == {
         0: ("created", None),
         1: ("rejected", "unstorable"),
@@ -275,3 +273,9 @@ def test_the_documented_id_pattern_is_the_rule(value: str) -> None:
     if text_fault(value) is None and 1 <= len(value) <= USER_ID_CHARS_MAX:
         # fullmatch: Python's $ also matches before a final newline, ECMA-262's does not
         assert (ID_PATTERN.fullmatch(value) is not None) == (user_id_fault(value) is None), value
+
+
+def _decided(records: list[Record]) -> tuple[Effects, dict[int, tuple[str, str | None]]]:
+    """A fresh core's batch of `records`, and each decision's (outcome, reason) by offset."""
+    batch = PartitionCore(CONFIG).decide(records, {})
+    return batch, {r.offset: (r.decision.outcome, r.decision.reason) for r in batch.decisions}
