@@ -17,6 +17,10 @@ from collections.abc import Callable, Iterable, Mapping
 from datetime import date
 from typing import Any, TypeVar
 
+import orjson
+
+from schemas.messages import COMMAND_BYTES_MAX
+
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 TIME_MS_MIN = 0  # 1970-01-01T00:00:00Z
 TIME_MS_MAX = 253_402_300_799_999  # 9999-12-31T23:59:59.999Z: the last a calendar shows
@@ -291,7 +295,26 @@ COMMAND_RULES: Mapping[str, Rule] = {
 
 def command_fault(command: object) -> str | None:
     """Why a command (any message of `schemas.messages`) cannot be stored, or None."""
-    return _fields_fault(command, COMMAND_RULES)
+    return _fields_fault(command, COMMAND_RULES) or _cost_fault(command)
+
+
+def _cost_fault(command: object) -> str | None:
+    """Why a command that carries a list is more than one command may be: more grants
+    than GRANTS_PER_COMMAND_MAX, or more bytes than COMMAND_BYTES_MAX, past which its
+    decision (which echoes it) could be a message the broker refuses. The gateway refuses
+    both first; a command written another way is refused here, in log order."""
+    users = getattr(command, "users", None)
+    if users is None and getattr(command, "codes", None) is None:
+        return None  # only lists make a command large
+    if users is not None:
+        equal = getattr(command, "strategy", "") == "equal"
+        grants = len(users) * (getattr(command, "per_user", 1) if equal else 1)
+        if grants > GRANTS_PER_COMMAND_MAX:
+            return f"would make {grants} grants; one command makes at most {GRANTS_PER_COMMAND_MAX}"
+    size = len(orjson.dumps(command))
+    if size > COMMAND_BYTES_MAX:
+        return f"is {size} bytes; one command holds at most {COMMAND_BYTES_MAX}"
+    return None
 
 
 def _fields_fault(message: object, rules: Mapping[str, Rule]) -> str | None:

@@ -12,6 +12,7 @@ from allocator.effects import Effects, Record
 from allocator.state import CoreConfig
 from runtime.docs import document
 from schemas.messages import (
+    COMMAND_BYTES_MAX,
     AddCodes,
     AssignCode,
     Claim,
@@ -27,6 +28,7 @@ from schemas.messages import (
 from schemas.storable import (
     TIME_MS_MAX,
     USER_ID_CHARS_MAX,
+    USERS_PER_DISTRIBUTION_MAX,
     command_fault,
     json_fault,
     stand_in,
@@ -276,3 +278,25 @@ def _decided(records: list[Record]) -> tuple[Effects, dict[int, tuple[str, str |
     """A fresh core's batch of `records`, and each decision's (outcome, reason) by offset."""
     batch = PartitionCore(CONFIG).decide(records, {})
     return batch, {r.offset: (r.decision.outcome, r.decision.reason) for r in batch.decisions}
+
+
+def test_a_command_past_the_grant_or_byte_bound_is_refused_in_log_order() -> None:
+    """The gateway refuses them first (400, 413); one written to the log another way is
+    refused by the core, so its decision can never be a message the broker refuses."""
+    many = tuple(f"p{n}" for n in range(USERS_PER_DISTRIBUTION_MAX))
+    wide = tuple(f"{n:05d}" + "x" * 190 for n in range(USERS_PER_DISTRIBUTION_MAX))
+    records = [
+        Record(0, create(1, 10**6, daily=False)),
+        Record(1, Distribute(request_id(2), coupon_id(1), "admin", many, "equal", 2, "s",
+                             False, NOON + 1, "r")),
+        Record(2, Distribute(request_id(3), coupon_id(1), "admin", wide, "fcfs", 1, "s",
+                             False, NOON + 1, "r")),
+        Record(3, Distribute(request_id(4), coupon_id(1), "admin", many, "fcfs", 1, "s",
+                             False, NOON + 1, "r")),
+    ]  # fmt: skip
+    assert "would make 10000 grants" in (records[1].fault or "")
+    assert f"at most {COMMAND_BYTES_MAX}" in (records[2].fault or "")
+    batch, decided = _decided(records)
+    refused = ("rejected", "unstorable")
+    assert list(decided.values()) == [("created", None), refused, refused, ("applied", None)]
+    assert len(batch.new_grants) == USERS_PER_DISTRIBUTION_MAX
