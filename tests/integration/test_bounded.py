@@ -18,6 +18,7 @@ pytestmark = pytest.mark.integration
 
 CANARY_S_MAX = 2.0  # the issue's bound on a claim decided beside a big command
 CANARY_EVERY_S = 0.25
+REVOKED_PARTS = 10  # a coupon of 50,000 grants, made by distributions at the grant bound
 
 
 class Canaries:
@@ -198,9 +199,9 @@ async def test_closing_a_big_coupon_revokes_it_a_slice_at_a_time(stack: Stack) -
     numbers is a command of its own; canaries on every partition, and steps of grants not
     reached yet are refused as revoked, while the slices go through."""
     async with aiohttp.ClientSession() as session:
-        grants_n = 2 * GRANTS_PER_COMMAND_MAX
+        grants_n = REVOKED_PARTS * GRANTS_PER_COMMAND_MAX
         big = await create_coupon(session, stack, grants_n, daily_limit=False)
-        for part in range(2):
+        for part in range(REVOKED_PARTS):
             people = [f"r{part}-{i}" for i in range(GRANTS_PER_COMMAND_MAX)]
             given = await _distribute(stack, session, big["id"], {"users": people})
             assert given.status == 201, given.body
@@ -218,11 +219,19 @@ async def test_closing_a_big_coupon_revokes_it_a_slice_at_a_time(stack: Stack) -
                 body = await response.json()  # fmt: skip
             return Answer(response.status, body, {}, time.perf_counter() - started)
 
-        closed, canaries = await _beside_canaries(stack, session, close())
-        step = await post(session, f"{stack.gateway_url}/v1/grants/{last}/redeem",
-                          stack.token("r1-4999"), {}, {"Prefer": "wait=10"})  # fmt: skip
-        revoked = await _until_revoked(stack, big["id"], grants_n)
-    _report("closing with revocation", [closed], canaries)
+        async def closed_and_revoked() -> tuple[Answer, Answer, int]:
+            """The close's answer, a step of the last grant right after, and the grants
+            revoked once every slice is through: canaries are sent all along."""
+            closed = await close()
+            step = await post(session, f"{stack.gateway_url}/v1/grants/{last}/redeem",
+                              stack.token(f"r{REVOKED_PARTS - 1}-4999"), {},
+                              {"Prefer": "wait=10"})  # fmt: skip
+            return closed, step, await _until_revoked(stack, big["id"], grants_n)
+
+        (closed, step, revoked), canaries = await _beside_canaries(
+            stack, session, closed_and_revoked()
+        )
+    _report(f"closing with revocation, {revoked} revoked", [closed], canaries)
     assert closed.status == 200, closed.body
     assert (closed.body["state"], closed.body["revoking"]) == ("closed", True)
     assert 0 < closed.body["revoked"] < grants_n
