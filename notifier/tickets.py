@@ -8,7 +8,7 @@ import asyncpg
 from aiohttp import web
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
-from runtime import errors
+from runtime import errors, kafka
 from runtime.http import Problem, json_response
 from schemas import readmodel, reasons
 from schemas.coupons import grant_view
@@ -36,7 +36,7 @@ async def ticket(request: web.Request) -> web.Response:
     asked = time.monotonic()
     app = request.app
     body: dict[str, object] = {"ticket": request.match_info["ticket"]}
-    tp = _partition(app, coupon_id)
+    tp = await _partition(app, coupon_id)
     pool = app[POOL]
     async with pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
         # The three reads see one snapshot, as the allocator commits them in one
@@ -63,9 +63,15 @@ async def ticket(request: web.Request) -> web.Response:
     return json_response(body, headers={"Retry-After": "1"})
 
 
-def _partition(app: web.Application, coupon_id: str) -> TopicPartition:
+async def _partition(app: web.Application, coupon_id: str) -> TopicPartition:
+    """The partition of the coupon's commands. A reader that never read the topic may not
+    know its partitions yet (Apache Kafka sends metadata of the topics asked about): it
+    asks the broker then, never guessing one partition, which would make the tail of the
+    wrong partition answer 'lost' for a request on its way (Tansu had hidden this)."""
     topic = app[TOPICS].commands
-    partitions = app[OFFSETS].partitions_for_topic(topic) or {0}
+    partitions = await kafka.partitions_for(app[OFFSETS], topic)
+    if not partitions:
+        raise errors.BrokerUnavailable(f"the broker does not say the partitions of {topic}")
     return TopicPartition(topic, partition_of(coupon_id, len(partitions)))
 
 

@@ -172,10 +172,23 @@ class MissingTopic(CouponsError):
     """An analysts' tool asked for a topic the broker does not have (a wrong prefix)."""
 
 
+async def partitions_for(reader: AIOKafkaConsumer, topic: str) -> set[int] | None:
+    """A topic's partitions as the broker says them now, or None when it has no such topic.
+    A reader answers `partitions_for_topic` from the metadata of the topics it tracks, and
+    Apache Kafka sends metadata of the topics asked about only (Tansu sent every topic's):
+    the topic is added to what the reader's client tracks, and its metadata fetched.
+    (`topics()` fetches into a copy the reader does not keep: no public call does this.)"""
+    known = reader.partitions_for_topic(topic)
+    if known:
+        return set(known)
+    await reader._client.add_topic(topic)
+    return set(reader.partitions_for_topic(topic) or ()) or None
+
+
 async def partitions_of(reader: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:
     """A topic's partitions, or MissingTopic naming the prefixes the broker does have."""
     every = await reader.topics()  # fresh metadata, every topic
-    found = reader.partitions_for_topic(topic) if topic in every else None
+    found = await partitions_for(reader, topic) if topic in every else None
     if found:
         return [TopicPartition(topic, p) for p in sorted(found)]
     name = ".".join(topic.rsplit(".", 2)[-2:])  # e.g. coupon.commands
