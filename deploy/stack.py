@@ -121,6 +121,19 @@ def wait_listening(port: int, count: int, timeout_s: float = READY_TIMEOUT_S) ->
     )
 
 
+BROKERS = ("tansu", "kafka")  # Tansu (in memory) or Apache Kafka (deploy/kafka_broker.py)
+
+
+def start_broker_of(kind: str, data_dir: Path, port: int | None = None) -> Broker:
+    """A broker of `kind` in `data_dir` (on `port`, else a free one), ready."""
+    assert kind in BROKERS, kind
+    if kind == "kafka":
+        from deploy.kafka_broker import start_kafka  # Java only when asked for
+
+        return start_kafka(data_dir, port)
+    return start_broker(data_dir, port)
+
+
 @dataclass
 class Infra:
     """An embedded broker and PostgreSQL server started by this process (deploy/embedded.py)."""
@@ -128,20 +141,21 @@ class Infra:
     broker: Broker
     postgres: Postgres
     root: Path
+    broker_kind: str = "tansu"
 
     def stop(self) -> None:
         self.postgres.process.stop()  # the one running now: a fault test may restart it
         self.broker.process.stop()
 
 
-def start_infra(root: Path) -> Infra:
-    broker = start_broker(root / "broker")
+def start_infra(root: Path, broker_kind: str = "tansu") -> Infra:
+    broker = start_broker_of(broker_kind, root / "broker")
     try:
         postgres = start_postgres(root / "postgres")
     except BaseException:
         broker.process.stop()
         raise
-    return Infra(broker, postgres, root)
+    return Infra(broker, postgres, root, broker_kind)
 
 
 def stack_env(

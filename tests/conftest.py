@@ -6,10 +6,12 @@ import pytest
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption(
         "--backend",
-        choices=("embedded", "containers"),
+        choices=("embedded", "kafka", "containers"),
         default="embedded",
-        help="embedded: Tansu and PostgreSQL from wheels (default, no Docker); containers: "
-        "Apache Kafka and PostgreSQL containers through testcontainers (needs a Docker engine)",
+        help="embedded: Tansu and PostgreSQL from wheels (default, no Docker); kafka: Apache "
+        "Kafka from its jars (needs Java, and Maven the first time) and PostgreSQL from its "
+        "wheel; containers: Apache Kafka and PostgreSQL containers through testcontainers "
+        "(needs a Docker engine)",
     )
 
 

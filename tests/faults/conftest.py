@@ -7,9 +7,11 @@ from collections.abc import Iterator
 import pytest
 
 from deploy.stack import Infra
-from tests.support.stack import running_infra
+from tests.support.stack import broker_kind, running_infra
 
 
 @pytest.fixture(scope="module")
-def infra(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Infra]:
-    yield from running_infra(tmp_path_factory.mktemp("faults"))
+def infra(
+    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
+) -> Iterator[Infra]:
+    yield from running_infra(tmp_path_factory.mktemp("faults"), broker_kind(pytestconfig))

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from deploy.embedded import start_broker, start_postgres
-from deploy.stack import Infra, http_ready
+from deploy.embedded import start_postgres
+from deploy.stack import Infra, http_ready, start_broker_of
 from tests.support.client import (
     POLL_INTERVAL_S,
     create_coupon,
@@ -110,7 +110,9 @@ async def test_the_broker_restarted_empty(infra: Infra, stack: Stack) -> None:
         try:
             assert await pending_answers_reach(session, stack, 30)
             infra.broker.process.stop()
-            infra.broker = await asyncio.to_thread(start_broker, infra.root / "broker-2", port)
+            infra.broker = await asyncio.to_thread(
+                start_broker_of, infra.broker_kind, infra.root / "broker-2", port
+            )
         finally:
             for pid in allocators:
                 os.kill(pid, signal.SIGCONT)

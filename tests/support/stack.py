@@ -46,11 +46,23 @@ class Stack(builder.Stack):
         return rows[0][0] if rows else None
 
 
-def running_infra(root: os.PathLike[str] | str) -> Iterator[Infra]:
+def broker_kind(config: pytest.Config) -> str:
+    """The broker the suite runs on (`--backend`); a one-line exit when it cannot run."""
+    if config.getoption("backend") != "kafka":
+        return "tansu"
+    from deploy.kafka_broker import missing
+
+    why = missing()
+    if why is not None:
+        pytest.exit(f"--backend=kafka: {why}", 4)
+    return "kafka"
+
+
+def running_infra(root: os.PathLike[str] | str, kind: str = "tansu") -> Iterator[Infra]:
     """A broker and a PostgreSQL for as long as the generator lives; stopped by PID."""
     from pathlib import Path
 
-    infra = start_infra(Path(root))
+    infra = start_infra(Path(root), kind)
     try:
         yield infra
     finally:
@@ -98,7 +110,7 @@ def infra(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
 
         yield from container_infra(root)
     else:
-        yield from running_infra(root)
+        yield from running_infra(root, broker_kind(pytestconfig))
 
 
 @pytest.fixture
