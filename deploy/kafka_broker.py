@@ -6,8 +6,8 @@ The jars are resolved once with Maven (deploy/kafka/pom.xml) into a cache folder
 from outside. A node's folder is formatted the first time and kept: started again on the
 same folder, the broker has every log it had (what Tansu, in memory, cannot). Settings are
 for one node: replication 1 for the internal topics, no wait before a group's first
-rebalance, no topic made by a client asking for it, and a heap that leaves room on a
-two-core machine for PostgreSQL, the parts and the tests.
+rebalance, sessions as short as a second, no topic made by a client asking for it, and a
+heap that leaves room on a two-core machine for PostgreSQL, the parts and the tests.
 
 Without Java, or without Maven before the jars are cached, `KafkaUnavailable` says what is
 missing in one line.
@@ -134,6 +134,9 @@ def _settings(logs: Path, port: int, controller: int) -> str:
             "transaction.state.log.min.isr=1",
             "share.coordinator.state.topic.replication.factor=1",
             "group.initial.rebalance.delay.ms=0",
+            # The fault tests drop a frozen allocator after a 3 s session; Kafka's own
+            # floor is 6 s (a shorter session is refused, InvalidSessionTimeoutError).
+            "group.min.session.timeout.ms=1000",
             "auto.create.topics.enable=false",
             "",
         ]
