@@ -91,7 +91,10 @@ class Owning(which_log.LogWatch):
                 if owned is None:
                     continue
                 async with owned.lock:  # its lane's batch in hand is finished first
-                    del self.owned[tp]
+                    still = self.owned.pop(tp, None)
+                self.waiting.pop(tp, None)  # that batch may have found it fenced out
+                if still is None:
+                    continue  # and let it go already
                 self.leaving[tp] = owned
                 _unmeasure(tp)
             if revoked:
