@@ -11,7 +11,5 @@ from tests.support.stack import broker_kind, running_infra
 
 
 @pytest.fixture(scope="module")
-def infra(
-    tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config
-) -> Iterator[Infra]:
+def infra(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Infra]:
     yield from running_infra(tmp_path_factory.mktemp("faults"), broker_kind(pytestconfig))
