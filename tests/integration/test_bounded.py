@@ -11,13 +11,21 @@ import pytest
 
 from schemas.messages import COMMAND_BYTES_MAX
 from schemas.storable import GRANTS_PER_COMMAND_MAX
-from tests.support.client import Answer, claim, coupons_on_every_partition, create_coupon, post
+from tests.support.client import (
+    Answer,
+    claim,
+    coupons_on_every_partition,
+    create_coupon,
+    post,
+    until,
+)
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 
 CANARY_S_MAX = 2.0  # the issue's bound on a claim decided beside a big command
 CANARY_EVERY_S = 0.25
+REVOKED_WITHIN_S = 60.0
 REVOKED_PARTS = 10  # a coupon of 50,000 grants, made by distributions at the grant bound
 
 
@@ -241,12 +249,16 @@ async def test_closing_a_big_coupon_revokes_it_a_slice_at_a_time(stack: Stack) -
 
 
 async def _until_revoked(stack: Stack, coupon_id: str, count: int) -> int:
-    """How many of the coupon's grants are revoked, once `count` are (or after a bound)."""
-    for _ in range(600):
-        revoked: int = await stack.fetchval(
+    """How many of the coupon's grants are revoked, once `count` are (bounded)."""
+
+    async def revoked() -> int:
+        found: int = await stack.fetchval(
             "SELECT count(*) FROM grants WHERE coupon_id = $1 AND state = 'revoked'", coupon_id
         )
-        if revoked >= count:
-            return revoked
-        await asyncio.sleep(0.1)
-    return revoked
+        return found
+
+    async def all_revoked() -> bool:
+        return await revoked() >= count
+
+    await until(all_revoked, REVOKED_WITHIN_S, f"fewer than {count} grants revoked")
+    return await revoked()

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from tests.support.client import claim, create_coupon, metric
+from tests.support.client import claim, create_coupon, metric, until
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
@@ -71,7 +71,11 @@ async def test_slow_bodies_get_408_and_never_fill_the_requests_in_flight(stack: 
     async with aiohttp.ClientSession() as session:
         coupon = await create_coupon(session, stack, 100)
         slow = asyncio.create_task(_half_sent(stack.gateway_url, SLOW, body=True))
-        await asyncio.sleep(BODY_S / 4)  # they hold their connections now
+
+        async def all_open() -> bool:  # they hold their connections now
+            return await metric(stack.gateway_url, "coupons_http_connections") >= SLOW
+
+        await until(all_open, BODY_S / 2, "the slow requests not here")
         normal = await asyncio.gather(
             *(claim(session, stack, coupon["id"], f"normal-{i}") for i in range(10))
         )
@@ -118,16 +122,14 @@ async def test_a_client_hanging_up_is_counted_not_logged(stack: Stack) -> None:
         writer.write(head.encode())
         await writer.drain()
     gateway = stack.gateway_url
-    deadline = time.monotonic() + SLACK_S
-    while await metric(gateway, "coupons_http_connections") < SLOW:  # all of them arrived
-        assert time.monotonic() < deadline, "the slow requests did not arrive"
-        await asyncio.sleep(0.05)
+
+    async def reached(name: str) -> bool:
+        return await metric(gateway, name) >= SLOW
+
+    await until(lambda: reached("coupons_http_connections"), SLACK_S, "the requests not here")
     for _, writer in opened:
         writer.close()
-    deadline = time.monotonic() + SLACK_S
-    while await metric(gateway, "coupons_http_client_gone_total") < SLOW:
-        assert time.monotonic() < deadline, "hang-ups not counted"
-        await asyncio.sleep(0.05)
+    await until(lambda: reached("coupons_http_client_gone_total"), SLACK_S, "hang-ups not counted")
     assert stack.gateway is not None
     log = stack.gateway.process.log_path.read_text()
     assert "dependency failure" not in log and "Connection lost" not in log

@@ -5,6 +5,7 @@ import json
 import tempfile
 import time
 from collections import Counter
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -190,6 +191,14 @@ async def decisions_of(stack: Stack, coupon_id: str) -> int:
     finally:
         await conn.close()
     return decided
+
+
+async def until(found: Callable[[], Awaitable[bool]], timeout_s: float, why: str) -> None:
+    """Look until `found()` holds, at most `timeout_s`; fail saying `why` it did not."""
+    deadline = time.monotonic() + timeout_s
+    while not await found():
+        assert time.monotonic() < deadline, f"{why} after {timeout_s}s"
+        await asyncio.sleep(POLL_INTERVAL_S)
 
 
 async def wait_for_grants(
