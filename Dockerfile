@@ -7,6 +7,7 @@ COPY gateway gateway
 COPY allocator allocator
 COPY notifier notifier
 COPY schemas schemas
+COPY runtime runtime
 COPY deploy deploy
 COPY bench bench
 RUN pip install --no-cache-dir . && useradd --uid 10001 --no-create-home coupons

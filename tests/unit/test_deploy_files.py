@@ -3,6 +3,7 @@ code reads, every command is a `coupons` subcommand, our image is the one the Do
 builds, other images are pinned, and every metric the alerts and the Grafana dashboard
 query is one the parts export."""
 
+import ast
 import importlib
 import json
 import re
@@ -62,13 +63,23 @@ def read_by_settings(env: dict[str, str]) -> set[str]:
     return recording.asked
 
 
+def instructions() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions in order, (keyword, arguments); a line ending in `\\`
+    goes on on the next."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    lines = [line.strip() for line in text.splitlines()]
+    return [
+        (word.upper(), rest.strip())
+        for word, _, rest in (line.partition(" ") for line in lines)
+        if word and not word.startswith("#")
+    ]
+
+
 def dockerfile() -> dict[str, list[str]]:
-    instructions: dict[str, list[str]] = {}
-    for line in (ROOT / "Dockerfile").read_text().splitlines():
-        if line and not line.startswith("#"):
-            word, _, rest = line.partition(" ")
-            instructions.setdefault(word, []).append(rest)
-    return instructions
+    found: dict[str, list[str]] = {}
+    for word, rest in instructions():
+        found.setdefault(word, []).append(rest)
+    return found
 
 
 def image_env() -> dict[str, str]:
@@ -90,6 +101,34 @@ def test_the_dockerfile_builds_our_package_and_runs_the_coupons_command() -> Non
         *sources, _ = copy.split()
         assert all((ROOT / source).exists() for source in sources), copy
     assert image_env()["COUPONS_ENV"] == "production"
+
+
+def packages() -> set[str]:
+    """The top-level packages `pip install .` installs (pyproject's packages.find)."""
+    setuptools = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    return {pattern.rstrip("*") for pattern in setuptools["packages"]["find"]["include"]}
+
+
+def imported(package: str) -> set[str]:
+    """The top-level names a package's modules import, at the top or inside a function."""
+    found: set[str] = set()
+    for path in (ROOT / package).rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                found |= {alias.name.partition(".")[0] for alias in node.names}
+            elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+                found.add(node.module.partition(".")[0])
+    return found
+
+
+def test_the_image_copies_and_installs_every_package_the_parts_import() -> None:
+    ours = {path.name for path in ROOT.iterdir() if (path / "__init__.py").is_file()}
+    installed = packages()
+    needed = {name for package in installed for name in imported(package)} & ours
+    assert needed <= installed, f"pyproject.toml does not install {needed - installed}"
+    copies = {tuple(copy.rstrip("/").split()) for copy in dockerfile()["COPY"]}
+    uncopied = {name for name in installed if (name, name) not in copies}  # to WORKDIR/name
+    assert not uncopied, f"the Dockerfile does not copy {uncopied} (COPY name name)"
 
 
 def compose_services() -> dict[str, dict[str, Any]]:
