@@ -56,12 +56,17 @@ def start_part(
     log_dir: Path,
     label: str | None = None,
     module: str = "deploy.cli",
+    wait: bool = True,
+    coupons: list[str] | None = None,
 ) -> Part:
     """Run `coupons <name>` (or `python -m <module>`) as a child process and wait until its
-    /readyz answers 200."""
+    /readyz answers 200 (with `wait=False`, not: `wait_part` does). `coupons`: the command
+    to run instead of this Python's deploy.cli, such as an installed entry point."""
     label = label or name
     log_dir.mkdir(parents=True, exist_ok=True)
     argv = [sys.executable, "-m", module] + ([name] if module == "deploy.cli" else [])
+    if coupons is not None:
+        argv = [*coupons, name]
     process = spawn(
         label,
         argv,
@@ -69,30 +74,32 @@ def start_part(
         15,  # SIGTERM: drain and stop
         env={**os.environ, **env},
     )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_part(Part(label, process, url))
-    except BaseException:
-        process.stop()  # not ready, or interrupted: never leave it running unowned
-        raise
 
     def again() -> Part:
-        return start_part(name, env, port, log_dir, label, module)
+        return start_part(name, env, port, log_dir, label, module, coupons=coupons)
 
-    return Part(label, process, url, again)
+    part = Part(label, process, f"http://127.0.0.1:{port}", again)
+    if wait:
+        wait_part(part)
+    return part
 
 
 def wait_part(part: Part, timeout_s: float = READY_TIMEOUT_S) -> None:
+    """Until the part's /readyz answers 200; a part that exits, or is not ready within
+    `timeout_s`, is stopped and said."""
     deadline = time.monotonic() + timeout_s
-    while not http_ready(part.url):
-        code = part.process.popen.poll()
-        if code is not None:
-            tail = part.process.log_path.read_text()[-3000:]
-            raise RuntimeError(f"{part.name} exited with {code}:\n{tail}")
-        if time.monotonic() > deadline:
-            part.process.kill()
-            raise TimeoutError(f"{part.name} not ready after {timeout_s}s")
-        time.sleep(POLL_INTERVAL_S)
+    try:
+        while not http_ready(part.url):
+            code = part.process.popen.poll()
+            if code is not None:
+                tail = part.process.log_path.read_text()[-3000:]
+                raise RuntimeError(f"{part.name} exited with {code}:\n{tail}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{part.name} not ready after {timeout_s}s")
+            time.sleep(POLL_INTERVAL_S)
+    except BaseException:
+        part.process.stop()  # not ready, or interrupted: never leave it running unowned
+        raise
 
 
 def listening(port: int) -> int:
@@ -187,13 +194,16 @@ class Stack:
     allocators: list[Part] = field(default_factory=list)
     extra: list[Part] = field(default_factory=list)  # parts started beside; stopped too
     allocators_started: int = 0  # the first gets ALLOCATOR_PORT, later ones a free port
+    gateway_workers: int = 1
 
     @property
     def gateway_url(self) -> str:
         assert self.gateway, "the stack has no gateway"
         return self.gateway.url
 
-    def start_allocator(self, partitions: str | None = None, label: str | None = None) -> Part:
+    def start_allocator(
+        self, partitions: str | None = None, label: str | None = None, wait: bool = True
+    ) -> Part:
         """An allocator; `partitions` as ALLOCATOR_PARTITIONS ("0,1" or "all"), or None for a
         member of the allocators' group."""
         first = self.allocators_started == 0
@@ -203,22 +213,48 @@ class Stack:
         env.pop("ALLOCATOR_PARTITIONS", None)
         if partitions is not None:
             env["ALLOCATOR_PARTITIONS"] = partitions
-        part = start_part("allocator", env, port, self.log_dir, label=label)
+        part = start_part("allocator", env, port, self.log_dir, label=label, wait=wait)
         self.allocators_started += 1
         self.allocators.append(part)
         return part
 
-    def start_notifier(self, label: str = "notifier") -> Part:
+    def start_notifier(self, label: str = "notifier", wait: bool = True) -> Part:
         port = int(self.env["NOTIFIER_PORT"])
-        self.notifier = start_part("notifier", self.env, port, self.log_dir, label=label)
+        self.notifier = start_part("notifier", self.env, port, self.log_dir, label, wait=wait)
         return self.notifier
 
-    def start_gateway(self, workers: int = 1) -> Part:
+    def start_gateway(self, workers: int = 1, wait: bool = True) -> Part:
         port = int(self.env["GATEWAY_PORT"])
         env = {**self.env, "GATEWAY_WORKERS": str(workers)}
-        self.gateway = start_part("gateway", env, port, self.log_dir)
-        wait_listening(port, workers)
+        self.gateway = start_part("gateway", env, port, self.log_dir, wait=wait)
+        self.gateway_workers = workers
+        if wait:
+            wait_listening(port, workers)
         return self.gateway
+
+    def launch(self, allocators: list[str | None] | None = None, gateway_workers: int = 1) -> None:
+        """Allocators (one per entry, as ALLOCATOR_PARTITIONS; by default one member of the
+        allocators' group), the notifier and the gateway, started at once and not waited
+        for: `wait()` does. None needs another to start (each creates the topics it is
+        missing), so together they are ready in the time of the slowest, not the sum."""
+        try:
+            for partitions in allocators if allocators is not None else [None]:
+                self.start_allocator(partitions, wait=False)
+            self.start_notifier(wait=False)
+            self.start_gateway(gateway_workers, wait=False)
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait(self) -> None:
+        """Until every part `launch()` started is ready; if one is not, all are stopped."""
+        try:
+            for part in self.parts:
+                wait_part(part)
+            wait_listening(int(self.env["GATEWAY_PORT"]), self.gateway_workers)
+        except BaseException:
+            self.stop()
+            raise
 
     def start_another_gateway(self, label: str) -> Part:
         """Another gateway on the same broker and database, on a port of its own."""
@@ -254,16 +290,10 @@ def build_stack(
     gateway_workers: int = 1,
 ) -> Stack:
     """Allocators (one per entry, as ALLOCATOR_PARTITIONS; by default one member of the
-    allocators' group), then the notifier, then the gateway: each ready before the next."""
+    allocators' group), the notifier and the gateway, all ready."""
     stack = Stack(env, log_dir)
-    try:
-        for partitions in allocators if allocators is not None else [None]:
-            stack.start_allocator(partitions)
-        stack.start_notifier()
-        stack.start_gateway(gateway_workers)
-    except BaseException:
-        stack.stop()
-        raise
+    stack.launch(allocators, gateway_workers)
+    stack.wait()
     return stack
 
 

@@ -17,3 +17,24 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 # The stack fixtures (`infra`, `stack`) and markers, for every test directory.
 pytest_plugins = ["tests.support.stack"]
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """A test marked `only_on(backend)` belongs to that half of the suite: the other half
+    deselects it (it is neither run nor counted as skipped)."""
+    backend = config.getoption("backend")
+    kept: list[pytest.Item] = []
+    dropped: list[pytest.Item] = []
+    for item in items:
+        marker = item.get_closest_marker("only_on")
+        (dropped if marker and backend not in marker.args else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "only_on(*backends): run only with these --backend values, deselected with others",
+    )

@@ -13,6 +13,8 @@ import asyncpg
 import pytest
 
 from deploy import stack as builder
+from deploy.embedded import STOP_GRACE_S_DEFAULT as STOP_GRACE_S
+from deploy.embedded import stop_together
 from deploy.stack import Infra, start_infra
 from runtime.auth import mint_token
 from runtime.db import create_database
@@ -27,7 +29,7 @@ class Stack(builder.Stack):
     infra: Infra | None = None
 
     def token(self, sub: str, admin: bool = False) -> str:
-        return mint_token(SECRET, sub, admin=admin)
+        return mint_token(self.env["COUPONS_JWT_SECRET"], sub, admin=admin)  # the parts' own
 
     async def db(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.database_url)
@@ -69,12 +71,15 @@ def running_infra(root: os.PathLike[str] | str, kind: str = "tansu") -> Iterator
         infra.stop()
 
 
-def build_stack(
+def launched_stack(
     infra: Infra,
     name: str,
     allocator_partitions: list[str | None] | None,
     extra_env: dict[str, str] | None = None,
+    launch: bool = True,
 ) -> Stack:
+    """A stack on a database and topics of its own, its parts started (unless `launch` is
+    false) but not waited for (`Stack.wait`)."""
     database = f"t_{uuid.uuid4().hex[:12]}"
     url = asyncio.run(create_database(infra.postgres.url, database))
     env = builder.stack_env(
@@ -91,15 +96,52 @@ def build_stack(
         }
     )
     stack = Stack(env, infra.root / "logs" / name, database_url=url, infra=infra)
-    try:
-        for partitions in allocator_partitions if allocator_partitions is not None else [None]:
-            stack.start_allocator(partitions)
-        stack.start_notifier()
-        stack.start_gateway()
-    except BaseException:
-        stack.stop()
-        raise
+    if launch:
+        stack.launch(allocator_partitions)
     return stack
+
+
+def build_stack(
+    infra: Infra,
+    name: str,
+    allocator_partitions: list[str | None] | None,
+    extra_env: dict[str, str] | None = None,
+) -> Stack:
+    stack = launched_stack(infra, name, allocator_partitions, extra_env)
+    stack.wait()
+    return stack
+
+
+class Spare:
+    """The next tests' stacks, started while earlier tests run. A stack takes seconds to be
+    ready (three processes; on Tansu a group's first join alone waits 3 s), and most tests
+    want one of the usual settings: each such test takes the oldest spare and starts
+    another, so `AHEAD` of them are always under way. Every test still has a database,
+    topics and processes of its own."""
+
+    AHEAD = 2  # most tests last a second or two; two ahead cover Tansu's 3 s join
+
+    def __init__(self, infra: Infra) -> None:
+        self.infra = infra
+        self.made = 0
+        self.ahead: list[Stack] = []
+
+    def _launch(self) -> None:
+        self.made += 1
+        self.ahead.append(launched_stack(self.infra, f"spare-{self.made}", None))
+
+    def take(self, name: str) -> Stack:
+        while len(self.ahead) < self.AHEAD:
+            self._launch()
+        stack = self.ahead.pop(0)
+        stack.wait()
+        self._launch()
+        (self.infra.root / "logs" / name).symlink_to(stack.log_dir)  # logs by the test's name
+        return stack
+
+    def close(self) -> None:
+        stop_together([p.process for stack in self.ahead for p in stack.parts], STOP_GRACE_S)
+        self.ahead = []
 
 
 @pytest.fixture(scope="session")
@@ -113,12 +155,23 @@ def infra(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
         yield from running_infra(root, broker_kind(pytestconfig))
 
 
+@pytest.fixture(scope="session")
+def spare(infra: Infra) -> Iterator[Spare | None]:
+    made = Spare(infra)
+    yield made
+    made.close()
+
+
 @pytest.fixture
-def stack(infra: Infra, request: pytest.FixtureRequest) -> Iterator[Stack]:
+def stack(infra: Infra, spare: Spare | None, request: pytest.FixtureRequest) -> Iterator[Stack]:
     marker = request.node.get_closest_marker("allocators")
-    partitions = list(marker.args) if marker else None
     settings = request.node.get_closest_marker("stack_env")
-    built = build_stack(infra, request.node.name, partitions, settings.kwargs if settings else None)
+    if spare is not None and marker is None and settings is None:
+        built = spare.take(request.node.name)
+    else:
+        partitions = list(marker.args) if marker else None
+        extra = settings.kwargs if settings else None
+        built = build_stack(infra, request.node.name, partitions, extra)
     yield built
     built.stop()
 
