@@ -7,10 +7,20 @@ is always re-decided; `--since`/`--until` only narrow which decisions are compar
 A decision matches when the database has the same outcome, reason, grant, grant owner and
 code, at the same log position. A decision the database lacks, or one it has at a position
 of the log that replay did not make, is a mismatch too.
+
+The log may begin after the database's history: a broker that keeps its log in memory
+(Tansu, the local stack's default) starts an empty one when it restarts, under topics of
+their own or under the same ones (allocator/which_log.py), while PostgreSQL keeps what was
+decided from the log before. The allocator marks each log it starts on, and the time it did
+(`allocator_partitions.log_started_at`): what was decided before then came from a log that
+is gone, and is not compared; nor are the decisions this log holds about coupons created
+in that earlier log (the core, replaying this log alone, does not know them).
 """
 
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
+from datetime import datetime
 
 import asyncpg
 
@@ -30,13 +40,32 @@ SELECT d.request_id::text, d.outcome, d.reason, d.grant_id::text, d.log_partitio
 FROM decisions d LEFT JOIN grants g ON g.id = d.grant_id
 WHERE d.request_id = ANY($1::uuid[])
 """
+# Positions are not unique across logs (each dev run's topics start at 0): what this log
+# decided was committed after the allocator started on it.
 STORED_IN_LOG = """
 SELECT request_id::text, decided_at FROM decisions
 WHERE log_partition = $1 AND log_offset >= $2 AND log_offset < $3
+AND committed_at >= coalesce($4::timestamptz, 'infinity')
 """
 # What the allocator refused: PostgreSQL's refusals cannot be found again from the log alone.
-REFUSED = "SELECT log_offset, fault FROM refused_commands WHERE log_partition = $1"
-BASE = "SELECT log_base FROM allocator_partitions WHERE topic = $1 AND partition = $2"
+REFUSED = """
+SELECT log_offset, fault FROM refused_commands
+WHERE log_partition = $1 AND refused_at >= coalesce($2::timestamptz, 'infinity')
+"""
+# Where this log's positions start, and when the allocator started on it (None: it has not).
+STARTED = """
+SELECT log_base, log_started_at FROM allocator_partitions WHERE topic = $1 AND partition = $2
+"""
+# Decisions made before the log of their partition began: from an earlier log, now gone.
+EARLIER = """
+SELECT count(*) FROM decisions d
+LEFT JOIN allocator_partitions p ON p.topic = $1 AND p.partition = d.log_partition
+WHERE d.committed_at < coalesce(p.log_started_at, 'infinity')
+"""
+CREATED_EARLIER = """
+SELECT coupon_id::text FROM decisions
+WHERE outcome = 'created' AND coupon_id = ANY($1::uuid[]) AND committed_at < $2
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +87,8 @@ class Report:
     mismatches: list[str] = field(default_factory=list)
     commands: dict[int, int] = field(default_factory=dict)  # per partition
     bases: dict[int, int] = field(default_factory=dict)
+    earlier: int = 0  # decisions in PostgreSQL made from a log before this one: not compared
+    about_earlier: int = 0  # this log's decisions about coupons of that log: not compared
     unreadable: int = 0  # records the allocator skipped too
     granted: int = 0  # grants compared
     codes_differ: int = 0  # of them, the same in all but the code
@@ -66,6 +97,11 @@ class Report:
     def wrong_secret(self) -> bool:
         """Every grant differs in its code alone: the code secret is not the allocator's."""
         return self.granted > 0 and self.codes_differ == self.granted
+
+    @property
+    def begins_later(self) -> bool:
+        """The log begins after the database's history: only what it holds is compared."""
+        return self.earlier > 0
 
 
 Replayed = dict[str, tuple[Decision, Shown]]  # request id → its first decision
@@ -110,34 +146,79 @@ async def read_log(settings: Settings, report: Report) -> dict[int, list[Record]
 
 async def replay(settings: Settings, since_ms: int, until_ms: int) -> Report:
     config = CoreConfig(settings.code_secret.encode(), settings.day_zone)
-    topic = Topics(settings.topic_prefix).commands
     report = Report()
     log = await read_log(settings, report)
     pool = await asyncpg.create_pool(settings.database_url, min_size=1, max_size=2)
     try:
+        replaying = Replaying(pool, Topics(settings.topic_prefix).commands, config, report)
+        report.earlier = await pool.fetchval(EARLIER, replaying.topic)
         for partition, records in sorted(log.items()):
-            base = await pool.fetchval(BASE, topic, partition) or 0
-            report.commands[partition], report.bases[partition] = len(records), base
-            refused = dict(await pool.fetch(REFUSED, partition))  # position: why
-            positioned = [
-                Record(position, r.command, refused.get(position))
-                for r in records
-                for position in (r.offset + base,)
-            ]
-            replayed = redecide(partition, positioned, config)
-            wanted = {k: v for k, v in replayed.items() if since_ms <= v[0].at_ms < until_ms}
-            await _compare(pool, wanted, report)
-            end = base + (records[-1].offset + 1 if records else 0)
-            for row in await pool.fetch(STORED_IN_LOG, partition, base, end):
-                at_ms = int(row["decided_at"].timestamp() * 1000)
-                if row["request_id"] not in replayed and since_ms <= at_ms < until_ms:
-                    report.mismatches.append(
-                        f"request {row['request_id']}: the database has a decision at a "
-                        f"position of partition {partition} where the log decides nothing"
-                    )
+            await replaying.partition(partition, records, since_ms, until_ms)
     finally:
         await pool.close()
     return report
+
+
+@dataclass
+class Replaying:
+    """One replay: the log's partitions re-decided and compared, one after the other."""
+
+    pool: asyncpg.Pool
+    topic: str
+    config: CoreConfig
+    report: Report
+
+    async def partition(
+        self, partition: int, records: list[Record], since_ms: int, until_ms: int
+    ) -> None:
+        pool, report = self.pool, self.report
+        started = await pool.fetchrow(STARTED, self.topic, partition)
+        base = started["log_base"] if started else 0
+        started_at = started["log_started_at"] if started else None
+        report.commands[partition], report.bases[partition] = len(records), base
+        refused = dict(await pool.fetch(REFUSED, partition, started_at))  # position: why
+        positioned = [
+            Record(position, r.command, refused.get(position))
+            for r in records
+            for position in (r.offset + base,)
+        ]
+        replayed = redecide(partition, positioned, self.config)
+        earlier = await _created_earlier(pool, replayed, started_at)
+        checkable = {k: v for k, v in replayed.items() if v[0].coupon_id not in earlier}
+        report.about_earlier += len(replayed) - len(checkable)
+        wanted = {k: v for k, v in checkable.items() if since_ms <= v[0].at_ms < until_ms}
+        await _compare(pool, wanted, report)
+        end = base + (records[-1].offset + 1 if records else 0)
+        for row in await pool.fetch(STORED_IN_LOG, partition, base, end, started_at):
+            at_ms = int(row["decided_at"].timestamp() * 1000)
+            if row["request_id"] not in replayed and since_ms <= at_ms < until_ms:
+                report.mismatches.append(
+                    f"request {row['request_id']}: the database has a decision at a "
+                    f"position of partition {partition} where the log decides nothing"
+                )
+
+
+async def _created_earlier(
+    pool: asyncpg.Pool, replayed: Replayed, started_at: datetime | None
+) -> set[str]:
+    """The coupons the replayed decisions name that were created in an earlier log: the
+    allocator read them from PostgreSQL, a replay of this log alone does not know them."""
+    if started_at is None:
+        return set()  # the allocator has decided nothing from this log
+    created = {d.coupon_id for d, _ in replayed.values() if d.outcome == "created"}
+    named = {d.coupon_id for d, _ in replayed.values()} - created
+    ids = [coupon_id for coupon_id in named if _is_uuid(coupon_id)]
+    return {row[0] for row in await pool.fetch(CREATED_EARLIER, ids, started_at)}
+
+
+def _is_uuid(text: str) -> bool:
+    """Whether PostgreSQL can compare it with a uuid column (a command written to the log by
+    hand may name anything)."""
+    try:
+        uuid.UUID(text)
+    except ValueError:
+        return False
+    return True
 
 
 async def _compare(pool: asyncpg.Pool, wanted: Replayed, report: Report) -> None:

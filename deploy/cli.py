@@ -9,6 +9,7 @@ import sys
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from runtime import errors
 from runtime.settings import Settings, SettingsError
 
 Runner = Callable[[Settings, asyncio.Event], Awaitable[None]]
@@ -29,7 +30,16 @@ def _serve(runner: Runner) -> int:
         await runner(settings, stop)
 
     with asyncio.Runner(loop_factory=_loop_factory(settings.event_loop)) as loop:
-        loop.run(main())
+        try:
+            loop.run(main())
+        except SettingsError as error:  # one only this part reads
+            print(f"coupons: {error}", file=sys.stderr)
+            return 2
+        except Exception as error:
+            if not errors.known(error):
+                raise  # a fault of ours: the traceback is what finds it
+            print(f"coupons: {errors.said(error)}", file=sys.stderr)  # topics, broker, database
+            return 1
     return 0
 
 
@@ -154,6 +164,8 @@ def _replay(args: argparse.Namespace) -> int:
     if args.what_if or args.changes:
         return _what_if(args, settings)
     report = asyncio.run(replay(settings, since, until))
+    if report.begins_later:
+        print(_begins_later(report.earlier, report.about_earlier))
     for partition, commands in sorted(report.commands.items()):
         base = report.bases[partition]
         earlier = f" (an earlier log, before position {base}, is gone)" if base else ""
@@ -177,6 +189,18 @@ def _replay(args: argparse.Namespace) -> int:
 
 
 MISMATCHES_SHOWN = 20
+
+
+def _begins_later(earlier: int, about_earlier: int) -> str:
+    """One line: the log begins after the database's history, and what is left out."""
+    about = f", and {about_earlier:,} in this log about coupons created in that one" * bool(
+        about_earlier
+    )
+    return (
+        f"the log begins after the database's history: {earlier:,} decision"
+        f"{'s' * (earlier != 1)} in PostgreSQL came from an earlier log{about}; only what"
+        " this log alone decides is compared"
+    )
 
 
 def _what_if(args: argparse.Namespace, settings: Settings) -> int:
@@ -231,7 +255,7 @@ def _dev(args: argparse.Namespace) -> int:
     from deploy.dev import STOP_GRACE_S, run_dev
 
     grace_s = STOP_GRACE_S if args.stop_grace_s is None else args.stop_grace_s
-    return run_dev(args.port, args.data_dir, args.demo, grace_s)
+    return run_dev(args.port, args.data_dir, args.demo, grace_s, args.broker)
 
 
 def _add_analysts_commands(commands: Any) -> None:
@@ -274,10 +298,16 @@ def parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     dev = commands.add_parser("dev", help="the whole stack on this machine")
     dev.add_argument("--port", type=int, default=8080, help="gateway port; notifier is port+1")
-    dev.add_argument("--data-dir", default=".data", help="where PostgreSQL keeps its files")
+    dev.add_argument("--data-dir", default=".data",
+                     help="where PostgreSQL (and Apache Kafka's log) keep their files")  # fmt: skip
     dev.add_argument("--demo", action="store_true", help="create a live demo coupon")
     dev.add_argument("--stop-grace-s", type=float, help="how long, in seconds, a part may "
                      "take to stop after Ctrl-C before it is killed")  # fmt: skip
+    from deploy.stack import BROKERS
+
+    dev.add_argument("--broker", choices=BROKERS, default=BROKERS[0],
+                     help="tansu (default): its log in memory, new topics each run; kafka: "
+                     "Apache Kafka (needs Java), its log kept in the data folder")  # fmt: skip
     parts = {
         name: commands.add_parser(name, help=f"run the {name}, configured by environment variables")
         for name in ("gateway", "allocator", "notifier")

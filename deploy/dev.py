@@ -1,7 +1,10 @@
 """`coupons dev`: broker, PostgreSQL, allocator, notifier and gateway on this machine.
 
-The embedded broker keeps its log in memory, so each run uses topics of its own (a
-run-scoped prefix) while PostgreSQL keeps coupons and grants across runs.
+Two brokers (`--broker`): Tansu (the default: nothing but pip) keeps its log in memory, so
+each run uses topics of its own (a run-scoped prefix) while PostgreSQL keeps coupons and
+grants across runs; Apache Kafka (needs Java) keeps its log on disk in the data folder, and
+its topic prefix is made once and kept beside it, so a stack started again reads and
+replays the same log.
 
 Stopping takes a bounded time: the parts, then the broker and PostgreSQL, each get a grace
 after their stop signal and are killed after it. Nothing started outlives `coupons dev`,
@@ -29,19 +32,26 @@ from deploy import local
 from deploy.embedded import (
     LeftBehindError,
     Process,
-    start_broker,
     start_postgres,
     stop_left_behind_broker,
     stop_left_behind_postgres,
     stop_together,
 )
-from deploy.stack import Stack, build_stack, stack_env
+from deploy.kafka_broker import KafkaUnavailable, missing
+from deploy.stack import BROKERS, Stack, build_stack, stack_env, start_broker_of
 from runtime.auth import mint_token
 from runtime.db import migrate
 
 STOP_GRACE_S = 3.0  # the parts' time to stop after SIGTERM, then the broker's and PostgreSQL's
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 LOCK_FILE_NAME = "dev.lock"
+BROKER_DEFAULT = BROKERS[0]  # Tansu: runs wherever pip does; Apache Kafka needs Java
+BROKER_FOLDERS = {"tansu": "broker", "kafka": "kafka"}  # in the data folder
+PREFIX_FILE_NAME = "topic-prefix"  # beside a log that is kept: its topics' prefix
+BROKER_SAID = {
+    "tansu": "Tansu at {at}, its log in memory (each run has topics of its own)",
+    "kafka": "Apache Kafka at {at}, its log kept in {folder}",
+}
 
 
 def dev_secrets(data_dir: str | Path) -> dict[str, str]:
@@ -83,7 +93,18 @@ def create_demo_coupon(gateway_url: str, jwt_secret: str) -> dict[str, object]:
         return created
 
 
-def run_dev(port: int, data_dir: str, demo: bool, stop_grace_s: float = STOP_GRACE_S) -> int:
+def run_dev(
+    port: int,
+    data_dir: str,
+    demo: bool,
+    stop_grace_s: float = STOP_GRACE_S,
+    broker: str = BROKER_DEFAULT,
+) -> int:
+    assert broker in BROKERS, broker
+    why = _cannot_start(broker)
+    if why is not None:
+        print(f"coupons: --broker {broker}: {why}", file=sys.stderr)
+        return 1
     root = Path(data_dir).resolve()
     with _only_run_on(root) as alone:
         if not alone:
@@ -95,7 +116,34 @@ def run_dev(port: int, data_dir: str, demo: bool, stop_grace_s: float = STOP_GRA
         except LeftBehindError as error:
             print(f"coupons: {error}", file=sys.stderr)
             return 1
-        return _run_stack(root, port, demo, stop_grace_s)
+        return _run_stack(root, port, demo, stop_grace_s, broker)
+
+
+def _cannot_start(broker: str) -> str | None:
+    """Why the broker asked for cannot run here (Java missing, say), or None; a broker
+    given by KAFKA_BOOTSTRAP_SERVERS is not started, so it needs nothing."""
+    if broker != "kafka" or os.environ.get("KAFKA_BOOTSTRAP_SERVERS") is not None:
+        return None
+    return missing()
+
+
+def topic_prefix(kept_in: Path | None) -> str:
+    """COUPONS_TOPIC_PREFIX, else: for a log kept in the folder `kept_in` (Apache Kafka's),
+    one made the first time and kept there, so a run started again reads the same topics
+    (and a new log, should the folder go, gets new ones); otherwise a fresh one each run:
+    Tansu's log, in memory, went with the last run, and PostgreSQL still holds the positions
+    the allocators reached in that run's topics."""
+    given = os.environ.get("COUPONS_TOPIC_PREFIX")
+    if given is not None:
+        return given
+    fresh = f"dev{int(time.time())}."
+    if kept_in is None:
+        return fresh
+    kept = kept_in / PREFIX_FILE_NAME
+    if not kept.exists():
+        kept_in.mkdir(parents=True, exist_ok=True)
+        kept.write_text(fresh + "\n")
+    return kept.read_text().strip()
 
 
 @contextlib.contextmanager
@@ -126,25 +174,31 @@ def _clear_former_run(root: Path) -> None:
             print(line, flush=True)
 
 
-def _run_stack(root: Path, port: int, demo: bool, stop_grace_s: float) -> int:
+def _run_stack(root: Path, port: int, demo: bool, stop_grace_s: float, kind: str) -> int:
     keys = dev_secrets(root)
     external_kafka = os.environ.get("KAFKA_BOOTSTRAP_SERVERS")
     external_db = os.environ.get("DATABASE_URL")
+    broker_dir = root / BROKER_FOLDERS[kind]
+    broker_said = f"{external_kafka} (KAFKA_BOOTSTRAP_SERVERS)"
+    keeps_log = external_kafka is None and kind == "kafka"  # ours, and on disk
+    prefix = topic_prefix(broker_dir if keeps_log else None)
     stack: Stack | None = None
     infra = []
     settings_file: Path | None = None
     try:
         if external_kafka is None:
-            broker = start_broker(root / "broker")
+            broker = start_broker_of(kind, broker_dir)
             infra.append(broker.process)
             external_kafka = broker.bootstrap_servers
+            broker_said = BROKER_SAID[kind].format(at=external_kafka, folder=broker_dir)
         if external_db is None:
             postgres = start_postgres(root / "postgres")
             infra.append(postgres.process)
             external_db = postgres.url
         asyncio.run(migrate(external_db))
-        prefix = os.environ.get("COUPONS_TOPIC_PREFIX", f"dev{int(time.time())}.")
         env = stack_env(external_kafka, external_db, keys["jwt"], keys["codes"], port, prefix)
+        if kind == "kafka":  # started again under its name, the allocator is the member it was
+            env["ALLOCATOR_STATIC_MEMBER"] = "1"  # (Tansu waits out the session all the same)
         logs = root / "logs"
         stack = build_stack(env, logs)
         gateway = f"http://127.0.0.1:{port}"
@@ -152,12 +206,16 @@ def _run_stack(root: Path, port: int, demo: bool, stop_grace_s: float) -> int:
         print(f"web app:  {gateway}/  (sign in with any name)", flush=True)
         print(f"gateway:  {gateway}", flush=True)
         print(f"notifier: http://127.0.0.1:{port + 1}", flush=True)
+        print(f"broker:   {broker_said}; topics {prefix}*", flush=True)
         print(f"settings: {settings_file} (read by every `coupons` command run here)")
         print(f"elsewhere: export $(grep -v '^#' {settings_file} | xargs)", flush=True)
         if demo:
             _print_demo(port, keys["jwt"])
         print(f"logs in {logs}; Ctrl-C stops everything", flush=True)
         return _supervise(stack, infra)
+    except KafkaUnavailable as error:  # Maven could not fetch the jars, say
+        print(f"coupons: --broker kafka: {error}", file=sys.stderr)
+        return 1
     finally:
         if settings_file is not None:
             local.remove(settings_file)
@@ -197,7 +255,8 @@ STEADY_S = 60.0  # a part up this long has recovered: its next restart waits the
 def _supervise(stack: Stack, infra: list[Process]) -> int:
     """Until Ctrl-C (or SIGTERM): a part that exits is started again after a backoff that
     doubles while it keeps failing, and the terminal says so. The broker or PostgreSQL
-    exiting ends the stack (the broker's log was in its memory): exit status 1."""
+    exiting ends the stack (Tansu's log was in its memory; Apache Kafka's is kept for the
+    next run): exit status 1."""
     stop = threading.Event()
     restarting = threading.Event()  # starting a part again waits up to READY_TIMEOUT_S
 

@@ -1,10 +1,14 @@
 """`coupons dev` (what `make run` starts): a part that dies is started again and the
 terminal says so; Ctrl-C stops everything within a bound, and nothing it started outlives
-it, even when it is killed itself."""
+it, even when it is killed itself. Stopped and started again, it keeps every answer it gave,
+and `coupons replay` proves the database from the log: the whole history on Apache Kafka,
+whose log is kept; on Tansu, whose log is not, what the new log holds, saying so."""
 
 import contextlib
+import json
 import os
 import queue
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,15 +21,18 @@ from pathlib import Path
 
 import pytest
 
+from deploy import local
 from deploy.dev import STOP_GRACE_S
 from deploy.embedded import free_port, start_postgres
 from deploy.stack import http_ready, wait_until
-from tests.support.stack import SECRET
+from tests.support.stack import SECRET, broker_kind
+from tests.support.terminal import coupons_in
 
 pytestmark = pytest.mark.integration
 
 WAIT_S = 60.0
 READY = "Ctrl-C stops everything"
+READY_S = {"tansu": WAIT_S, "kafka": 180.0}  # a JVM's first start on a busy two-core machine
 ORPHANS_GONE_S_MAX = 5.0  # what `coupons dev` started is gone this long after it ends
 STOP_SLACK_S = 2.0  # beyond the stuck part's grace: the others, the broker and PostgreSQL
 
@@ -89,23 +96,29 @@ class Dev:
     said: str = ""
     started: Family = field(default_factory=dict)
 
-    def until(self, wanted: str) -> str:
-        self.said += _until(self.lines, wanted)
+    def until(self, wanted: str, timeout_s: float = WAIT_S) -> str:
+        self.said += _until(self.lines, wanted, timeout_s)
         return self.said
 
-    def ready(self) -> None:
+    def ready(self, timeout_s: float = WAIT_S) -> None:
         """Until it says it is ready; then what it started is known."""
-        self.until(READY)
+        self.until(READY, timeout_s)
         self.started = family(self.process.pid)
+
+    def stop(self) -> None:
+        """Ctrl-C, and until it has stopped (bounded): cleanly, with nothing left running."""
+        self.process.send_signal(signal.SIGINT)
+        assert self.process.wait(timeout=WAIT_S) == 0, self.said
+        _none_left(self.started, "Ctrl-C")
 
 
 @contextlib.contextmanager
-def running_dev(port: int, data_dir: Path) -> Iterator[Dev]:
+def running_dev(port: int, data_dir: Path, broker: str = "tansu") -> Iterator[Dev]:
     """`coupons dev` on `port` and `data_dir`; at the end stopped, and whatever it started
     and left behind killed, by PID."""
     process = subprocess.Popen(
         [sys.executable, "-m", "deploy.cli", "dev", "--port", str(port), "--data-dir",
-         str(data_dir)],
+         str(data_dir), "--broker", broker],
         env={**os.environ, "COUPONS_JWT_SECRET": SECRET},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )  # fmt: skip
@@ -204,6 +217,91 @@ def test_dev_says_what_to_do_with_a_lock_file_it_cannot_read(tmp_path: Path) -> 
     assert "Traceback" not in said and len(said.splitlines()) == 1, said
 
 
+@pytest.fixture
+def broker(pytestconfig: pytest.Config) -> str:
+    """The suite's broker (`--backend`): the restart test holds on each, and runs once on the
+    broker of the run (Apache Kafka's run fails, not skips, without Java)."""
+    return broker_kind(pytestconfig)
+
+
+def test_dev_started_again_keeps_its_answers_and_replay_proves_them(
+    tmp_path: Path, broker: str
+) -> None:
+    data, port = tmp_path / local.DATA_DIR, _three_free_ports()
+    with running_dev(port, data, broker) as dev:
+        dev.ready(READY_S[broker])
+        first_run = local.read(data / local.FILE_NAME)
+        before = _created(tmp_path, "BEFORE")
+        granted = _claimed(tmp_path, before, "alice")
+        dev.stop()
+    with running_dev(port, data, broker) as dev:
+        dev.ready(READY_S[broker])
+        second_run = local.read(data / local.FILE_NAME)
+        again = _claimed(tmp_path, before, "alice")
+        after = _created(tmp_path, "AFTER")
+        bob, alice = _claimed(tmp_path, after, "bob"), _claimed(tmp_path, after, "alice")
+        status, proved, err = coupons_in(tmp_path, "replay")
+        claims = _claims_kcat_reads(second_run) if broker == "kafka" else []
+    print(f"\n{proved.strip()}")
+    assert granted["status"] == "granted" and bob["status"] == "granted"
+    assert again["reason"] == "already_claimed" and alice["reason"] == "daily_limit"
+    assert status == 0 and ", 0 mismatch" in proved and not err, proved + err
+    prefixes = (first_run["COUPONS_TOPIC_PREFIX"], second_run["COUPONS_TOPIC_PREFIX"])
+    if broker == "kafka":  # the same log: every decision, from both runs, is compared
+        assert prefixes[0] == prefixes[1]
+        assert "compared 6 decisions: 6 match" in proved and "begins after" not in proved
+        assert claims == ["alice", "alice", "bob", "alice"]  # README's kcat, both runs' claims
+    else:  # a new log: what it holds (the coupon made after, and its two claims) is compared
+        assert prefixes[0] != prefixes[1]
+        assert "compared 3 decisions: 3 match" in proved
+        [said] = [line for line in proved.splitlines() if "begins after" in line]
+        assert "2 decisions in PostgreSQL came from an earlier log" in said, said
+        assert "1 in this log about coupons created in that one" in said, said
+
+
+def test_dev_on_kafka_without_java_says_what_is_missing_in_one_line(tmp_path: Path) -> None:
+    hidden = {**os.environ, "PATH": str(tmp_path / "empty")}  # no `java` (nor anything) found
+    hidden.pop("KAFKA_BOOTSTRAP_SERVERS", None)
+    argv = [sys.executable, "-m", "deploy.cli", "dev", "--broker", "kafka", "--data-dir",
+            str(tmp_path / local.DATA_DIR), "--port", str(_three_free_ports())]  # fmt: skip
+    done = subprocess.run(argv, env=hidden, capture_output=True, text=True, timeout=WAIT_S)
+    said = done.stdout + done.stderr
+    assert done.returncode == 1 and len(said.splitlines()) == 1, said
+    assert said.startswith("coupons: --broker kafka: ") and "`java` is not on the PATH" in said
+    assert not (tmp_path / local.DATA_DIR).exists()  # nothing started, nothing made
+
+
+def _claims_kcat_reads(settings: dict[str, str]) -> list[str]:
+    """Who claimed, in log order, as Debian's kcat reads the command log (README, "For
+    analysts"): the broker and the topic prefix from the settings file."""
+    kcat = shutil.which("kcat")
+    assert kcat, "kcat is not installed: `make kcat` (as root: apt-get install kcat)"
+    topic = f"{settings['COUPONS_TOPIC_PREFIX']}coupon.commands"
+    argv = [kcat, "-b", settings["KAFKA_BOOTSTRAP_SERVERS"], "-C", "-t", topic, "-o", "beginning",
+            "-e", "-q", "-f", "%T %s\n"]  # fmt: skip
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=WAIT_S, check=True)
+    stamped = (line.split(" ", 1) for line in done.stdout.splitlines())
+    commands = [json.loads(value) for _, value in sorted((int(t), v) for t, v in stamped)]
+    return [c["user_id"] for c in commands if c.get("kind") == "claim"]
+
+
+def _created(folder: Path, code: str) -> str:
+    """A live coupon of 3 units (the daily rule on), by `coupons create`; its id."""
+    status, out, err = coupons_in(folder, "create", "--code", code, "--message", code,
+                                  "--count", "3", "--as", "ops", "--admin", "--json")  # fmt: skip
+    assert status == 0, out + err
+    return str(json.loads(out)["id"])
+
+
+def _claimed(folder: Path, coupon: str, person: str) -> dict[str, str]:
+    """`coupons claim` waiting for its decision: the decision."""
+    status, out, err = coupons_in(folder, "claim", coupon, "--as", person, "--wait", "10",
+                                  "--json")  # fmt: skip
+    assert status in (0, 1), out + err  # granted, or refused: decided either way
+    decided: dict[str, str] = json.loads(out)
+    return decided
+
+
 def _none_left(processes: Family, after: str) -> None:
     wait_until(
         lambda: True if not left(processes) else None,
@@ -246,9 +344,9 @@ def _lines(process: "subprocess.Popen[str]") -> "tuple[queue.Queue[str | None], 
     return out, reader
 
 
-def _until(lines: "queue.Queue[str | None]", wanted: str) -> str:
-    """Everything said up to and including the line holding `wanted` (at most WAIT_S)."""
-    said, deadline = "", time.monotonic() + WAIT_S
+def _until(lines: "queue.Queue[str | None]", wanted: str, timeout_s: float = WAIT_S) -> str:
+    """Everything said up to and including the line holding `wanted` (at most `timeout_s`)."""
+    said, deadline = "", time.monotonic() + timeout_s
     while wanted not in said:
         left_s = deadline - time.monotonic()
         assert left_s > 0, f"never said {wanted!r}; said:\n{said}"
