@@ -1,18 +1,22 @@
 """Kafka clients with every option that matters passed explicitly.
 
 The embedded broker (Tansu) supports neither the idempotent nor the transactional
-producer, and answers a fetch only when its wait runs out: fetch waits are short.
+producer (the idempotent one is a setting, KAFKA_ENABLE_IDEMPOTENCE, for Apache Kafka), and
+answers a fetch only when its wait runs out: fetch waits are short.
 """
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import AsyncIterator
 from difflib import SequenceMatcher
+from typing import Any
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
-from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.errors import TopicAlreadyExistsError, for_code
 
 from runtime import errors
 from runtime.errors import CouponsError
@@ -38,8 +42,8 @@ class MessageLimitTooLow(CouponsError):
 def producer(settings: Settings, linger_ms: int = 1) -> AIOKafkaProducer:
     return AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
-        acks="all",
-        enable_idempotence=False,
+        acks="all",  # every in-sync replica has it: KAFKA_MIN_INSYNC_REPLICAS at least
+        enable_idempotence=settings.kafka_idempotence,
         linger_ms=linger_ms,
         max_batch_size=256 * 1024,
         max_request_size=REQUEST_BYTES_MAX,
@@ -54,12 +58,15 @@ def consumer(
     max_records: int | None = None,
     partition_fetch_bytes: int = 1024 * 1024,
     session_timeout_ms: int = 10_000,
+    instance_id: str | None = None,
 ) -> AIOKafkaConsumer:
     """A reader; with `group_id`, a member of that group (offsets are never committed to
-    the broker: every reader keeps its position elsewhere or starts over)."""
+    the broker: every reader keeps its position elsewhere or starts over), a static one
+    under `instance_id` when given."""
     return AIOKafkaConsumer(
         bootstrap_servers=settings.kafka_bootstrap_servers,
         group_id=group_id,
+        group_instance_id=instance_id,
         session_timeout_ms=session_timeout_ms,
         heartbeat_interval_ms=max(100, session_timeout_ms // 6),
         enable_auto_commit=False,
@@ -72,16 +79,29 @@ def consumer(
     )
 
 
+NEW_LOG_AFTER_S = 10.0  # a log end below the position for this long is a new log
+_below_since: "weakref.WeakKeyDictionary[AIOKafkaConsumer, dict[TopicPartition, float]]" = (
+    weakref.WeakKeyDictionary()
+)
+
+
 async def follow_new_logs(consumer: AIOKafkaConsumer) -> None:
     """For a reader that follows logs live (replies, statuses, decisions to forward): when
-    a log ends below the reader's position, the broker restarted empty (the embedded one
-    keeps its logs in memory). Go on from the new log's start instead of waiting, unheard,
-    for it to grow past the old position."""
+    a log ends below the reader's position for NEW_LOG_AFTER_S, the broker restarted empty
+    (the embedded one keeps its logs in memory). Go on from the new log's start instead of
+    waiting, unheard, for it to grow past the old position. Only when it lasts: on Apache
+    Kafka, a partition's new leader may say a high watermark below what its old one had
+    served for a moment after a failover, and reading a live log again from its start
+    would forward every decision again."""
+    below = _below_since.setdefault(consumer, {})
     for tp in consumer.assignment():
         end = consumer.highwater(tp)
-        if end is not None and await consumer.position(tp) > end:
+        if end is None or await consumer.position(tp) <= end:
+            below.pop(tp, None)
+        elif time.monotonic() - below.setdefault(tp, time.monotonic()) >= NEW_LOG_AFTER_S:
             log.warning("%s[%d] ends at %d, below our position: a new log", *tp, end)
             await consumer.seek_to_beginning(tp)
+            below.pop(tp, None)
 
 
 async def follow(
@@ -98,23 +118,62 @@ async def follow(
 
 
 async def ensure_topics(settings: Settings, topics: dict[str, int]) -> None:
-    """Create the topics that do not exist yet, with the given partition counts."""
+    """Create the topics that do not exist yet, with the given partition counts, and the
+    replication the settings say (a topic that exists is left as it is)."""
     admin = AIOKafkaAdminClient(
         bootstrap_servers=settings.kafka_bootstrap_servers, request_timeout_ms=REQUEST_TIMEOUT_MS
     )
     await admin.start()
     try:
         existing = set(await admin.list_topics())
-        wanted = [NewTopic(n, p, 1) for n, p in topics.items() if n not in existing]
+        replicas = settings.kafka_replication_factor
+        in_sync = {"min.insync.replicas": str(settings.kafka_min_insync_replicas)}
+        wanted = [
+            NewTopic(name, partitions, replicas, topic_configs=in_sync)
+            for name, partitions in topics.items()
+            if name not in existing
+        ]
         if wanted:
-            try:
-                await admin.create_topics(wanted)
-            except TopicAlreadyExistsError:
-                pass  # another process created it first
+            _raise_refusal(await admin.create_topics(wanted))
             log.info("created topics %s", [t.name for t in wanted])
+        await _until_led(admin, topics)
         await _check_message_limit(admin, sorted(topics))
     finally:
         await admin.close()
+
+
+TOPICS_LED_S = 30.0  # a topic just made (here or by a part starting beside) has leaders within
+
+
+async def _until_led(admin: AIOKafkaAdminClient, topics: dict[str, int]) -> None:
+    """Until the broker's metadata has every partition of `topics` with a leader. A topic
+    made a moment ago (by another part starting at the same time, say) may have none yet,
+    and a group member that joined then was given no partitions and asked for none again
+    (seen on Apache Kafka: an allocator idle for good)."""
+    deadline = time.monotonic() + TOPICS_LED_S
+    while True:
+        described = {t["topic"]: t for t in await admin.describe_topics(sorted(topics))}
+        unled = [
+            name
+            for name, count in topics.items()
+            if described.get(name, {}).get("error_code", -1) != 0
+            or len(described[name]["partitions"]) < count
+            or any(p["leader"] < 0 or p["error_code"] for p in described[name]["partitions"])
+        ]
+        if not unled:
+            return
+        if time.monotonic() > deadline:
+            raise errors.BrokerUnavailable(f"topics {unled} have no leader after {TOPICS_LED_S} s")
+        await asyncio.sleep(0.05)
+
+
+def _raise_refusal(answer: Any) -> None:
+    """A CreateTopics answer says each topic's error (aiokafka raises none): a topic another
+    process created first is none of ours; any other is (more replicas than brokers, say)."""
+    for topic in answer.to_object()["topic_errors"]:
+        if topic["error_code"] not in (0, TopicAlreadyExistsError.errno):
+            said = topic.get("error_message") or ""
+            raise for_code(topic["error_code"])(f"creating topic {topic['topic']}: {said}")
 
 
 async def _check_message_limit(admin: AIOKafkaAdminClient, topics: list[str]) -> None:
@@ -258,3 +317,37 @@ async def read_commands(
                 yield record, decode_command(record.value or b"")
             except (ValueError, TypeError, KeyError):
                 yield record, None
+
+
+TOPICS_CHECK_S = 5.0  # how often a part looks that its topics are still there
+
+
+async def keep_topics(settings: Settings, topics: dict[str, int], stop: asyncio.Event) -> None:
+    """Until `stop`: every TOPICS_CHECK_S, make again any of `topics` that has gone (a
+    broker that lost its log, a topic deleted by hand). Nothing would make them otherwise:
+    Apache Kafka makes no topic for a client that asks (auto-creation is off), so every
+    produce would fail and every reader wait, for ever. A look that fails (the broker
+    away) is tried again at the next."""
+    while True:
+        try:
+            await asyncio.wait_for(stop.wait(), TOPICS_CHECK_S)
+            return
+        except TimeoutError:
+            pass
+        try:
+            admin = AIOKafkaAdminClient(
+                bootstrap_servers=settings.kafka_bootstrap_servers,
+                request_timeout_ms=REQUEST_TIMEOUT_MS,
+            )
+            await admin.start()
+            try:
+                gone = sorted(set(topics) - set(await admin.list_topics()))
+            finally:
+                await admin.close()
+            if gone:
+                log.warning("topics %s are gone from the broker: making them again", gone)
+                await ensure_topics(settings, topics)
+        except Exception as error:
+            if not errors.known(error):
+                raise
+            log.info("could not look at the topics (%s)", errors.said(error))

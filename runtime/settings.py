@@ -43,11 +43,24 @@ class Settings:
     allocator_group: str = "coupons-allocators"  # ALLOCATOR_GROUP, or the prefix's own
     allocator_session_timeout_ms: int = variable("ALLOCATOR_SESSION_TIMEOUT_MS", 6000)
     allocator_id: str = "allocator"  # ALLOCATOR_ID, or one with the host name and process id
+    # A static member of the group (KIP-345) under ALLOCATOR_ID: started again under the same
+    # id within the session, it takes its partitions back at once instead of after the
+    # session; but stopping never leaves the group, so its partitions wait out the session.
+    allocator_static_member: bool = variable("ALLOCATOR_STATIC_MEMBER", False)
+    allocator_id_given: bool = False  # ALLOCATOR_ID set, not made up from the process id
     gateway_id: str = variable("GATEWAY_ID", "")
     gateway_workers: int = variable("GATEWAY_WORKERS", 1)
     gateway_reuse_port: bool = variable("GATEWAY_REUSE_PORT", False)
     event_loop: str = variable("COUPONS_EVENT_LOOP", "uvloop")
     kafka_fetch_wait_ms: int = variable("KAFKA_FETCH_WAIT_MS", 10)
+    # The topics the parts create: copies of each partition, and how many must have a
+    # write before it is acknowledged (acks=all). 1 and 1 for a one-node broker; on a
+    # cluster, 3 and 2: one node may die and nothing acknowledged is lost.
+    kafka_replication_factor: int = variable("KAFKA_REPLICATION_FACTOR", 1)
+    kafka_min_insync_replicas: int = variable("KAFKA_MIN_INSYNC_REPLICAS", 1)
+    # Producers that the broker deduplicates on a retry and keeps in order: Apache Kafka
+    # has them; Tansu refuses them (InitProducerId fails), so it is off unless set.
+    kafka_idempotence: bool = variable("KAFKA_ENABLE_IDEMPOTENCE", False)
     batch_records_max: int = variable("ALLOCATOR_BATCH_RECORDS_MAX", 2000)
     forget_idle_s: float = variable("ALLOCATOR_FORGET_IDLE_S", 60.0)
     claim_wait_s_default: float = variable("CLAIM_WAIT_S_DEFAULT", 2.0)
@@ -105,6 +118,7 @@ class Settings:
                 allocator_id=env.get(
                     "ALLOCATOR_ID", f"allocator-{socket.gethostname()}-{os.getpid()}"
                 ),
+                allocator_id_given="ALLOCATOR_ID" in env,
                 limits=read(
                     Limits,
                     env,
@@ -117,6 +131,11 @@ class Settings:
                 raise ValueError(f"COUPONS_EVENT_LOOP: {settings.event_loop!r}")
             if settings.allocator_session_timeout_ms < 1000:
                 raise ValueError("ALLOCATOR_SESSION_TIMEOUT_MS must be at least 1000")
+            if not 1 <= settings.kafka_min_insync_replicas <= settings.kafka_replication_factor:
+                raise ValueError(
+                    "KAFKA_MIN_INSYNC_REPLICAS must be at least 1 and at most"
+                    " KAFKA_REPLICATION_FACTOR"
+                )
             if settings.gateway_workers < 1:
                 raise ValueError("GATEWAY_WORKERS must be at least 1")
             if settings.oidc_client_id and not (verifier.issuer and verifier.keys):
