@@ -7,16 +7,23 @@ from typing import Any
 from aiohttp import web
 
 from allocator.service import Allocator
+from runtime import kafka
 from runtime.http import add_ops_routes, errors, json_response, serve
-from runtime.settings import Settings
+from runtime.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
+    if settings.allocator_static_member and not settings.allocator_id_given:
+        raise SettingsError(
+            "ALLOCATOR_STATIC_MEMBER needs ALLOCATOR_ID: a name the allocator keeps when"
+            " started again (the default has the process id in it)"
+        )
     allocator = Allocator(settings)
     await allocator.start()
     deciding = asyncio.create_task(allocator.run(stop))
+    keeping = asyncio.create_task(kafka.keep_topics(settings, kafka.core_topics(settings), stop))
 
     async def readiness() -> str | None:
         if deciding.done():
@@ -56,6 +63,6 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             raise deciding.exception()  # type: ignore[misc]
     finally:
         stop.set()
-        await asyncio.gather(deciding, return_exceptions=True)
+        await asyncio.gather(deciding, keeping, return_exceptions=True)
         await runner.cleanup()
         await allocator.stop()

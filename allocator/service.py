@@ -104,6 +104,7 @@ class Allocator(Owning):
             group_id=settings.allocator_group if self.grouped else None,
             max_records=settings.batch_records_max,
             session_timeout_ms=settings.allocator_session_timeout_ms,
+            instance_id=settings.allocator_id if settings.allocator_static_member else None,
         )
         await self.consumer.start()
         await self.own(self.consumer)

@@ -68,7 +68,8 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     topics = Topics(settings.topic_prefix)
     gateway_id = settings.gateway_id or f"gw-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     reply_topic = topics.replies(gateway_id)
-    await kafka.ensure_topics(settings, {**kafka.core_topics(settings), reply_topic: 1})
+    ours = {**kafka.core_topics(settings), reply_topic: 1}
+    await kafka.ensure_topics(settings, ours)
     pool = await db.create_pool(settings.database_url, settings.db_pool_size_max)
     producer = kafka.producer(settings)
     await producer.start()
@@ -93,7 +94,11 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         app, settings.host, settings.gateway_port, settings.gateway_reuse_port, settings.connections
     )
     log.info("gateway %s listening on %s:%d", gateway_id, settings.host, settings.gateway_port)
-    tallying = [asyncio.create_task(gateway.edge.run(stop)), *keys_kept_fresh(settings.jwt, stop)]
+    tallying = [
+        asyncio.create_task(gateway.edge.run(stop)),
+        asyncio.create_task(kafka.keep_topics(settings, ours, stop)),
+        *keys_kept_fresh(settings.jwt, stop),
+    ]
     try:
         await stop.wait()
     finally:

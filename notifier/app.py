@@ -60,6 +60,7 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
         asyncio.create_task(live.feed.run(stop)),
         asyncio.create_task(watch.run(stop)),
         asyncio.create_task(board.run(stop)),
+        asyncio.create_task(kafka.keep_topics(settings, kafka.core_topics(settings), stop)),
         *keys_kept_fresh(settings.jwt, stop),
     ]
 

@@ -1,7 +1,10 @@
 """Settings read from the environment: what an allocator owns, and the web app's sign-in."""
 
+import asyncio
+
 import pytest
 
+from allocator.app import run
 from runtime.settings import Settings, SettingsError
 
 BASE = {
@@ -25,6 +28,17 @@ def test_without_partitions_an_allocator_joins_its_prefixs_group() -> None:
 )
 def test_given_partitions_are_owned_statically(given: str, owned: tuple[int, ...]) -> None:
     assert Settings.from_env({**BASE, "ALLOCATOR_PARTITIONS": given}).allocator_partitions == owned
+
+
+def test_a_static_member_needs_a_name_it_keeps() -> None:
+    """The group knows a static member by ALLOCATOR_ID; one made up from the process id
+    would be a stranger after every restart. Only the allocator refuses: every part reads
+    the same settings."""
+    named = Settings.from_env({**BASE, "ALLOCATOR_STATIC_MEMBER": "1", "ALLOCATOR_ID": "a-0"})
+    assert (named.allocator_static_member, named.allocator_id_given) == (True, True)
+    unnamed = Settings.from_env({**BASE, "ALLOCATOR_STATIC_MEMBER": "1"})
+    with pytest.raises(SettingsError, match="ALLOCATOR_STATIC_MEMBER needs ALLOCATOR_ID"):
+        asyncio.run(run(unnamed, asyncio.Event()))
 
 
 @pytest.mark.parametrize(
