@@ -4,6 +4,8 @@ CLI starts without them."""
 import argparse
 import os
 
+from deploy.stack import BROKERS
+
 SCENARIOS = (
     "burst", "burst-keyed", "sustained", "sustained-keyed", "sustained-wide",
     "sustained-wide-keyed", "noon", "replay",
@@ -18,6 +20,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-daily-rule", dest="daily_rule", action="store_false",
                         help="coupons without the one-per-person-per-day rule (default: on, "
                         "as the API's default)")  # fmt: skip
+    parser.add_argument(
+        "--broker",
+        choices=BROKERS,
+        default="tansu",
+        help="the broker every scenario runs on: tansu (in memory, as "
+        "`make run`) or kafka (Apache Kafka from its jars, with Java)",
+    )
     parser.add_argument("--users", type=int, default=100_000, help="people in the burst")
     parser.add_argument("--count", type=int, default=25, help="units of the burst's coupon")
     parser.add_argument("--sustained-users", type=int, default=20_000)

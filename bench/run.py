@@ -37,7 +37,7 @@ def run(args: argparse.Namespace) -> int:
             slows as its logs grow (README, Soak), so no scenario pays for the ones before."""
             root = Path(tmp) / f"run{next(made)}"
             root.mkdir()
-            stack = systems.start(root, log, args.workers, compared)
+            stack = systems.start(root, log, args.workers, compared, broker=args.broker)
             try:
                 yield stack
             finally:

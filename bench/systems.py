@@ -84,13 +84,13 @@ class Systems:
 
 def start(
     root: Path, log: Callable[[str], None], workers: int = 1, compared: bool = True,
-    extra_env: dict[str, str] | None = None,
+    extra_env: dict[str, str] | None = None, broker: str = "tansu",
 ) -> Systems:  # fmt: skip
-    """Our stack, and unless `compared` is False the baseline and the ceiling; each HTTP
-    front with `workers` processes sharing its port."""
+    """Our stack on `broker` (deploy/stack.py's BROKERS), and unless `compared` is False the
+    baseline and the ceiling; each HTTP front with `workers` processes sharing its port."""
     secret = secrets.token_urlsafe(32)
-    log("starting the broker and PostgreSQL")
-    infra = start_infra(root)
+    log(f"starting the broker ({broker}) and PostgreSQL")
+    infra = start_infra(root, broker)
     suffix = uuid.uuid4().hex[:8]
     ours_db = asyncio.run(create_database(infra.postgres.url, f"ours_{suffix}"))
     baseline_db = asyncio.run(create_database(infra.postgres.url, f"baseline_{suffix}"))

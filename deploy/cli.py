@@ -241,7 +241,12 @@ def _report(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from bench.run import run
+    from deploy.kafka_broker import missing
 
+    why = missing() if args.broker == "kafka" else None
+    if why is not None:
+        print(f"coupons bench: --broker kafka: {why}", file=sys.stderr)
+        return 1
     return run(args)
 
 
