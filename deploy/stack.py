@@ -21,6 +21,7 @@ from deploy.embedded import (
     Postgres,
     Process,
     free_port,
+    free_ports,
     spawn,
     start_broker,
     start_postgres,
@@ -89,7 +90,9 @@ def wait_part(part: Part, timeout_s: float = READY_TIMEOUT_S) -> None:
     `timeout_s`, is stopped and said."""
     deadline = time.monotonic() + timeout_s
     try:
-        while not http_ready(part.url):
+        # Alive and answering: a part that could not listen must not pass for ready because
+        # something else answers on its port.
+        while not (http_ready(part.url) and part.process.popen.poll() is None):
             code = part.process.popen.poll()
             if code is not None:
                 tail = part.process.log_path.read_text()[-3000:]
@@ -299,7 +302,7 @@ def build_stack(
 
 def free_ports_env(env: dict[str, str]) -> dict[str, str]:
     """`env` with the gateway, notifier and first allocator on free ports."""
-    gateway, notifier, allocator = free_port(), free_port(), free_port()
+    gateway, notifier, allocator = free_ports(3)
     return {
         **env,
         "GATEWAY_PORT": str(gateway),

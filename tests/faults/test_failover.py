@@ -76,6 +76,12 @@ async def test_a_third_allocator_joining_mid_load_takes_a_share(
         third = await asyncio.to_thread(stack.start_allocator, None, "allocator-third")
         await shared_out([first, second, third], lambda held: all(held))
         taken = sorted(await deciding(http, third))
+        # The load may be over by now (Apache Kafka's join takes a tenth of a second, and
+        # its fetches answer at once): a claim on a new coupon of every partition is sure
+        # to reach the third allocator's share.
+        for coupon in await coupons_on_every_partition(http, stack, 1):
+            answer = await claim(http, stack, coupon, f"late-{coupon}")
+            assert answer.status == 201, answer.body
         outcomes = await load
     figures = await check_every_coupon(stack, coupons, outcomes)
     decided_by_third = await metric(third.url, "coupons_allocator_decisions_total")
