@@ -49,7 +49,7 @@ BROKER_DEFAULT = BROKERS[0]  # Tansu: runs wherever pip does; Apache Kafka needs
 BROKER_FOLDERS = {"tansu": "broker", "kafka": "kafka"}  # in the data folder
 PREFIX_FILE_NAME = "topic-prefix"  # beside a log that is kept: its topics' prefix
 BROKER_SAID = {
-    "tansu": "Tansu at {at}, its log in memory (each run has topics of its own)",
+    "tansu": "Tansu at {at}, its log in memory (`make run BROKER=kafka` keeps it)",
     "kafka": "Apache Kafka at {at}, its log kept in {folder}",
 }
 
