@@ -1,6 +1,5 @@
 """Fault tests break the stack on purpose (stop PostgreSQL, freeze the broker, SIGKILL
-parts), so each module gets a broker and a PostgreSQL of its own, and no stack is started
-ahead on them (a spare would live through another test's faults); the `stack` fixture of
+parts), so each module gets a broker and a PostgreSQL of its own; the `stack` fixture of
 tests/support/stack.py builds on it."""
 
 from collections.abc import Iterator
@@ -8,14 +7,9 @@ from collections.abc import Iterator
 import pytest
 
 from deploy.stack import Infra
-from tests.support.stack import Spare, broker_kind, running_infra
+from tests.support.stack import broker_kind, running_infra
 
 
 @pytest.fixture(scope="module")
 def infra(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Infra]:
     yield from running_infra(tmp_path_factory.mktemp("faults"), broker_kind(pytestconfig))
-
-
-@pytest.fixture(scope="module")
-def spare() -> Spare | None:
-    return None

@@ -151,11 +151,6 @@ async def test_commands_past_the_byte_bound_are_refused_at_once(stack: Stack) ->
     assert canaries.slowest() < CANARY_S_MAX
 
 
-# A finding of the Kafka half, not yet fixed: on Apache Kafka the canaries beside these
-# ten commands of ~770 KB answer in up to 2.4 s (60 canaries; on Tansu 0.5 s), past the
-# bound. Until it is found where that time goes, this runs on Tansu only (README, "Known
-# limits"; issue 24's note).
-@pytest.mark.only_on("embedded")
 async def test_ten_distributions_at_the_byte_bound_leave_every_partition_answering(
     stack: Stack,
 ) -> None:

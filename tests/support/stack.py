@@ -13,8 +13,6 @@ import asyncpg
 import pytest
 
 from deploy import stack as builder
-from deploy.embedded import STOP_GRACE_S_DEFAULT as STOP_GRACE_S
-from deploy.embedded import stop_together
 from deploy.stack import Infra, start_infra
 from runtime.auth import mint_token
 from runtime.db import create_database
@@ -112,38 +110,6 @@ def build_stack(
     return stack
 
 
-class Spare:
-    """The next tests' stacks, started while earlier tests run. A stack takes seconds to be
-    ready (three processes; on Tansu a group's first join alone waits 3 s), and most tests
-    want one of the usual settings: each such test takes the oldest spare and starts
-    another, so `AHEAD` of them are always under way. Every test still has a database,
-    topics and processes of its own."""
-
-    AHEAD = 2  # most tests last a second or two; two ahead cover Tansu's 3 s join
-
-    def __init__(self, infra: Infra) -> None:
-        self.infra = infra
-        self.made = 0
-        self.ahead: list[Stack] = []
-
-    def _launch(self) -> None:
-        self.made += 1
-        self.ahead.append(launched_stack(self.infra, f"spare-{self.made}", None))
-
-    def take(self, name: str) -> Stack:
-        while len(self.ahead) < self.AHEAD:
-            self._launch()
-        stack = self.ahead.pop(0)
-        stack.wait()
-        self._launch()
-        (self.infra.root / "logs" / name).symlink_to(stack.log_dir)  # logs by the test's name
-        return stack
-
-    def close(self) -> None:
-        stop_together([p.process for stack in self.ahead for p in stack.parts], STOP_GRACE_S)
-        self.ahead = []
-
-
 @pytest.fixture(scope="session")
 def infra(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Infra]:
     root = tmp_path_factory.mktemp("stack")
@@ -155,23 +121,12 @@ def infra(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
         yield from running_infra(root, broker_kind(pytestconfig))
 
 
-@pytest.fixture(scope="session")
-def spare(infra: Infra) -> Iterator[Spare | None]:
-    made = Spare(infra)
-    yield made
-    made.close()
-
-
 @pytest.fixture
-def stack(infra: Infra, spare: Spare | None, request: pytest.FixtureRequest) -> Iterator[Stack]:
+def stack(infra: Infra, request: pytest.FixtureRequest) -> Iterator[Stack]:
     marker = request.node.get_closest_marker("allocators")
+    partitions = list(marker.args) if marker else None
     settings = request.node.get_closest_marker("stack_env")
-    if spare is not None and marker is None and settings is None:
-        built = spare.take(request.node.name)
-    else:
-        partitions = list(marker.args) if marker else None
-        extra = settings.kwargs if settings else None
-        built = build_stack(infra, request.node.name, partitions, extra)
+    built = build_stack(infra, request.node.name, partitions, settings.kwargs if settings else None)
     yield built
     built.stop()
 
