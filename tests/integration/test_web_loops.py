@@ -7,7 +7,6 @@ followed once per sign-in, and is stopped, with nothing sent for nobody, once th
 has ended or the person signed out. These pages shorten the backoff through
 window.COUPONS_BACKOFF (gateway/web/common.js), so that a bound is reached in seconds."""
 
-import asyncio
 import json
 import re
 import time
@@ -20,7 +19,7 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 
 from runtime.auth import mint_token
 from tests.support.artifacts import launched
-from tests.support.client import create_coupon
+from tests.support.client import create_coupon, until
 from tests.support.stack import SECRET, Stack
 from tests.support.webapp import SHOWN_WITHIN_MS, WIDTHS, looked_at, signed_in
 
@@ -106,12 +105,11 @@ async def streams_open(session: aiohttp.ClientSession, stack: Stack) -> int:
 
 async def until_streams_open(session: aiohttp.ClientSession, stack: Stack, count: int) -> None:
     """A closed stream is noticed by the notifier within half a second (notifier/sse.py)."""
-    checks = int(STREAMS_SETTLE_S / 0.1)
-    for _ in range(checks):
-        if await streams_open(session, stack) == count:
-            return
-        await asyncio.sleep(0.1)
-    pytest.fail(f"{await streams_open(session, stack)} streams open at the notifier, not {count}")
+
+    async def settled() -> bool:
+        return await streams_open(session, stack) == count
+
+    await until(settled, STREAMS_SETTLE_S, f"not {count} streams open at the notifier")
 
 
 async def test_a_claim_with_no_answer_is_sent_again_slower_and_slower_then_said_in_words(
