@@ -2,6 +2,7 @@
 real stack: generated requests, valid and not, must never get a 5xx, and every answer must
 match the document (status, content type, headers, body)."""
 
+import os
 import re
 import subprocess
 import sys
@@ -25,6 +26,7 @@ CHECKS = ",".join(
     ]
 )
 EXAMPLES_PER_OPERATION = 30  # bounded: CI time
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def fuzz(url: str, token: str, *extra: str) -> subprocess.CompletedProcess[str]:
@@ -38,7 +40,10 @@ def fuzz(url: str, token: str, *extra: str) -> subprocess.CompletedProcess[str]:
         "--header", f"Authorization: Bearer {token}", "--request-timeout", "15",
         "--workers", "1", "--no-color", *extra,
     ]  # fmt: skip
-    done = subprocess.run(argv, capture_output=True, text=True, timeout=900, check=False)
+    hooks = {"SCHEMATHESIS_HOOKS": "tests.support.fuzz_hooks", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run(
+        argv, capture_output=True, text=True, timeout=900, check=False, env={**os.environ, **hooks}
+    )
     print(done.stdout[-3000:])
     return done
 
