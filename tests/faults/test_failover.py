@@ -26,7 +26,7 @@ from tests.support.client import session as client_session
 from tests.support.load import Outcome, check, report, stored_grants, sustained_load
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.allocators(None)]  # group members
 
 PER_COUPON, COUNT = 300, 200  # careful clients per coupon, and its units
 RATE_PER_S = 150

@@ -56,4 +56,4 @@ def container_infra(root: Path) -> Iterator[Any]:
         broker = ContainerBroker(kafka.get_bootstrap_server())
         database = ContainerPostgres(postgres.get_connection_url())
         # Infra's broker and database as containers: the same attributes, no processes.
-        yield Infra(broker, database, root)  # type: ignore[arg-type]
+        yield Infra(broker, database, root, "kafka")  # type: ignore[arg-type]
