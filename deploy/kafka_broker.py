@@ -258,7 +258,7 @@ def _prepare(libs: Path, nodes: list[KafkaNode], cluster_id: str) -> None:
             properties.write_text(_settings(node))
             if not (node.data_dir / "logs" / "meta.properties").exists():
                 argv = ["java", "-Xmx256m", "-XX:TieredStopAtLevel=1", "-cp", f"{libs}/*",
-                        "kafka.tools.StorageTool", "format", "-t", cluster_id,
+                        "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}",
                         "-c", str(properties), "--ignore-formatted"]  # fmt: skip
                 formatting = subprocess.Popen(
                     argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -344,11 +344,15 @@ CLUSTER_SETTINGS = [
 
 def _cluster_id(folder: Path) -> str:
     """The cluster id kept in `folder`, made the first time as Kafka makes them: a UUID,
-    base64 without padding."""
+    base64 without padding, never starting with "-" (Kafka's Uuid.randomUuid draws again
+    too: kafka-storage would read one as an option; one in 64 did, and formatting failed)."""
     kept = folder / "cluster.id"
     if not kept.exists():
         folder.mkdir(parents=True, exist_ok=True)
-        kept.write_text(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))
+        made = "-"
+        while made.startswith("-"):
+            made = base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+        kept.write_text(made)
     return kept.read_text().strip()
 
 
