@@ -95,7 +95,7 @@ def start(
     ours_db = asyncio.run(create_database(infra.postgres.url, f"ours_{suffix}"))
     baseline_db = asyncio.run(create_database(infra.postgres.url, f"baseline_{suffix}"))
     env = stack_env(infra.broker.bootstrap_servers, ours_db, secret, "codes-" + secret, 0,
-                    f"b{suffix}.")  # fmt: skip
+                    f"b{suffix}.", broker)  # fmt: skip
     env = free_ports_env(env)
     env.update(
         {

@@ -181,6 +181,7 @@ def _run_stack(root: Path, port: int, demo: bool, stop_grace_s: float, kind: str
     broker_dir = root / BROKER_FOLDERS[kind]
     broker_said = f"{external_kafka} (KAFKA_BOOTSTRAP_SERVERS)"
     keeps_log = external_kafka is None and kind == "kafka"  # ours, and on disk
+    runs_on = kind if external_kafka is None else "kafka"  # a broker given is taken for Kafka
     prefix = topic_prefix(broker_dir if keeps_log else None)
     stack: Stack | None = None
     infra = []
@@ -196,7 +197,9 @@ def _run_stack(root: Path, port: int, demo: bool, stop_grace_s: float, kind: str
             infra.append(postgres.process)
             external_db = postgres.url
         asyncio.run(migrate(external_db))
-        env = stack_env(external_kafka, external_db, keys["jwt"], keys["codes"], port, prefix)
+        env = stack_env(
+            external_kafka, external_db, keys["jwt"], keys["codes"], port, prefix, runs_on
+        )
         if kind == "kafka":  # started again under its name, the allocator is the member it was
             env["ALLOCATOR_STATIC_MEMBER"] = "1"  # (Tansu waits out the session all the same)
         logs = root / "logs"

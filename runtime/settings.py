@@ -52,7 +52,11 @@ class Settings:
     gateway_workers: int = variable("GATEWAY_WORKERS", 1)
     gateway_reuse_port: bool = variable("GATEWAY_REUSE_PORT", False)
     event_loop: str = variable("COUPONS_EVENT_LOOP", "uvloop")
-    kafka_fetch_wait_ms: int = variable("KAFKA_FETCH_WAIT_MS", 10)
+    # How long the broker may hold a consumer's fetch when nothing is new. Apache Kafka
+    # answers as soon as a record arrives, so its default (500 ms) costs no latency and
+    # keeps idle readers quiet. Tansu holds every fetch until the wait runs out: stacks on
+    # Tansu set 10 (deploy/stack.py's TANSU_ENV), a trip through the log being that wait.
+    kafka_fetch_wait_ms: int = variable("KAFKA_FETCH_WAIT_MS", 500)
     # The topics the parts create: copies of each partition, and how many must have a
     # write before it is acknowledged (acks=all). 1 and 1 for a one-node broker; on a
     # cluster, 3 and 2: one node may die and nothing acknowledged is lost.
