@@ -170,8 +170,8 @@ def start_infra(root: Path, broker_kind: str = "tansu") -> Infra:
 
 # What the parts need on Tansu, where it differs from Apache Kafka: Tansu holds a fetch
 # until its wait runs out even when records arrive, so each trip through the log costs
-# the wait; 10 ms instead of Kafka's 500 (runtime/settings.py), at the price of idle
-# readers asking 100 times a second.
+# the wait; 10 ms instead of 100 (runtime/settings.py), at the price of idle readers
+# asking 100 times a second.
 TANSU_ENV = {"KAFKA_FETCH_WAIT_MS": "10"}
 
 

@@ -53,10 +53,12 @@ class Settings:
     gateway_reuse_port: bool = variable("GATEWAY_REUSE_PORT", False)
     event_loop: str = variable("COUPONS_EVENT_LOOP", "uvloop")
     # How long the broker may hold a consumer's fetch when nothing is new. Apache Kafka
-    # answers as soon as a record arrives, so its default (500 ms) costs no latency and
-    # keeps idle readers quiet. Tansu holds every fetch until the wait runs out: stacks on
-    # Tansu set 10 (deploy/stack.py's TANSU_ENV), a trip through the log being that wait.
-    kafka_fetch_wait_ms: int = variable("KAFKA_FETCH_WAIT_MS", 500)
+    # answers as soon as a record arrives, so a wait costs no latency there and keeps idle
+    # readers quiet (10 fetches a second each). It is 100, not Kafka's 500: a reader that
+    # must know it reached the log's end (the notifier's tail read for a pending ticket)
+    # learns it from an empty fetch, so waits that long. Tansu holds every fetch until the
+    # wait runs out: stacks on Tansu set 10 (deploy/stack.py's TANSU_ENV).
+    kafka_fetch_wait_ms: int = variable("KAFKA_FETCH_WAIT_MS", 100)
     # The topics the parts create: copies of each partition, and how many must have a
     # write before it is acknowledged (acks=all). 1 and 1 for a one-node broker; on a
     # cluster, 3 and 2: one node may die and nothing acknowledged is lost.

@@ -99,7 +99,8 @@ def launched_stack(
     database = f"t_{uuid.uuid4().hex[:12]}"
     url = asyncio.run(create_database(infra.postgres.url, database))
     env = builder.stack_env(
-        infra.broker.bootstrap_servers, url, SECRET, "codes-" + SECRET, 0, f"{database}."
+        infra.broker.bootstrap_servers, url, SECRET, "codes-" + SECRET, 0, f"{database}.",
+        infra.broker_kind,
     )
     env = builder.free_ports_env(env)
     env.update(
