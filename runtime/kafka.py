@@ -236,12 +236,24 @@ async def partitions_for(reader: AIOKafkaConsumer, topic: str) -> set[int] | Non
     A reader answers `partitions_for_topic` from the metadata of the topics it tracks, and
     Apache Kafka sends metadata of the topics asked about only (Tansu sent every topic's):
     the topic is added to what the reader's client tracks, and its metadata fetched.
-    (`topics()` fetches into a copy the reader does not keep: no public call does this.)"""
+    (`topics()` fetches into a copy the reader does not keep: no public call does this.)
+    A topic tracked but missing from the metadata (asked about while a broker that restarted
+    empty had not made it again) is asked about again, at most every METADATA_AGAIN_S: the
+    client would otherwise not ask before its metadata's age runs out (5 minutes)."""
     known = reader.partitions_for_topic(topic)
     if known:
         return set(known)
-    await reader._client.add_topic(topic)
+    client = reader._client
+    if topic not in client._topics:
+        await client.add_topic(topic)
+    elif time.monotonic() - _asked_again.get(reader, 0.0) >= METADATA_AGAIN_S:
+        _asked_again[reader] = time.monotonic()
+        await client.force_metadata_update()
     return set(reader.partitions_for_topic(topic) or ()) or None
+
+
+METADATA_AGAIN_S = 1.0
+_asked_again: "weakref.WeakKeyDictionary[AIOKafkaConsumer, float]" = weakref.WeakKeyDictionary()
 
 
 async def partitions_of(reader: AIOKafkaConsumer, topic: str) -> list[TopicPartition]:

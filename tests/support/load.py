@@ -151,7 +151,7 @@ def check(outcomes: list[Outcome], stored: dict[str, str], count: int) -> dict[s
     told = {o.user: o.grant_id for o in outcomes if o.final == "granted"}
     lost = sum(1 for o in outcomes if o.final == "unanswered")
     doubled = len(stored) - len(set(stored.values()))
-    assert lost == 0, f"{lost} clients never got an answer"
+    assert lost == 0, f"{lost} clients never got an answer: {_unanswered(outcomes)}"
     differ = sorted(
         (user, told.get(user), stored.get(user), [o for o in outcomes if o.user == user][0].final)
         for user in set(told) | set(stored)
@@ -170,6 +170,17 @@ def check(outcomes: list[Outcome], stored: dict[str, str], count: int) -> dict[s
         "lost": lost,
         "doubled": doubled,
     }
+
+
+def _unanswered(outcomes: list[Outcome]) -> str:
+    """How the unanswered went: refused at every attempt, or a ticket pending to the end."""
+    left = [o for o in outcomes if o.final == "unanswered"]
+    never = sum(1 for o in left if o.answer is None)
+    return (
+        f"{never} never past a 503 or a broken connection, {len(left) - never} with a ticket"
+        f" pending to the end ({sum(1 for o in left if o.resent)} had sent again after"
+        f" 'lost'); first: {left[0] if left else None}"
+    )
 
 
 def report(name: str, did: str, figures: dict[str, int], started: float) -> None:
