@@ -133,6 +133,23 @@ class Problem(Exception):
 
 
 # The client hung up before its answer (nginx's code for it): no response goes out.
+UNAVAILABLE_SAID_EVERY_S = 1.0  # a dependency down: a line a second per route, not a request
+_unavailable_said: dict[str, tuple[float, int]] = {}  # route: when said, how many held back
+
+
+def say_unavailable(route: str, error: BaseException, now: float) -> None:
+    """Log a dependency failure on a route: the first, then at most one line every
+    UNAVAILABLE_SAID_EVERY_S saying how many it stands for (an outage under load once
+    wrote 38 MB of the same line in two minutes; the 503s are counted in the metrics)."""
+    said, held = _unavailable_said.get(route, (float("-inf"), 0))
+    if now - said < UNAVAILABLE_SAID_EVERY_S:
+        _unavailable_said[route] = (said, held + 1)
+        return
+    _unavailable_said[route] = (now, 0)
+    more = f" (and {held} more since the last line)" if held else ""
+    log.warning("dependency failure on %s: %s%s", route, error, more)
+
+
 CLIENT_GONE_STATUS = 499
 CLIENT_GONE = Counter(
     "coupons_http_client_gone_total", "Requests whose client hung up before they were answered"
@@ -164,7 +181,7 @@ async def errors(
             CLIENT_GONE.inc()  # an answer nobody reads: counted, not logged as a failure
             response = web.Response(status=CLIENT_GONE_STATUS)
         elif failures.unavailable(error):
-            log.warning("dependency failure on %s: %s", name, error)
+            say_unavailable(name, error, time.monotonic())
             response = unavailable("a dependency is unavailable; retry shortly")
         else:
             log.exception("unhandled error on %s", name)

@@ -1,12 +1,14 @@
 """Failures keep their nature (issue 23, 6): what the broker refuses for what a request is
 is never waited out as an outage, and no message we make can be one it refuses."""
 
+import uuid
+
 import asyncpg
 import orjson
 import pytest
 from aiokafka import errors as kafka
 
-from runtime import errors
+from runtime import errors, http
 from runtime.kafka import FRAMING_BYTES_MAX, REQUEST_BYTES_MAX
 from schemas.messages import (
     COMMAND_BYTES_MAX,
@@ -76,3 +78,24 @@ def test_the_largest_command_echoed_in_full_is_still_a_message() -> None:
     )  # fmt: skip
     assert len(encode(decision)) <= MESSAGE_BYTES_MAX, len(encode(decision))
     assert orjson.loads(encode(decision))["plan"]["skipped"][0][0] == people[0]
+
+
+def test_a_dependency_down_is_said_once_a_second_per_route(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Every request on a route answered 503 while a dependency is down: the log gets the
+    first, then one line a second saying how many it stands for, not one line a request."""
+    down = ConnectionRefusedError("the broker is down")
+    tickets = f"/v1/tickets/{uuid.uuid4()}"  # routes no other test has said anything on
+    claims = f"/v1/claims/{uuid.uuid4()}"
+    with caplog.at_level("WARNING", logger="runtime.http"):
+        for i in range(450):  # 450 requests in 2.25 s, 200 a second
+            http.say_unavailable(tickets, down, 1000.0 + i / 200)
+        http.say_unavailable(claims, down, 1002.0)  # another route is said apart
+    said = f"dependency failure on {tickets}: the broker is down"
+    assert [r.getMessage() for r in caplog.records] == [
+        said,
+        f"{said} (and 199 more since the last line)",
+        f"{said} (and 199 more since the last line)",
+        f"dependency failure on {claims}: the broker is down",
+    ]
