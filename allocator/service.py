@@ -25,7 +25,7 @@ from allocator.ownership import LAG, Owning
 from allocator.partition import Owned, Phase
 from allocator.state import CoreConfig
 from allocator.store import Fenced, Landed
-from runtime import db, errors, hops, kafka
+from runtime import db, errors, hops, kafka, leaders
 from runtime.produce import Message, send_all
 from runtime.settings import Settings
 from schemas import logmarks
@@ -121,12 +121,16 @@ class Allocator(Owning):
     async def run(self, stop: asyncio.Event) -> None:
         """Decide batches until `stop` is set."""
         assert self.consumer
-        verifying = asyncio.create_task(self._verify_marks())
+        beside = [
+            asyncio.create_task(self._verify_marks()),
+            asyncio.create_task(leaders.watch(self.consumer, "allocator")),
+        ]
         try:
             await self._decide_until(stop)
         finally:
-            verifying.cancel()
-            await asyncio.gather(verifying, return_exceptions=True)
+            for task in beside:
+                task.cancel()
+            await asyncio.gather(*beside, return_exceptions=True)
 
     async def _decide_until(self, stop: asyncio.Event) -> None:
         """Each partition is decided in a lane of its own (`_lane`), so one whose batch is

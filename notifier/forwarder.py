@@ -15,7 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.errors import KafkaError
 from prometheus_client import Counter, Histogram
 
-from runtime import hops, kafka
+from runtime import hops, kafka, leaders
 from runtime.produce import Message, send_all
 from runtime.settings import Settings
 from schemas.topics import Topics
@@ -64,6 +64,15 @@ class Forwarder:
 
     async def run(self, stop: asyncio.Event) -> None:
         assert self.consumer and self.producer
+        watching = asyncio.create_task(leaders.watch(self.consumer, "notifier's forwarder"))
+        try:
+            await self._forward_until(stop)
+        finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
+
+    async def _forward_until(self, stop: asyncio.Event) -> None:
+        assert self.consumer
         while not stop.is_set():
             batches = await self.consumer.getmany(timeout_ms=100)
             await kafka.follow_new_logs(self.consumer)
