@@ -100,9 +100,10 @@ def judge(step: Step, result: Result, grants: int, people: int) -> dict[str, Any
         "expected_grants": min(step.count, step.people),
         "people_with_a_grant": people,
         "granted_answers": outcomes[201],
-        # A winner not decided within its Prefer: wait got 202 and a ticket to poll.
+        # A winner not decided within its Prefer: wait got 202 and a ticket to poll; one
+        # not answered within the generator's budget is granted all the same.
         "ok": grants == min(step.count, step.people) == people
-        and outcomes[201] <= grants <= outcomes[201] + outcomes[202],
+        and outcomes[201] <= grants <= outcomes[201] + outcomes[202] + figures["unanswered"],
     }
     figures["sustained"] = bool(
         figures["checks"]["ok"]

@@ -52,3 +52,9 @@ def test_a_step_is_sustained_only_with_exactly_k_every_answer_and_p99_under_a_se
     assert lost["unanswered"] == 1 and not lost["sustained"]
     doubled = judge(step, answered([201, 201] + [409] * 8, 0.2), grants=3, people=2)
     assert not doubled["checks"]["ok"] and not doubled["sustained"]
+    # A winner whose answer did not come within the generator's budget is granted all the
+    # same: exactly K still holds (a Kafka noon run at 5,000/s was called failed for it).
+    cut_off = judge(step, answered([201] + [409] * 8, 0.2), grants=2, people=2)
+    assert cut_off["checks"]["ok"] and not cut_off["sustained"]
+    told_more = judge(step, answered([201, 201, 201] + [409] * 7, 0.2), grants=2, people=2)
+    assert not told_more["checks"]["ok"], "three told granted, two grants held"
