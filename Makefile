@@ -52,11 +52,13 @@ run: install
 # they fill the two cores. The Kafka half's output follows the Tansu half's. Each half has a
 # temporary directory of its own (pytest would otherwise share one root between them, and
 # tighten its mode under the other's PostgreSQL), removed when both passed.
+# The slowest tests of each half are listed at its end: where CI's time goes.
+DURATIONS ?= 15
 test: compiled browser
 	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/coupons-tests.XXXXXX"); \
 	$(MAKE) --no-print-directory test-kafka BASETEMP=$$tmp/kafka > $$tmp/kafka.out 2>&1 & \
 	kafka=$$!; \
-	$(BIN)/pytest -q --basetemp=$$tmp/tansu; tansu=$$?; \
+	$(BIN)/pytest -q --durations=$(DURATIONS) --basetemp=$$tmp/tansu; tansu=$$?; \
 	wait $$kafka; kafka=$$?; \
 	echo "--- the Apache Kafka half:"; cat $$tmp/kafka.out; \
 	if [ $$tansu = 0 ] && [ $$kafka = 0 ]; then rm -rf $$tmp; \
@@ -68,7 +70,8 @@ test-kafka: compiled
 	@if why=$$($(BIN)/python -m deploy.kafka_broker); then \
 		$(MAKE) --no-print-directory kcat && \
 		$(BIN)/pytest -q --backend=kafka tests/integration tests/faults \
-			--ignore=tests/faults/test_cluster.py $(if $(BASETEMP),--basetemp=$(BASETEMP)); \
+			--ignore=tests/faults/test_cluster.py --durations=$(DURATIONS) \
+			$(if $(BASETEMP),--basetemp=$(BASETEMP)); \
 	else \
 		echo "make test: the Apache Kafka half did not run: $$why"; [ "$${CI:-}" != true ]; \
 	fi
