@@ -132,7 +132,6 @@ class Problem(Exception):
         self.response = problem(status, slug, title, detail, **extra)
 
 
-# The client hung up before its answer (nginx's code for it): no response goes out.
 UNAVAILABLE_SAID_EVERY_S = 1.0  # a dependency down: a line a second per route, not a request
 _unavailable_said: dict[str, tuple[float, int]] = {}  # route: when said, how many held back
 
@@ -150,6 +149,7 @@ def say_unavailable(route: str, error: BaseException, now: float) -> None:
     log.warning("dependency failure on %s: %s%s", route, error, more)
 
 
+# The client hung up before its answer (nginx's code for it): no response goes out.
 CLIENT_GONE_STATUS = 499
 CLIENT_GONE = Counter(
     "coupons_http_client_gone_total", "Requests whose client hung up before they were answered"
