@@ -14,7 +14,7 @@ import pytest
 from tests.support.client import Answer, claim, create_coupon, get, post, step
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares_stack]
 
 
 async def admin_post(

@@ -9,7 +9,7 @@ import pytest
 from tests.support.client import claim, create_coupon, poll_ticket, post
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares_stack]
 
 
 async def test_a_claim_is_granted_once_and_is_durable(stack: Stack) -> None:
@@ -46,6 +46,7 @@ async def test_no_grant_before_start_or_after_expiry(stack: Stack) -> None:
     assert (gone["state"], late.status, late.body["reason"]) == ("expired", 409, "expired")
 
 
+@pytest.mark.own_stack  # it stops the allocator and starts another
 async def test_a_slow_answer_reaches_its_ticket(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
         coupon = await create_coupon(session, stack, 2)
@@ -90,6 +91,7 @@ async def test_bad_input_is_refused_clearly_and_changes_nothing(stack: Stack) ->
     url = stack.gateway_url
     async with aiohttp.ClientSession() as session:
         coupon = await create_coupon(session, stack, 5)
+        before = await _counts(stack)
         claims = f"{url}/v1/coupons/{coupon['id']}/claims"
         user = {"Authorization": f"Bearer {stack.token('frank')}"}
         cases = {
@@ -119,18 +121,25 @@ async def test_bad_input_is_refused_clearly_and_changes_nothing(stack: Stack) ->
         forged = f"{stack.notifier.url if stack.notifier else ''}/v1/tickets/{'A' * 64}"
         async with session.get(forged) as response:
             assert response.status == 404
-    conn = await stack.db()
-    try:
-        assert await conn.fetchval("SELECT count(*) FROM grants") == 0
-        assert await conn.fetchval("SELECT count(*) FROM coupons") == 1
-    finally:
-        await conn.close()
+    assert await _counts(stack) == before
+    assert (
+        await stack.fetchval("SELECT count(*) FROM grants WHERE coupon_id = $1", coupon["id"]) == 0
+    )
+
+
+async def _counts(stack: Stack) -> tuple[int, int]:
+    """Grants and coupons in the stack's database (shared with the module's other tests)."""
+    row = (await stack.fetch(
+        "SELECT (SELECT count(*) FROM grants) AS grants, (SELECT count(*) FROM coupons) AS coupons"
+    ))[0]  # fmt: skip
+    return row["grants"], row["coupons"]
 
 
 async def test_every_process_reports_health_readiness_and_metrics(stack: Stack) -> None:
     parts = [stack.gateway, stack.notifier, *stack.allocators]
     async with aiohttp.ClientSession() as session:
         coupon = await create_coupon(session, stack, 1)
+        granted_before = _granted(await _text(session, stack.gateway_url + "/metrics"))
         await claim(session, stack, coupon["id"], "gina")
         for part in parts:
             assert part is not None
@@ -141,9 +150,21 @@ async def test_every_process_reports_health_readiness_and_metrics(stack: Stack) 
             gateway_metrics = await response.text()
         async with session.get(stack.allocators[0].url + "/metrics") as response:
             allocator_metrics = await response.text()
-    assert 'coupons_claims_total{outcome="granted"} 1.0' in gateway_metrics
+    assert _granted(gateway_metrics) == granted_before + 1
     assert "coupons_allocator_batch_records_count" in allocator_metrics
     assert "coupons_allocator_lag_records" in allocator_metrics
+
+
+async def _text(session: aiohttp.ClientSession, url: str) -> str:
+    async with session.get(url) as response:
+        return await response.text()
+
+
+def _granted(metrics: str) -> float:
+    """The gateway's count of claims answered granted, 0 before the first."""
+    line = 'coupons_claims_total{outcome="granted"} '
+    found = [row for row in metrics.splitlines() if row.startswith(line)]
+    return float(found[0].removeprefix(line)) if found else 0.0
 
 
 async def test_waits_on_one_request_end_each_on_its_own(stack: Stack) -> None:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.support.stack import SECRET, Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares_stack]
 
 RUN_TIMEOUT_S = 60
 

@@ -10,7 +10,7 @@ import pytest
 from tests.support.client import claim, create_coupon, poll_ticket, read_event, step
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares_stack]
 
 EVENTS_READ_MAX = 40  # a stream that never shows what is awaited fails instead of hanging
 

@@ -13,7 +13,7 @@ import pytest
 
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares_stack]
 
 CHECKS = ",".join(
     [

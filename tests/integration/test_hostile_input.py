@@ -33,7 +33,7 @@ from tests.support.client import (
 )
 from tests.support.stack import SECRET, Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares_stack]
 
 EXAMPLES_PER_OPERATION = 60  # bounded: CI time
 ANSWER_TIMEOUT_S = 15  # Prefer: wait is at most 10 s

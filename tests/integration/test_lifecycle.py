@@ -15,13 +15,14 @@ from tests.support.client import (
     claim,
     create_coupon,
     get,
+    holders,
     poll_ticket,
     read_event,
     step,
 )
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.shares_stack]
 
 
 def ms(rfc3339: str) -> int:
@@ -58,12 +59,7 @@ async def test_holds_lapse_and_pass_to_the_line_in_arrival_order(stack: Stack) -
     ]
     print(f"\nholds: passed on {lateness[0]} ms and {lateness[1]} ms after their deadlines")
     assert all(0 <= late_ms <= 1_000 for late_ms in lateness)
-    conn = await stack.db()
-    try:
-        order = await conn.fetch("SELECT user_id, state FROM grants ORDER BY seq")
-    finally:
-        await conn.close()
-    assert [(r["user_id"], r["state"]) for r in order] == [
+    assert await holders(stack, coupon["id"]) == [
         ("p0", "released"),
         ("p1", "released"),
         ("p2", "held"),
@@ -149,16 +145,17 @@ async def _wait_for_state(
 
 
 async def test_no_redemption_after_the_coupon_expires(stack: Stack) -> None:
+    # nora, not alice: the coupon has the daily rule, and the module's tests share a stack
     now = datetime.now(UTC)
     async with aiohttp.ClientSession() as session:
         coupon = await create_coupon(
             session, stack, 5, start=now - timedelta(seconds=1), expiry=now + timedelta(seconds=2)
         )
-        grant_id = (await claim(session, stack, coupon["id"], "alice")).body["grant"]["id"]
+        grant_id = (await claim(session, stack, coupon["id"], "nora")).body["grant"]["id"]
         await asyncio.sleep(
             max(0.0, (now + timedelta(seconds=2.1) - datetime.now(UTC)).total_seconds())
         )
-        late = await step(session, stack, grant_id, "redeem", "alice")
+        late = await step(session, stack, grant_id, "redeem", "nora")
     assert (late.status, late.body["reason"]) == (409, "expired")
 
 
@@ -190,20 +187,20 @@ async def test_a_closed_live_stream_releases_holds_where_the_coupon_asks(stack: 
         keeps = await create_coupon(session, stack, 1, daily_limit=False, hold_seconds=600)
         stream = await session.get(
             f"{notifier}/v1/users/me/events",
-            headers={"Authorization": f"Bearer {stack.token('alice')}"},
+            headers={"Authorization": f"Bearer {stack.token('lena')}"},
         )
         assert stream.status == 200
         assert stream.headers["Content-Type"].startswith("text/event-stream")
         snapshot = await read_event(stream)
-        held = await claim(session, stack, asks["id"], "alice")
-        kept = await claim(session, stack, keeps["id"], "alice")
+        held = await claim(session, stack, asks["id"], "lena")
+        kept = await claim(session, stack, keeps["id"], "lena")
         bob = await claim(session, stack, asks["id"], "bob", wait_s=0.3)
         live = await read_event(stream)
         stream.close()  # the person goes away
         passed = await poll_ticket(session, bob.headers["Location"], timeout_s=10)
         url = f"{stack.gateway_url}/v1/grants"
-        gone = await get(session, f"{url}/{held.body['grant']['id']}/events", stack.token("alice"))
-        still = await get(session, f"{url}/{kept.body['grant']['id']}", stack.token("alice"))
+        gone = await get(session, f"{url}/{held.body['grant']['id']}/events", stack.token("lena"))
+        still = await get(session, f"{url}/{kept.body['grant']['id']}", stack.token("lena"))
     assert snapshot == ("grants", {"items": []})
     assert live[0] == "decision" and live[1]["grant"]["id"] == held.body["grant"]["id"]
     assert (bob.status, passed["status"], passed["grant"]["user_id"]) == (202, "granted", "bob")
@@ -257,6 +254,7 @@ async def test_the_line_is_refused_once_the_last_hold_is_confirmed(stack: Stack)
     assert (carol.status, carol.body["reason"]) == (409, "sold_out")
 
 
+@pytest.mark.own_stack  # it SIGKILLs the allocator
 async def test_a_restarted_allocator_still_lapses_holds_nobody_writes_about(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
         coupon = await create_coupon(session, stack, 1, daily_limit=False, hold_seconds=3)

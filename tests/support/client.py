@@ -181,6 +181,14 @@ async def grants_of(stack: Stack, coupon_id: str) -> tuple[int, int, int]:
     return row["n"], row["users"], row["issued"]
 
 
+async def holders(stack: Stack, coupon_id: str) -> list[tuple[str, str]]:
+    """Who holds each grant of the coupon and in what state, in the order granted."""
+    rows = await stack.fetch(
+        "SELECT user_id, state FROM grants WHERE coupon_id = $1 ORDER BY seq", coupon_id
+    )
+    return [(r["user_id"], r["state"]) for r in rows]
+
+
 async def decisions_of(stack: Stack, coupon_id: str) -> int:
     conn = await stack.db()
     try:

@@ -1,6 +1,8 @@
 """The real stack for integration and fault tests: the one builder of deploy/stack.py, with
-what tests add (tokens, a database connection). Each test gets its own database and its own
-topics; the fixtures are registered for the whole suite by tests/conftest.py."""
+what tests add (tokens, a database connection). A stack has a database and topics of its
+own: each test gets one, except in modules marked `shares_stack`, whose tests (they kill
+nothing) share one and keep to coupons and people of their own. The fixtures are
+registered for the whole suite by tests/conftest.py."""
 
 import asyncio
 import os
@@ -35,7 +37,9 @@ class Stack(builder.Stack):
     first_partitions: str | None = None  # the first allocator's; one started again gets them
 
     def start_allocator(
-        self, partitions: str | None | EllipsisType = ..., label: str | None = None,
+        self,
+        partitions: str | None | EllipsisType = ...,
+        label: str | None = None,
         wait: bool = True,
     ) -> builder.Part:
         """An allocator; by default (`...`) one owning what the stack's first allocator
@@ -99,7 +103,12 @@ def launched_stack(
     database = f"t_{uuid.uuid4().hex[:12]}"
     url = asyncio.run(create_database(infra.postgres.url, database))
     env = builder.stack_env(
-        infra.broker.bootstrap_servers, url, SECRET, "codes-" + SECRET, 0, f"{database}.",
+        infra.broker.bootstrap_servers,
+        url,
+        SECRET,
+        "codes-" + SECRET,
+        0,
+        f"{database}.",
         infra.broker_kind,
     )
     env = builder.free_ports_env(env)
@@ -145,12 +154,32 @@ def infra(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config)
         yield from running_infra(root, broker_kind(pytestconfig))
 
 
+def _stack_for(infra: Infra, node: pytest.Item | pytest.Collector, name: str) -> Stack:
+    """A stack as the node's markers ask (`allocators`, `stack_env`), started and ready."""
+    marker = node.get_closest_marker("allocators")
+    partitions = list(marker.args) if marker else None
+    settings = node.get_closest_marker("stack_env")
+    return build_stack(infra, name, partitions, dict(settings.kwargs) if settings else None)
+
+
+@pytest.fixture(scope="module")
+def module_stack(infra: Infra, request: pytest.FixtureRequest) -> Iterator[Stack]:
+    """One stack for the tests of a module marked `shares_stack`: started once instead of
+    once a test (2-4.5 s each). Its tests kill nothing, and each keeps to coupons and people
+    of its own (the daily rule spans coupons)."""
+    built = _stack_for(infra, request.node, request.node.name.removesuffix(".py"))
+    yield built
+    built.stop()
+
+
 @pytest.fixture
 def stack(infra: Infra, request: pytest.FixtureRequest) -> Iterator[Stack]:
-    marker = request.node.get_closest_marker("allocators")
-    partitions = list(marker.args) if marker else None
-    settings = request.node.get_closest_marker("stack_env")
-    built = build_stack(infra, request.node.name, partitions, settings.kwargs if settings else None)
+    if request.node.get_closest_marker("shares_stack") and not request.node.get_closest_marker(
+        "own_stack"
+    ):
+        yield request.getfixturevalue("module_stack")
+        return
+    built = _stack_for(infra, request.node, request.node.name)
     yield built
     built.stop()
 
@@ -162,4 +191,11 @@ def pytest_configure(config: pytest.Config) -> None:
         "(None: a member of the allocators' group)",
     )
     config.addinivalue_line("markers", "stack_env(**variables): extra environment for the stack")
+    config.addinivalue_line(
+        "markers",
+        "shares_stack: the module's tests share one stack (module_stack); they kill nothing",
+    )
+    config.addinivalue_line(
+        "markers", "own_stack: a test of a shares_stack module with a stack of its own"
+    )
     os.environ.setdefault("COUPONS_TEST", "1")
