@@ -15,6 +15,7 @@ import importlib.resources
 import importlib.util
 import logging
 import os
+import random
 import shutil
 import signal
 import socket
@@ -118,18 +119,52 @@ class Postgres:
     port: int
 
 
+# Listening ports are chosen below the kernel's ephemeral range (ip_local_port_range):
+# a port from bind(0) is one the kernel may hand the next outgoing connection as its own
+# end, and between our choosing it and a server (a JVM: seconds) listening on it, a test's
+# thousands of client connections took it ("Address already in use").
+LISTEN_PORTS_LOW = 10_000
+LISTEN_PORTS_TRIES = 200  # random picks before giving up: ports in use are rarely that dense
+_EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
+
+
 def free_port() -> int:
     return free_ports(1)[0]
 
 
-def free_ports(count: int) -> list[int]:
-    """`count` different free loopback ports. Each is held until all are found: a port let
-    go at once may be the kernel's next answer too, and two parts given the same port
-    would have one answer for the other."""
-    held = [socket.socket(socket.AF_INET, socket.SOCK_STREAM) for _ in range(count)]
+def listen_port_range() -> range:
+    """The ports `free_ports` picks from: from LISTEN_PORTS_LOW up to the first the kernel
+    gives out on its own (32768 where it does not say)."""
     try:
-        for s in held:
-            s.bind(("127.0.0.1", 0))
+        first = int(_EPHEMERAL_RANGE.read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        first = 32_768
+    return range(LISTEN_PORTS_LOW, max(first, LISTEN_PORTS_LOW + 1_000))
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` different free loopback ports, picked at random from `listen_port_range()`.
+    Each is held until all are found, so none is handed out twice here; another process
+    picking the same one before a server listens on it is a 1-in-thousands draw, not the
+    kernel's next answer."""
+    choices = listen_port_range()
+    held: list[socket.socket] = []
+    try:
+        for _ in range(LISTEN_PORTS_TRIES):
+            if len(held) == count:
+                break
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            try:
+                s.bind(("127.0.0.1", random.choice(choices)))
+            except OSError:
+                s.close()
+                continue
+            held.append(s)
+        if len(held) < count:
+            raise RuntimeError(
+                f"no {count} free ports in {choices.start}-{choices.stop - 1} after "
+                f"{LISTEN_PORTS_TRIES} tries"
+            )
         return [s.getsockname()[1] for s in held]
     finally:
         for s in held:

@@ -53,6 +53,7 @@ from deploy.embedded import (
     Process,
     _claim_port,
     free_port,
+    free_ports,
     spawn,
     stop_together,
     wait_ready,
@@ -222,7 +223,7 @@ def start_cluster(
     libs = resolve()
     root = root.resolve()
     root.mkdir(parents=True, exist_ok=True)
-    ports = _free_ports(2 * nodes)
+    ports = free_ports(2 * nodes)
     voters = {n: ports[2 * n - 1] for n in range(1, nodes + 1)}
     cluster = KafkaCluster(libs)
     for n in voters:
@@ -237,13 +238,6 @@ def start_cluster(
         cluster.stop()
         raise
     return cluster
-
-
-def _free_ports(count: int) -> list[int]:
-    ports: set[int] = set()
-    while len(ports) < count:
-        ports.add(free_port())
-    return sorted(ports)
 
 
 def _prepare(libs: Path, nodes: list[KafkaNode], cluster_id: str) -> None:
