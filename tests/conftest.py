@@ -38,3 +38,8 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers",
         "only_on(*backends): run only with these --backend values, deselected with others",
     )
+    config.addinivalue_line(
+        "markers",
+        "alone: asserts how long something takes; `make test` runs these with nothing beside "
+        "them (the rest of each broker's half runs beside the other's)",
+    )

@@ -25,7 +25,8 @@ from tests.support.client import (
 )
 from tests.support.stack import Stack
 
-pytestmark = pytest.mark.integration
+# The canaries time claims beside a big command: with nothing else running (`alone`).
+pytestmark = [pytest.mark.integration, pytest.mark.alone]
 
 CANARY_S_TARGET = 2.0  # issue 23's target for a claim beside a big command (a quiet machine)
 HELD_S_BEFORE = 9.2  # the shortest hold of every partition a big command made before

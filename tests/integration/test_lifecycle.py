@@ -29,6 +29,7 @@ def ms(rfc3339: str) -> int:
     return dt_to_ms(datetime.fromisoformat(rfc3339))
 
 
+@pytest.mark.alone  # each hold passed on within a second of its deadline
 async def test_holds_lapse_and_pass_to_the_line_in_arrival_order(stack: Stack) -> None:
     # Count 2, hold 2 s, five people; the first two hold and never confirm.
     async with aiohttp.ClientSession() as session:

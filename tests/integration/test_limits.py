@@ -68,6 +68,7 @@ async def test_behind_a_trusted_proxy_each_client_address_has_its_own_rate(stack
 
 
 @pytest.mark.stack_env(COUPONS_IN_FLIGHT_MAX="2")
+@pytest.mark.alone  # "at once": within a second
 async def test_past_the_in_flight_bound_the_gateway_sheds_at_once(stack: Stack) -> None:
     async with aiohttp.ClientSession() as session:
         coupon = await create_coupon(session, stack, 5)

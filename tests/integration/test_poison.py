@@ -215,6 +215,7 @@ async def test_a_record_postgresql_refuses_is_found_refused_and_replayed(stack: 
     await replayed_the_same(stack)  # the refusals are made again from the log
 
 
+@pytest.mark.alone  # how long the other partitions waited
 async def test_a_batch_that_fails_again_and_again_is_split_and_holds_no_other(
     stack: Stack,
 ) -> None:

@@ -23,7 +23,8 @@ from tests.support.client import create_coupon, holders, until
 from tests.support.stack import SECRET, Stack
 from tests.support.webapp import SHOWN_WITHIN_MS, WIDTHS, looked_at, signed_in
 
-pytestmark = [pytest.mark.integration, pytest.mark.shares_stack]
+# Each loop is checked against the times its backoff allows: with nothing beside (`alone`).
+pytestmark = [pytest.mark.integration, pytest.mark.shares_stack, pytest.mark.alone]
 
 BACKOFF = {"first_ms": 100, "cap_ms": 800, "attempts_max": 5}
 QUIET_MS = 2 * BACKOFF["cap_ms"] + 500  # longer than any wait between two tries
