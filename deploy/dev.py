@@ -219,6 +219,13 @@ def _run_stack(root: Path, port: int, demo: bool, stop_grace_s: float, kind: str
     except KafkaUnavailable as error:  # Maven could not fetch the jars, say
         print(f"coupons: --broker kafka: {error}", file=sys.stderr)
         return 1
+    except (RuntimeError, TimeoutError, OSError) as error:  # a server or part would not start
+        if os.environ.get("COUPONS_DEBUG"):
+            raise
+        first = (str(error).splitlines() or [type(error).__name__])[0].rstrip(":")
+        print(f"coupons: the stack did not start: {first} (logs in {root / 'logs'})",
+              file=sys.stderr)  # fmt: skip
+        return 1
     finally:
         if settings_file is not None:
             local.remove(settings_file)

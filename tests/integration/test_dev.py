@@ -217,6 +217,24 @@ def test_dev_says_what_to_do_with_a_lock_file_it_cannot_read(tmp_path: Path) -> 
     assert "Traceback" not in said and len(said.splitlines()) == 1, said
 
 
+def test_dev_that_cannot_start_a_part_says_so_in_one_line_and_leaves_nothing(
+    tmp_path: Path,
+) -> None:
+    port = _three_free_ports()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", port))  # the gateway's port: it cannot listen there
+        taken.listen()
+        with running_dev(port, tmp_path) as dev:
+            code = dev.process.wait(timeout=WAIT_S)
+            said = dev.until("did not start")
+    problem = [line for line in said.splitlines() if line.startswith("coupons:")]
+    assert code == 1 and "Traceback" not in said, said
+    assert problem == [f"coupons: the stack did not start: gateway exited with 1 (logs in "
+                       f"{tmp_path / 'logs'})"], said  # fmt: skip
+    assert _free(port + 1) and _free(port + 2), "the notifier or the allocator still listens"
+    assert not (tmp_path / "postgres" / "pgdata" / "postmaster.pid").exists()
+
+
 @pytest.fixture
 def broker(pytestconfig: pytest.Config) -> str:
     """The suite's broker (`--backend`): the restart test holds on each, and runs once on the
