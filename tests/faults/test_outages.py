@@ -5,6 +5,7 @@ import asyncio
 import os
 import signal
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -20,9 +21,15 @@ from tests.support.client import (
 )
 from tests.support.client import session as client_session
 from tests.support.load import check, report, stored_grants, sustained_load
-from tests.support.stack import Stack
+from tests.support.stack import Stack, broker_kind, running_infra
 
 pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def infra(tmp_path_factory: pytest.TempPathFactory, pytestconfig: pytest.Config) -> Iterator[Infra]:
+    """A broker and a PostgreSQL of this module's own: its tests stop and freeze them."""
+    yield from running_infra(tmp_path_factory.mktemp("outages"), broker_kind(pytestconfig))
 
 
 async def readiness_becomes(url: str, wanted: bool, timeout_s: float = 60) -> bool:
