@@ -10,7 +10,7 @@ So a reader's leaders are compared, every LEADERS_CHECK_S, with what the cluster
 asked directly (a request of our own, beside the shared refresh). A difference seen at two
 checks in a row is no refresh on its way: the reader's metadata is then replaced with the
 answer, and its fetches go to the leaders the cluster names. One metadata request per
-reader every few seconds is the whole cost.
+reader every few seconds, for the reader's own topics only, is the whole cost.
 """
 
 import asyncio
@@ -18,6 +18,8 @@ import logging
 from collections.abc import Iterable, Mapping
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.cluster import ClusterMetadata
+from aiokafka.errors import KafkaConnectionError
 from prometheus_client import Counter
 
 from runtime import errors
@@ -68,7 +70,11 @@ async def _look(
     if not assigned:
         return set()
     client = reader._client  # no public call asks for metadata apart from the shared refresh
-    fresh = await client.fetch_all_metadata()
+    # The reader's topics only: fetch_all_metadata would ask for every topic on the broker
+    # (hundreds, beside per-gateway reply topics), every few seconds, for each reader.
+    fresh = ClusterMetadata()
+    if not await client._metadata_update(fresh, {tp.topic for tp in assigned}):
+        raise KafkaConnectionError("no node answered a metadata request")
     cluster = {tp: fresh.leader_for_partition(tp) for tp in assigned}
     ours = {tp: client.cluster.leader_for_partition(tp) for tp in assigned}
     differ, stuck = stale(ours, cluster, before)
