@@ -87,7 +87,7 @@ test-kafka: compiled
 # Three Apache Kafka nodes, their partition leader and active controller SIGKILLed under
 # claims (tests/faults/test_cluster.py). Not yet in `make test`: about one run in eight, the
 # allocator's consumer kept fetching from the dead leader (aiokafka); the leader watch
-# (runtime/leaders.py) is meant to end that, and eight runs since are too few to tell.
+# (runtime/leaders.py) is meant to end that, and the ten runs since are too few to tell.
 cluster: install
 	$(BIN)/pytest -q -s --backend=kafka tests/faults/test_cluster.py
 
