@@ -64,11 +64,16 @@ log = logging.getLogger(__name__)
 KAFKA_VERSION = "4.4.0"  # deploy/kafka/pom.xml's kafka.version
 HERE = Path(__file__).with_name("kafka")
 JVM = ["-Xms128m", "-Xmx512m", "-XX:+UseG1GC"]
+# COUPONS_KAFKA_JVM_OPTS (words split at spaces) replaces JVM for a single node: the test
+# suite gives its brokers (and the `coupons dev` it starts) LIGHT_JVM, which spends less
+# CPU on compiling a broker that lives minutes.
+JVM_OPTS_VARIABLE = "COUPONS_KAFKA_JVM_OPTS"
 # Three of these beside PostgreSQL, the parts and the tests on a two-core machine shared
 # with others: a node of the fault tests' cluster holds a few small topics, far below this
 # heap, and the client-side compiler only and a one-thread collector spare the CPU that
 # three JVMs starting (and one starting again under load) would otherwise fight over.
 CLUSTER_JVM = ["-Xms64m", "-Xmx320m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
+LIGHT_JVM = ["-Xms64m", "-Xmx384m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"]
 CLUSTER_NODES = 3
 CLUSTER_IN_SYNC_MIN = 2  # min.insync.replicas: one node may die and writes go on
 RESOLVE_TIMEOUT_S = 900.0  # a first resolve downloads about 40 MB
@@ -273,7 +278,7 @@ def _launch(libs: Path, node: KafkaNode) -> Callable[[float], None]:
     """The node's process started; what waits (at most the seconds given) until it serves."""
     log_path = node.data_dir / "kafka.log"
     offset = log_path.stat().st_size if log_path.exists() else 0
-    jvm = CLUSTER_JVM if node.clustered else JVM
+    jvm = CLUSTER_JVM if node.clustered else os.environ.get(JVM_OPTS_VARIABLE, "").split() or JVM
     properties = node.data_dir / "server.properties"
     argv = ["java", *jvm, "-Djava.awt.headless=true",
             f"-Dlog4j2.configurationFile={HERE / 'log4j2.properties'}",

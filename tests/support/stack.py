@@ -205,3 +205,9 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "own_stack: a test of a shares_stack module with a stack of its own"
     )
     os.environ.setdefault("COUPONS_TEST", "1")
+    # The suite's Apache Kafka brokers, and those of the `coupons dev` runs it starts, with
+    # the client-side compiler only and a one-thread collector: a broker that lives minutes
+    # beside a busy suite (the bench keeps deploy/kafka_broker.py's JVM).
+    from deploy.kafka_broker import JVM_OPTS_VARIABLE, LIGHT_JVM
+
+    os.environ.setdefault(JVM_OPTS_VARIABLE, " ".join(LIGHT_JVM))
