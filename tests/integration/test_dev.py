@@ -36,6 +36,11 @@ READY_S = {"tansu": WAIT_S, "kafka": 180.0}  # a JVM's first start on a busy two
 ORPHANS_GONE_S_MAX = 5.0  # what `coupons dev` started is gone this long after it ends
 STOP_SLACK_S = 2.0  # beyond the stuck part's grace: the others, the broker and PostgreSQL
 
+# What `coupons dev` does with its processes (a part that dies, Ctrl-C, a kill, a stale or
+# unreadable lock) is the same on either broker, and these tests start it on Tansu whatever
+# the suite's: they run once, in the Tansu half. The restart test runs on each broker.
+ONCE = pytest.mark.only_on("embedded")
+
 Family = dict[int, tuple[str, str]]  # pid: its command line, its start time
 
 
@@ -140,6 +145,7 @@ def running_dev(port: int, data_dir: Path, broker: str = "tansu") -> Iterator[De
         process.stdout.close()
 
 
+@ONCE
 def test_dev_starts_a_part_that_died_again_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
     port = _three_free_ports()
     with running_dev(port, tmp_path) as dev:
@@ -157,6 +163,7 @@ def test_dev_starts_a_part_that_died_again_and_ctrl_c_stops_everything(tmp_path:
     assert "gateway exited with status -9; starting it again in 1 s" in dev.said
 
 
+@ONCE
 def test_dev_killed_takes_what_it_started_along_and_starts_again(tmp_path: Path) -> None:
     port = _three_free_ports()
     with running_dev(port, tmp_path) as dev:
@@ -168,6 +175,7 @@ def test_dev_killed_takes_what_it_started_along_and_starts_again(tmp_path: Path)
         again.ready()  # the same data folder: PostgreSQL's files, its lock file
 
 
+@ONCE
 def test_ctrl_c_stops_a_stack_with_a_stuck_part_within_the_bound(tmp_path: Path) -> None:
     port = _three_free_ports()
     with running_dev(port, tmp_path) as dev:
@@ -184,6 +192,7 @@ def test_ctrl_c_stops_a_stack_with_a_stuck_part_within_the_bound(tmp_path: Path)
     assert "allocator did not stop" in said
 
 
+@ONCE
 def test_dev_stops_a_postgres_left_running_on_its_data_dir(tmp_path: Path) -> None:
     former = start_postgres(tmp_path / "postgres")  # as a `coupons dev` killed long ago left it
     try:
@@ -195,6 +204,7 @@ def test_dev_stops_a_postgres_left_running_on_its_data_dir(tmp_path: Path) -> No
     assert f"stopped a PostgreSQL left running on {tmp_path / 'postgres'}" in dev.said
 
 
+@ONCE
 def test_a_second_dev_on_the_same_data_dir_leaves_the_first_alone(tmp_path: Path) -> None:
     with running_dev(_three_free_ports(), tmp_path) as first:
         first.ready()
@@ -206,6 +216,7 @@ def test_a_second_dev_on_the_same_data_dir_leaves_the_first_alone(tmp_path: Path
     assert len(said.splitlines()) == 1, said
 
 
+@ONCE
 def test_dev_says_what_to_do_with_a_lock_file_it_cannot_read(tmp_path: Path) -> None:
     lock = tmp_path / "postgres" / "pgdata" / "postmaster.pid"
     lock.parent.mkdir(parents=True)
@@ -217,6 +228,7 @@ def test_dev_says_what_to_do_with_a_lock_file_it_cannot_read(tmp_path: Path) -> 
     assert "Traceback" not in said and len(said.splitlines()) == 1, said
 
 
+@ONCE
 def test_dev_that_cannot_start_a_part_says_so_in_one_line_and_leaves_nothing(
     tmp_path: Path,
 ) -> None:
@@ -277,6 +289,7 @@ def test_dev_started_again_keeps_its_answers_and_replay_proves_them(
         assert "1 in this log about coupons created in that one" in said, said
 
 
+@ONCE
 def test_dev_on_kafka_without_java_says_what_is_missing_in_one_line(tmp_path: Path) -> None:
     hidden = {**os.environ, "PATH": str(tmp_path / "empty")}  # no `java` (nor anything) found
     hidden.pop("KAFKA_BOOTSTRAP_SERVERS", None)
