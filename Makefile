@@ -50,7 +50,7 @@ run: install
 # The unit tests; then the integration and fault tests on Tansu and, beside them, on Apache
 # Kafka (test-kafka): each half waits on its broker and parts much of the time, so together
 # they fill the two cores. The tests marked `alone` (they assert how long something takes)
-# run last, on one broker after the other, with nothing beside them. Each run has a folder
+# run last, each broker's beside the other's and nothing else. Each run has a folder
 # of its own under one temporary directory, removed when all passed and kept (with every
 # part's log) when one failed. Each run lists its slowest tests: where CI's time goes.
 DURATIONS ?= 15
@@ -64,12 +64,14 @@ test: compiled browser
 	$(BIN)/pytest -q -m "not alone" $(SUITE) --basetemp=$$tmp/tansu; tansu=$$?; \
 	wait $$kafka; kafka=$$?; \
 	echo "--- Apache Kafka, beside Tansu:"; cat $$tmp/kafka.out; \
-	echo "--- the tests marked alone, on Tansu:"; \
+	kafka_alone=; if ! grep -q "did not run" $$tmp/kafka.out; then \
+		$(MAKE) --no-print-directory test-kafka MARKS='-m alone' BASETEMP=$$tmp/kafka-alone \
+			> $$tmp/kafka-alone.out 2>&1 & kafka_alone=$$!; fi; \
+	echo "--- the tests marked alone, on Tansu$${kafka_alone:+, and on Apache Kafka beside them}:"; \
 	$(BIN)/pytest -q -m alone $(SUITE) --basetemp=$$tmp/tansu-alone; alone=$$?; \
-	kafka_alone=0; if ! grep -q "did not run" $$tmp/kafka.out; then \
-		echo "--- the tests marked alone, on Apache Kafka:"; \
-		$(MAKE) --no-print-directory test-kafka MARKS='-m alone' BASETEMP=$$tmp/kafka-alone; \
-		kafka_alone=$$?; fi; \
+	if [ -n "$$kafka_alone" ]; then wait $$kafka_alone; kafka_alone=$$?; \
+		echo "--- the tests marked alone, on Apache Kafka:"; cat $$tmp/kafka-alone.out; \
+	else kafka_alone=0; fi; \
 	if [ $$tansu$$kafka$$alone$$kafka_alone = 0000 ]; then rm -rf $$tmp; \
 	else echo "make test: failed; the parts' logs are kept in $$tmp"; exit 1; fi
 

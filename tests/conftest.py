@@ -40,6 +40,7 @@ def pytest_configure(config: pytest.Config) -> None:
     )
     config.addinivalue_line(
         "markers",
-        "alone: asserts how long something takes; `make test` runs these with nothing beside "
-        "them (the rest of each broker's half runs beside the other's)",
+        "alone: asserts how long something takes; `make test` runs these after the rest, "
+        "each broker's beside the other's and nothing else (the rest of each broker's half "
+        "runs beside the other's)",
     )
