@@ -205,12 +205,17 @@ def _run_stack(root: Path, port: int, demo: bool, stop_grace_s: float, kind: str
         logs = root / "logs"
         stack = build_stack(env, logs)
         gateway = f"http://127.0.0.1:{port}"
-        settings_file = local.write(root, {**os.environ, **env, "COUPONS_URL": gateway})
-        print(f"web app:  {gateway}/  (sign in with any name)", flush=True)
-        print(f"gateway:  {gateway}", flush=True)
-        print(f"notifier: http://127.0.0.1:{port + 1}", flush=True)
-        print(f"broker:   {broker_said}; topics {prefix}*", flush=True)
-        print(f"settings: {settings_file} (read by every `coupons` command run here)")
+        allocator = f"http://127.0.0.1:{env['ALLOCATOR_PORT']}"
+        settings_file = local.write(
+            root,
+            {**os.environ, **env, "COUPONS_URL": gateway, local.ALLOCATOR_URL: allocator},
+        )
+        print(f"web app:   {gateway}/  (sign in with any name)", flush=True)
+        print(f"gateway:   {gateway}  (/docs, /metrics)", flush=True)
+        print(f"notifier:  {env['NOTIFIER_PUBLIC_URL']}  (/docs, /metrics)", flush=True)
+        print(f"allocator: {allocator}  (/partitions, /metrics)", flush=True)
+        print(f"broker:    {broker_said}; topics {prefix}*", flush=True)
+        print(f"settings:  {settings_file} (read by every `coupons` command run here)")
         print(f"elsewhere: export $(grep -v '^#' {settings_file} | xargs)", flush=True)
         if demo:
             _print_demo(port, keys["jwt"])

@@ -14,10 +14,13 @@ from pathlib import Path
 
 FILE_NAME = "stack.env"
 DATA_DIR = ".data"
+# Where the first allocator answers (/partitions, /metrics): for operators and scrapers; no
+# part reads it, so a part started here takes no port from the file.
+ALLOCATOR_URL = "COUPONS_ALLOCATOR_URL"
 SAYS = (
     "KAFKA_BOOTSTRAP_SERVERS", "DATABASE_URL", "COUPONS_TOPIC_PREFIX",
     "COUPONS_COMMAND_PARTITIONS", "COUPONS_JWT_SECRET", "COUPONS_CODE_SECRET",
-    "COUPONS_DAY_TIMEZONE", "COUPONS_URL", "NOTIFIER_PUBLIC_URL",
+    "COUPONS_DAY_TIMEZONE", "COUPONS_URL", "NOTIFIER_PUBLIC_URL", ALLOCATOR_URL,
 )  # fmt: skip
 
 

@@ -8,6 +8,7 @@ import contextlib
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import socket
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,10 +148,13 @@ def running_dev(port: int, data_dir: Path, broker: str = "tansu") -> Iterator[De
 
 
 @ONCE
-def test_dev_starts_a_part_that_died_again_and_ctrl_c_stops_everything(tmp_path: Path) -> None:
+def test_dev_says_where_each_part_answers_starts_one_that_died_again_and_ctrl_c_stops_all(
+    tmp_path: Path,
+) -> None:
     port = _three_free_ports()
     with running_dev(port, tmp_path) as dev:
         dev.ready()
+        _each_address_answers(dev.said, local.read(tmp_path / local.FILE_NAME))
         gateway = next(pid for pid, (line, _) in dev.started.items() if "cli gateway" in line)
         os.kill(gateway, signal.SIGKILL)
         dev.until("gateway is back")
@@ -339,6 +344,24 @@ def _none_left(processes: Family, after: str) -> None:
         ORPHANS_GONE_S_MAX,
         lambda: f"{left(processes)} outlived {after}",
     )
+
+
+def _each_address_answers(said: str, settings: dict[str, str]) -> None:
+    """Every part's address `coupons dev` printed answers each route it names beside it,
+    and the settings file names the gateway's and the allocator's (/partitions, /metrics:
+    what operators and scrapers point at)."""
+    found = dict(
+        (name, (url, routes.split(", ")))
+        for name, url, routes in re.findall(r"^(\w+): +(http://\S+)  \((.+)\)$", said, re.M)
+    )
+    assert set(found) == {"gateway", "notifier", "allocator"}, said
+    for url, routes in found.values():
+        for route in routes:
+            with urllib.request.urlopen(f"{url}{route}", timeout=WAIT_S) as answer:
+                assert answer.status == 200, (url, route)
+    assert settings["COUPONS_URL"] == found["gateway"][0]
+    assert settings[local.ALLOCATOR_URL] == found["allocator"][0]
+    assert settings["NOTIFIER_PUBLIC_URL"] == found["notifier"][0]
 
 
 def _three_free_ports() -> int:
