@@ -176,7 +176,12 @@ TANSU_ENV = {"KAFKA_FETCH_WAIT_MS": "10"}
 
 
 def stack_env(
-    kafka: str, database: str, jwt_secret: str, code_secret: str, port: int, prefix: str,
+    kafka: str,
+    database: str,
+    jwt_secret: str,
+    code_secret: str,
+    port: int,
+    prefix: str,
     broker_kind: str = "kafka",
 ) -> dict[str, str]:
     """Every part's settings for one stack on a broker of `broker_kind` (BROKERS): the
