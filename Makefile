@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: all install compiled browser kcat run test test-kafka cluster unit integration faults lint types bench soak clean
+.PHONY: all install compiled browser promtool kcat run test test-kafka cluster unit integration faults lint types bench soak clean
 
 all: lint types test
 
@@ -29,6 +29,14 @@ browser:
 	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
 		{ echo "make browser: Debian's chromium package is needed (as root: apt-get install chromium)"; exit 1; }
+
+# The unit tests hold the alert rules to their tests with Debian's promtool (the prometheus
+# package); installed here when missing, which needs root.
+promtool:
+	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		prometheus >/dev/null; } || \
+		{ echo "make promtool: Debian's prometheus package is needed (as root: apt-get install prometheus)"; exit 1; }
 
 # The Apache Kafka half reads the local stack's log with Debian's kcat, as README's
 # analysts do; installed here when missing, which needs root.
@@ -55,7 +63,7 @@ run: install
 # part's log) when one failed. Each run lists its slowest tests: where CI's time goes.
 DURATIONS ?= 15
 SUITE := tests/integration tests/faults --durations=$(DURATIONS)
-test: compiled browser
+test: compiled browser promtool
 	$(BIN)/pytest -q tests/unit
 	@tmp=$$(mktemp -d "$${TMPDIR:-/tmp}/coupons-tests.XXXXXX"); \
 	$(MAKE) --no-print-directory test-kafka MARKS='-m "not alone"' BASETEMP=$$tmp/kafka \
@@ -92,7 +100,7 @@ test-kafka: compiled
 cluster: install
 	$(BIN)/pytest -q -s --backend=kafka tests/faults/test_cluster.py
 
-unit: install
+unit: install promtool
 	$(BIN)/pytest -q tests/unit
 
 integration: install browser

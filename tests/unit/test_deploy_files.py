@@ -1,13 +1,16 @@
 """The files in deploy/ against the code: every environment variable they set is one the
 code reads, every command is a `coupons` subcommand, our image is the one the Dockerfile
-builds, other images are pinned, and every metric the alerts and the Grafana dashboard
-query is one the parts export."""
+builds, other images are pinned, every metric the alerts and the Grafana dashboard query
+is one the parts export, and Prometheus' own `promtool` accepts the shipped configuration
+and holds each alert to its rule tests (deploy/prometheus/alerts_test.yml)."""
 
 import ast
 import importlib
 import json
 import re
 import secrets
+import shutil
+import subprocess
 import tomllib
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -293,3 +296,35 @@ def test_every_alert_has_a_runbook_section() -> None:
         assert rule["annotations"]["runbook"] == f"docs/runbook.md#{rule['alert'].lower()}"
         assert rule["alert"].lower() in anchors
         assert rule["labels"]["severity"] in ("page", "warn")
+
+
+PROMETHEUS = DEPLOY / "prometheus"
+PROMTOOL_TIMEOUT_S = 60.0
+
+
+def promtool(*args: str) -> str:
+    """What Debian's promtool said, run in deploy/prometheus; it must succeed."""
+    found = shutil.which("promtool")
+    assert found, "promtool is needed: Debian's prometheus package (`make promtool`)"
+    done = subprocess.run(
+        [found, *args], cwd=PROMETHEUS, capture_output=True, text=True, timeout=PROMTOOL_TIMEOUT_S
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done.stdout
+
+
+def test_promtool_accepts_the_shipped_configuration_as_it_is() -> None:
+    said = promtool("check", "config", "prometheus.yml")
+    assert "1 rule files found" in said and "8 rules found" in said, said
+
+
+def test_each_alert_fires_and_stays_quiet_as_its_rule_tests_say() -> None:
+    said = promtool("test", "rules", "alerts_test.yml")
+    assert "SUCCESS" in said, said
+    rules = yaml.safe_load((PROMETHEUS / "alerts.yml").read_text())
+    alerts = {rule["alert"] for group in rules["groups"] for rule in group["rules"]}
+    tests = yaml.safe_load((PROMETHEUS / "alerts_test.yml").read_text())["tests"]
+    cases = [case for test in tests for case in test["alert_rule_test"]]
+    firing = {case["alertname"] for case in cases if case["exp_alerts"]}
+    quiet = {case["alertname"] for case in cases if not case["exp_alerts"]}
+    assert firing == alerts and quiet == alerts, (alerts - firing, alerts - quiet)
