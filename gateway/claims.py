@@ -1,6 +1,7 @@
 """POST /v1/coupons/{coupon_id}/claims: where a claim enters."""
 
 import time
+from typing import get_args
 
 from aiohttp import web
 from prometheus_client import Counter, Histogram
@@ -13,6 +14,7 @@ from runtime.http import Problem, json_response, labelled, problem
 from schemas import readmodel
 from schemas.coupons import EDGE_REASONS, State, grant_view, state_at
 from schemas.messages import Claim, CouponStatus, Grant
+from schemas.reasons import Reason
 
 CLAIMS = Counter("coupons_claims_total", "Claims answered, by outcome", ["outcome"])
 CLAIM_SECONDS = Histogram(
@@ -22,14 +24,28 @@ CLAIM_SECONDS = Histogram(
     buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
 )
 _CLAIMS, _CLAIM_SECONDS = labelled(CLAIMS), labelled(CLAIM_SECONDS)
+# A claim refused for the request itself (a 4xx: unknown coupon, bad body, no token) is the
+# client's error; one that failed (a 5xx: a dependency down, a bug) is ours.
+CLIENT_ERROR, SERVER_ERROR = "client_error", "server_error"
+# Every outcome counted from 0, so a rate shows the first of each: a labelled counter
+# otherwise appears only at its first count.
+OUTCOMES = ("granted", "pending", "rejected", *get_args(Reason), CLIENT_ERROR, SERVER_ERROR)
+for _outcome in OUTCOMES:
+    _CLAIMS(_outcome)
 
 
 async def claim(request: web.Request) -> web.Response:
     started = time.perf_counter()
-    outcome = "error"
+    outcome = SERVER_ERROR  # unless answered, or refused as the client's error
     try:
         response, outcome = await _claim(request)
         return response
+    except Problem as refused:
+        outcome = CLIENT_ERROR if refused.response.status < 500 else SERVER_ERROR
+        raise
+    except web.HTTPException as refused:
+        outcome = CLIENT_ERROR if refused.status < 500 else SERVER_ERROR
+        raise
     finally:
         _CLAIMS(outcome).inc()
         _CLAIM_SECONDS(outcome).observe(time.perf_counter() - started)

@@ -219,6 +219,8 @@ IN_FLIGHT_MAX = Gauge(
     multiprocess_mode="livesum",
 )
 RATE_LIMITED = Counter("coupons_rate_limited_total", "Requests refused with 429", ["key"])
+for _key in ("address", "user"):  # from 0, so the first burst of 429s shows in a rate
+    RATE_LIMITED.labels(_key)
 IN_FLIGHT_SHED = Counter(
     "coupons_shed_total", "Requests refused with 503 because too many were in flight"
 )
