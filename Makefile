@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 BENCH_STAMP := $(VENV)/.bench-installed
 
-.PHONY: all install compiled browser promtool kcat run test test-kafka cluster unit integration faults lint types bench soak clean
+.PHONY: all install compiled debs browser promtool kcat run test test-kafka cluster unit integration faults lint types bench soak clean
 
 all: lint types test
 
@@ -23,27 +23,20 @@ install: $(STAMP)
 compiled: install
 	@$(BIN)/python -m compileall -q -j 0 gateway allocator notifier runtime schemas deploy bench
 
-# The dashboard's browser test drives Debian's chromium (Playwright's own browser
-# download is not used); installed here when missing, which needs root.
-browser:
-	@command -v chromium >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } || \
-		{ echo "make browser: Debian's chromium package is needed (as root: apt-get install chromium)"; exit 1; }
-
-# The unit tests hold the alert rules to their tests with Debian's promtool (the prometheus
-# package); installed here when missing, which needs root.
-promtool:
-	@command -v promtool >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		prometheus >/dev/null; } || \
-		{ echo "make promtool: Debian's prometheus package is needed (as root: apt-get install prometheus)"; exit 1; }
-
-# The Apache Kafka half reads the local stack's log with Debian's kcat, as README's
-# analysts do; installed here when missing, which needs root.
-kcat:
-	@command -v kcat >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kcat >/dev/null; } || \
-		{ echo "make kcat: Debian's kcat package is needed (as root: apt-get install kcat)"; exit 1; }
+# Debian's packages the tests drive, each a command: chromium (the browser tests; Playwright's
+# own browser download is not used), promtool (the prometheus package: the alert rules'
+# tests) and kcat (the Kafka half reads the local stack's log as README's analysts do).
+# What is missing is installed in one apt-get (two at once, as make -j2 would run them,
+# would fight over its lock), which needs root.
+DEBS := chromium:chromium promtool:prometheus kcat:kcat
+debs:
+	@missing=; for each in $(DEBS); do \
+		command -v $${each%%:*} >/dev/null || missing="$$missing $${each#*:}"; done; \
+	[ -z "$$missing" ] || { [ "$$(id -u)" = 0 ] && apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; } || \
+		{ echo "make debs: Debian's packages$$missing are needed (as root: apt-get install$$missing)"; \
+		exit 1; }
+browser promtool kcat: debs
 
 $(BENCH_STAMP): $(STAMP)
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
