@@ -7,24 +7,10 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.client import claim, create_coupon, poll_ticket, read_event, step
+from tests.support.client import claim, create_coupon, poll_ticket, read_event, read_until, step
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.shares_stack]
-
-EVENTS_READ_MAX = 40  # a stream that never shows what is awaited fails instead of hanging
-
-
-async def until(
-    stream: aiohttp.ClientResponse, wanted: str, seen: list[tuple[str, dict[str, Any]]]
-) -> dict[str, Any]:
-    """Read events (keeping each in `seen`) until one named `wanted` comes."""
-    for _ in range(EVENTS_READ_MAX):
-        name, data = await read_event(stream)
-        seen.append((name, data))
-        if name == wanted:
-            return data
-    raise AssertionError(f"no {wanted} among {[n for n, _ in seen]}")
 
 
 async def test_a_person_hears_granted_expiring_released_and_redeemed(stack: Stack) -> None:
@@ -37,13 +23,13 @@ async def test_a_person_hears_granted_expiring_released_and_redeemed(stack: Stac
         async with session.get(f"{notifier}/v1/users/me/events", headers=headers) as stream:
             assert (await read_event(stream))[0] == "grants"
             hold = (await claim(session, stack, held["id"], "erin")).body["grant"]
-            granted = await until(stream, "granted", seen)
-            expiring = await until(stream, "hold_expiring", seen)
-            released = await until(stream, "hold_released", seen)
+            granted = await read_until(stream, "granted", seen)
+            expiring = await read_until(stream, "hold_expiring", seen)
+            released = await read_until(stream, "hold_released", seen)
             grant = (await claim(session, stack, outright["id"], "erin")).body["grant"]
-            await until(stream, "granted", seen)
+            await read_until(stream, "granted", seen)
             await step(session, stack, grant["id"], "redeem", "erin")
-            redeemed = await until(stream, "redeemed", seen)
+            redeemed = await read_until(stream, "redeemed", seen)
     print(f"\nerin's stream: {[name for name, _ in seen]}")
     assert (granted["grant"]["id"], granted["after"]) == (hold["id"], "held")
     assert expiring["grant"]["id"] == hold["id"] and 0 <= expiring["seconds_left"] <= 2
@@ -62,18 +48,18 @@ async def test_a_coupon_stream_shows_availability_line_watchers_and_sold_out(
         async with session.get(url) as stream:  # no token: anyone may watch a coupon
             opening = dict([await read_event(stream) for _ in range(3)])
             async with session.get(url) as other:
-                joined = await until(stream, "watchers", first)
+                joined = await read_until(stream, "watchers", first)
                 other_opening = dict([await read_event(other) for _ in range(3)])
-            left = await until(stream, "watchers", first)
+            left = await read_until(stream, "watchers", first)
             holds = [(await claim(session, stack, coupon["id"], p)).body for p in ("al", "bo")]
             carol = await claim(session, stack, coupon["id"], "carol", wait_s=0.3)
-            in_line = await until(stream, "line", first)
+            in_line = await read_until(stream, "line", first)
             for hold, person in zip(holds, ("al", "bo"), strict=True):
                 await step(session, stack, hold["grant"]["id"], "confirm", person)
-            sold_out = await until(stream, "sold_out", first)
+            sold_out = await read_until(stream, "sold_out", first)
             shown = [d for n, d in first if n == "availability"][-1]
             refused = await poll_ticket(session, carol.headers["Location"], timeout_s=10)
-            emptied = await until(stream, "line", first)
+            emptied = await read_until(stream, "line", first)
     print(f"\ncoupon stream: {[name for name, _ in first]}")
     assert set(opening) == {"availability", "line", "watchers"}
     assert (opening["availability"]["remaining"], opening["availability"]["state"]) == (2, "live")

@@ -159,6 +159,26 @@ async def read_event(stream: aiohttp.ClientResponse) -> tuple[str, dict[str, Any
             return name, json.loads(data)
 
 
+EVENTS_READ_MAX = 40  # a stream that never shows what is awaited fails instead of hanging
+
+
+async def read_until(
+    stream: aiohttp.ClientResponse,
+    wanted: str,
+    seen: list[tuple[str, dict[str, Any]]],
+    grant_id: str | None = None,
+) -> dict[str, Any]:
+    """Read events (keeping each in `seen`) until one named `wanted` comes (about the grant
+    `grant_id`, when given): a grant's decision, from the log, and its `granted`, from the
+    database's feed, reach a person's stream in either order."""
+    for _ in range(EVENTS_READ_MAX):
+        name, data = await read_event(stream)
+        seen.append((name, data))
+        if name == wanted and (grant_id is None or data["grant"]["id"] == grant_id):
+            return data
+    raise AssertionError(f"no {wanted} among {[n for n, _ in seen]}")
+
+
 def session(connections_max: int = 256, timeout_s: float = 60) -> aiohttp.ClientSession:
     """A client session for many people at once."""
     return aiohttp.ClientSession(
