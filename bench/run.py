@@ -57,15 +57,16 @@ def run(args: argparse.Namespace) -> int:
 def claim_scenarios(args: argparse.Namespace) -> list[scenarios.ClaimScenario]:
     """The burst (100,000 people, 25 units: almost every answer at the edge) and the
     sustained run (a unit for everyone: every answer durable), each without and with an
-    Idempotency-Key, the sustained one also over many connections."""
+    Idempotency-Key, the sustained one also over many connections. Each is measured on the
+    ceiling too: at 512 connections its latency is the floor any p99 of ours stands on."""
     every = ("ceiling", "baseline", "ours")
     made = []
     for keyed in (False, True):
         suffix = "-keyed" if keyed else ""
         burst = (f"burst{suffix}", every, args.users, args.count, args.connections)
-        sustained = (f"sustained{suffix}", every[1:], args.sustained_users,
+        sustained = (f"sustained{suffix}", every, args.sustained_users,
                      args.sustained_users, args.connections)  # fmt: skip
-        wide = (f"sustained-wide{suffix}", every[1:], args.sustained_users,
+        wide = (f"sustained-wide{suffix}", every, args.sustained_users,
                 args.sustained_users, args.wide_connections)  # fmt: skip
         for name, systems_measured, users, count, connections in (burst, sustained, wide):
             made.append(

@@ -58,3 +58,13 @@ def test_a_step_is_sustained_only_with_exactly_k_every_answer_and_p99_under_a_se
     assert cut_off["checks"]["ok"] and not cut_off["sustained"]
     told_more = judge(step, answered([201, 201, 201] + [409] * 7, 0.2), grants=2, people=2)
     assert not told_more["checks"]["ok"], "three told granted, two grants held"
+
+
+def test_what_a_person_sees_counts_arrivals_answered_in_time_and_not_with_a_5xx() -> None:
+    step = Step("noon@10/s", rate_per_s=10, seconds=1, count=2)
+    result = answered([201, 202, 409, 409, 409, 409, 503, 409, 409], 0.5)
+    result.latency[:3] = [0.2, 1.5, 2.5]  # the winner, the one polling, a late refusal
+    figures = judge(step, result, grants=2, people=2)
+    # Ten arrived, nine were answered: the 503 and the one never answered are not answers.
+    assert figures["answered_within_1s"] == 0.6  # the winner and five refusals
+    assert figures["answered_within_2s"] == 0.7  # and the 202 with its ticket
