@@ -163,4 +163,7 @@ def write(
         console.print(f"  highest sustained arrival rate: {noon['highest_sustained_rate_per_s']}/s")
     for name, value in compared.items():
         console.print(f"  {name} = {value}")
+    if replay is not None and replay.get("cpu_us_per_decision"):
+        spent = ", ".join(f"{k} {v:,.0f}" for k, v in replay["cpu_us_per_decision"].items())
+        console.print(f"  replay: CPU µs per decision: {spent}")
     return path

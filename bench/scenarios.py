@@ -2,6 +2,7 @@
 load generator, with the outcome checked against PostgreSQL afterwards."""
 
 import asyncio
+import contextlib
 import time
 import uuid
 from collections import Counter
@@ -27,6 +28,9 @@ from schemas.topics import Topics, coupon_key
 Progress = Callable[[str, int], Callable[[int], None]]  # (label, total) -> update(done)
 REPLAY_COUPONS = 4
 REPLAY_TIMEOUT_S = 300.0
+# How often the replay looks whether all is decided: a count of every decision, which costs
+# PostgreSQL some CPU of its own (the figures come from the commits' times, not from this).
+REPLAY_POLL_S = 0.5
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +193,14 @@ def replay(
     )
     try:
         log("replay: a fresh allocator is deciding them")
-        decided, first, last = asyncio.run(_wait_decided(database, written, started))
+        processes = {
+            "allocator": allocator.process.pid,
+            "postgres": systems.infra.postgres.process.pid,
+            "broker": systems.infra.broker.process.pid,
+        }
+        decided, first, last, cpu_s = asyncio.run(
+            _wait_decided(database, written, started, processes)
+        )
         inside = _allocator_figures(allocator.url)
     finally:
         allocator.process.stop()
@@ -203,6 +214,11 @@ def replay(
         "decisions_per_s": round(decided / span, 1),
         "seconds_from_process_start": round(time.monotonic() - started, 3),
         "allocator": inside,
+        # CPU each process spent from the first decision seen to the last, per decision:
+        # less noisy than the rate on a shared machine, and what a floor is made of.
+        "cpu_us_per_decision": {
+            name: round(1e6 * spent / max(decided, 1), 1) for name, spent in cpu_s.items()
+        },
         "checks": {"ok": decided == written},
     }
 
@@ -263,9 +279,14 @@ async def _write_log(settings: Settings, claims_total: int, daily_rule: bool) ->
         await producer.stop()
 
 
-async def _wait_decided(database: str, expected: int, started: float) -> tuple[int, float, float]:
-    """Wait (bounded) until every command is decided; (decided, first and last commit)."""
+async def _wait_decided(
+    database: str, expected: int, started: float, processes: dict[str, int]
+) -> tuple[int, float, float, dict[str, float]]:
+    """Wait (bounded) until every command is decided; (decided, first and last commit, and
+    the CPU seconds each of `processes` and its children spent from the first decision
+    seen to the last)."""
     conn = await asyncpg.connect(database)
+    at_first: dict[str, float] = {}
     try:
         while True:
             row = await conn.fetchrow(
@@ -273,8 +294,31 @@ async def _wait_decided(database: str, expected: int, started: float) -> tuple[i
                 " extract(epoch FROM max(committed_at)) AS last FROM decisions"
             )
             assert row is not None
+            if row["n"] and not at_first:
+                at_first = _cpu_seconds(processes)
             if row["n"] >= expected or time.monotonic() - started > REPLAY_TIMEOUT_S:
-                return int(row["n"]), float(row["first"] or 0), float(row["last"] or 0)
-            await asyncio.sleep(0.05)
+                at_last = _cpu_seconds(processes)
+                spent = {name: at_last[name] - at_first.get(name, 0.0) for name in at_last}
+                return int(row["n"]), float(row["first"] or 0), float(row["last"] or 0), spent
+            await asyncio.sleep(REPLAY_POLL_S)
     finally:
         await conn.close()
+
+
+def _cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user and system) each process and its children have spent so far."""
+    import psutil
+
+    spent = {}
+    for name, pid in processes.items():
+        total = 0.0
+        try:
+            process = psutil.Process(pid)
+            for each in (process, *process.children(recursive=True)):
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    times = each.cpu_times()
+                    total += times.user + times.system
+        except psutil.NoSuchProcess:
+            pass
+        spent[name] = total
+    return spent
