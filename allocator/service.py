@@ -8,6 +8,7 @@ between commit and publish loses nothing.
 """
 
 import asyncio
+import collections
 import logging
 import time
 import uuid
@@ -26,6 +27,7 @@ from allocator.partition import Owned, Phase
 from allocator.state import CoreConfig
 from allocator.store import Fenced, Landed
 from runtime import db, errors, hops, kafka, leaders
+from runtime.http import labelled
 from runtime.produce import Message, send_all
 from runtime.settings import Settings
 from schemas import logmarks
@@ -52,6 +54,7 @@ COMMIT_SECONDS = Histogram(
 DECISIONS = Counter(
     "coupons_allocator_decisions_total", "Final decisions made", ["outcome", "reason"]
 )
+_DECISIONS = labelled(DECISIONS)
 UNREADABLE = Counter("coupons_allocator_unreadable_total", "Commands skipped as unreadable")
 UNSTORABLE = Counter(
     "coupons_allocator_unstorable_total",
@@ -322,8 +325,11 @@ class Allocator(Owning):
         await self._publish(messages)
         hops.spent("allocator_publish", started)
         BATCHES.observe(len(records))
-        for row in effects.decisions:
-            DECISIONS.labels(row.decision.outcome, row.decision.reason or "").inc()
+        decided = collections.Counter(
+            (row.decision.outcome, row.decision.reason or "") for row in effects.decisions
+        )
+        for labels, count in decided.items():  # a batch's, counted once per outcome
+            _DECISIONS(*labels).inc(count)
         for record in effects.unstorable:
             UNSTORABLE.inc()
             log.error("refused the command at %d: %s", record.offset, record.fault)
