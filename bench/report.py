@@ -45,6 +45,24 @@ def ratios(figures: list[dict[str, Any]]) -> dict[str, float]:
     return out
 
 
+def floor_line(replay: dict[str, Any]) -> str:
+    """What moving a decision's records through the log and storing its row cost with
+    nothing else done, and the rate that caps on this machine's cores."""
+    alone, stored = replay["log_alone"], replay["decisions_alone"]
+    pairs = (replay["records_read_per_decision"] + replay["records_written_per_decision"]) / 2
+    per_record = alone["reader_cpu_us_per_record"] + alone["broker_cpu_us_per_record"]
+    per_decision = pairs * per_record + stored["postgres_cpu_us_per_row"]
+    cap = cores() * 1e6 / per_decision if per_decision else 0
+    return (
+        f"replay floor: the log alone {per_record:,.1f} µs of CPU per record read and "
+        f"written (reader {alone['reader_cpu_us_per_record']}, broker "
+        f"{alone['broker_cpu_us_per_record']}), {pairs:.2f} records a decision; PostgreSQL "
+        f"storing the decision's row alone {stored['postgres_cpu_us_per_row']} µs; together "
+        f"{per_decision:,.0f} µs, at most {cap:,.0f} decisions/s on {cores()} cores with "
+        "nothing decided and nothing else stored"
+    )
+
+
 def table(figures: list[dict[str, Any]], replay: dict[str, Any] | None) -> Table:
     grid = Table(title="coupons bench")
     for column in ("scenario", "system", "req/s", "p50 ms", "p95 ms", "p99 ms", "max ms",
@@ -166,4 +184,6 @@ def write(
     if replay is not None and replay.get("cpu_us_per_decision"):
         spent = ", ".join(f"{k} {v:,.0f}" for k, v in replay["cpu_us_per_decision"].items())
         console.print(f"  replay: CPU µs per decision: {spent}")
+    if replay is not None and replay.get("log_alone"):
+        console.print(f"  {floor_line(replay)}")
     return path

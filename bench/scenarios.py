@@ -2,7 +2,6 @@
 load generator, with the outcome checked against PostgreSQL afterwards."""
 
 import asyncio
-import contextlib
 import time
 import uuid
 from collections import Counter
@@ -13,7 +12,7 @@ from typing import Any
 
 import asyncpg
 
-from bench import hops
+from bench import cpu, floor, hops
 from bench.load import Result, Target, cores, generate
 from bench.systems import Systems
 from deploy.embedded import free_port
@@ -204,6 +203,12 @@ def replay(
         inside = _allocator_figures(allocator.url)
     finally:
         allocator.process.stop()
+    log("replay: the log alone, deciding nothing (the floor)")
+    alone = asyncio.run(floor.log_alone(settings, written, processes["broker"]))
+    grants = asyncio.run(_count(database, "grants"))
+    stored = asyncio.run(
+        floor.decisions_alone(database, settings.batch_records_max, processes["postgres"])
+    )
     span = max(last - first, 1e-9)
     return {
         "scenario": "replay",
@@ -219,8 +224,23 @@ def replay(
         "cpu_us_per_decision": {
             name: round(1e6 * spent / max(decided, 1), 1) for name, spent in cpu_s.items()
         },
+        # Records each decision moved through the log: read (the commands, and under the
+        # daily rule each winner's ReserveDay and DayReserved) and written (those two and
+        # the decision); the floor is what moving them costs with nothing decided.
+        "records_read_per_decision": round((written + 2 * grants) / max(decided, 1), 2),
+        "records_written_per_decision": round((2 * grants + decided) / max(decided, 1), 2),
+        "log_alone": alone,
+        "decisions_alone": stored,
         "checks": {"ok": decided == written},
     }
+
+
+async def _count(database: str, table: str) -> int:
+    conn = await asyncpg.connect(database)
+    try:
+        return int(await conn.fetchval(f"SELECT count(*) FROM {table}"))
+    finally:
+        await conn.close()
 
 
 def _allocator_figures(url: str) -> dict[str, float]:
@@ -295,30 +315,11 @@ async def _wait_decided(
             )
             assert row is not None
             if row["n"] and not at_first:
-                at_first = _cpu_seconds(processes)
+                at_first = cpu.seconds(processes)
             if row["n"] >= expected or time.monotonic() - started > REPLAY_TIMEOUT_S:
-                at_last = _cpu_seconds(processes)
+                at_last = cpu.seconds(processes)
                 spent = {name: at_last[name] - at_first.get(name, 0.0) for name in at_last}
                 return int(row["n"]), float(row["first"] or 0), float(row["last"] or 0), spent
             await asyncio.sleep(REPLAY_POLL_S)
     finally:
         await conn.close()
-
-
-def _cpu_seconds(processes: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user and system) each process and its children have spent so far."""
-    import psutil
-
-    spent = {}
-    for name, pid in processes.items():
-        total = 0.0
-        try:
-            process = psutil.Process(pid)
-            for each in (process, *process.children(recursive=True)):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    times = each.cpu_times()
-                    total += times.user + times.system
-        except psutil.NoSuchProcess:
-            pass
-        spent[name] = total
-    return spent
