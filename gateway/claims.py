@@ -10,7 +10,7 @@ from gateway.pipeline import GATEWAY, Gateway, Pending, refusal, rejection
 from gateway.retries import PROVEN_OVER, Earlier, earlier_from_row
 from runtime import requests
 from runtime.auth import caller
-from runtime.http import Problem, json_response, labelled, problem
+from runtime.http import PROBLEM_CONTENT_TYPE, Problem, json_response, labelled, problem
 from schemas import readmodel
 from schemas.coupons import EDGE_REASONS, State, grant_view, state_at
 from schemas.messages import Claim, CouponStatus, Grant
@@ -81,7 +81,7 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
                 return _answer(gateway.ticket(coupon_id, request_id), earlier)
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
         gateway.edge.count(coupon_id, edge, now_ms)
-        return problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge), edge
+        return _edge_answer(edge), edge
     request_id = gateway.request_id(key, user_id, coupon_id)  # a fresh one without a key
     command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)
     outcome = await gateway.submit(request, command, wait_s)
@@ -91,6 +91,18 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     if decision.grant is None:
         return rejection(decision, ticket), decision.reason or "rejected"
     return _granted(ticket, decision.grant), "granted"
+
+
+# The edge's answers, one body per reason: most of a sold-out noon's answers are these.
+EDGE_BODIES = {
+    edge: problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge).body
+    for edge in EDGE_REASONS.values()
+}
+
+
+def _edge_answer(edge: str) -> web.Response:
+    headers = {"Content-Type": PROBLEM_CONTENT_TYPE}
+    return web.Response(body=EDGE_BODIES[edge], status=409, headers=headers)
 
 
 def _answer(ticket: str, earlier: Earlier) -> tuple[web.Response, str]:

@@ -175,6 +175,8 @@ async def body(request: web.Request) -> bytes:
     """The request's body, read by its deadline (HTTP_BODY_S after it was asked for); a
     body that comes slower is a 408 (a problem, by the errors middleware), and the
     connection is closed after it."""
+    if request.content.is_eof():  # every byte is here (or was read before): nothing to wait for
+        return await request.read()
     deadline = request.get(BODY_DEADLINE)
     if deadline is None:  # not through the guard: the default bound from now
         deadline = asyncio.get_running_loop().time() + ConnectionBounds().body_s

@@ -87,6 +87,9 @@ def json_response(
     )
 
 
+PROBLEM_CONTENT_TYPE = "application/problem+json"
+
+
 def problem(
     status: int,
     slug: str,
@@ -100,7 +103,7 @@ def problem(
     return web.Response(
         body=orjson.dumps(body),
         status=status,
-        headers={"Content-Type": "application/problem+json", **(headers or {})},
+        headers={"Content-Type": PROBLEM_CONTENT_TYPE, **(headers or {})},
     )
 
 
