@@ -85,26 +85,22 @@ def _measure(
     """One step on our stack, then the same arrivals on the ceiling (its figures under
     "ceiling"), on everything started anew."""
     with fresh() as systems:
+
+        def arrivals(system: str, coupon_id: str) -> Result:
+            return generate(
+                target(systems, system, coupon_id, keyed=True, prefer_wait_s=PREFER_WAIT_S),
+                step.people,
+                args.noon_connections,
+                args.generators,
+                f"{step.name}-{system}-",
+                progress(f"{step.name}: {system}", step.people),
+                rate_per_s=step.rate_per_s,
+            )
+
         coupon_id = systems.create_coupon(step.count, daily_limit=args.daily_rule)
-        result = generate(
-            target(systems, "ours", coupon_id, keyed=True, prefer_wait_s=PREFER_WAIT_S),
-            step.people,
-            args.noon_connections,
-            args.generators,
-            f"{step.name}-",
-            progress(f"{step.name}: ours", step.people),
-            rate_per_s=step.rate_per_s,
-        )
+        result = arrivals("ours", coupon_id)
         figures = judge(step, result, *grants_of(systems, "ours", coupon_id))
-        ceiling = generate(
-            target(systems, "ceiling", str(uuid.uuid4()), keyed=True, prefer_wait_s=PREFER_WAIT_S),
-            step.people,
-            args.noon_connections,
-            args.generators,
-            f"{step.name}-ceiling-",
-            progress(f"{step.name}: ceiling", step.people),
-            rate_per_s=step.rate_per_s,
-        )
+        ceiling = arrivals("ceiling", str(uuid.uuid4()))  # it answers without looking
     figures["ceiling"] = _figures(step, ceiling)
     figures["ceiling"]["sustained"] = _held(figures["ceiling"])
     return figures, Run(step.name, "ours", result, figures["checks"])
