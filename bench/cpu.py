@@ -4,17 +4,19 @@ import contextlib
 
 
 def seconds(processes: dict[str, int]) -> dict[str, float]:
-    """CPU seconds (user and system) each named process and its children have spent."""
+    """CPU seconds each named process and its children have spent."""
+    return {name: of(pid) for name, pid in processes.items()}
+
+
+def of(pid: int) -> float:
+    """CPU seconds (user and system) a process and its children have spent; 0 if gone."""
     import psutil
 
-    spent = {}
-    for name, pid in processes.items():
-        total = 0.0
-        with contextlib.suppress(psutil.NoSuchProcess):
-            process = psutil.Process(pid)
-            for each in (process, *process.children(recursive=True)):
-                with contextlib.suppress(psutil.NoSuchProcess):
-                    times = each.cpu_times()
-                    total += times.user + times.system
-        spent[name] = total
-    return spent
+    total = 0.0
+    with contextlib.suppress(psutil.NoSuchProcess):
+        process = psutil.Process(pid)
+        for each in (process, *process.children(recursive=True)):
+            with contextlib.suppress(psutil.NoSuchProcess):
+                times = each.cpu_times()
+                total += times.user + times.system
+    return total

@@ -44,7 +44,7 @@ async def log_alone(settings: Settings, records: int, broker_pid: int) -> dict[s
         consumer.assign(parts)
         await consumer.seek_to_beginning(*parts)
         moved, started = 0, time.monotonic()
-        spent_before = time.process_time(), cpu.seconds({"broker": broker_pid})["broker"]
+        reader_before, broker_before = time.process_time(), cpu.of(broker_pid)
         while moved < records and time.monotonic() - started < FLOOR_TIMEOUT_S:
             batches = await consumer.getmany(timeout_ms=100, max_records=settings.batch_records_max)
             back = []
@@ -58,8 +58,8 @@ async def log_alone(settings: Settings, records: int, broker_pid: int) -> dict[s
             if back:
                 await send_all(producer, back)
         seconds = time.monotonic() - started
-        reader = time.process_time() - spent_before[0]
-        broker = cpu.seconds({"broker": broker_pid})["broker"] - spent_before[1]
+        reader = time.process_time() - reader_before
+        broker = cpu.of(broker_pid) - broker_before
     finally:
         await consumer.stop()
         await producer.stop()
@@ -78,20 +78,18 @@ async def decisions_alone(database: str, batch: int, postgres_pid: int) -> dict[
     allocator stores less than this row."""
     conn = await asyncpg.connect(database)
     try:
-        rows = [tuple(r) for r in await conn.fetch("SELECT * FROM decisions ORDER BY log_offset")]
-        names = [r["attname"] for r in await conn.fetch(
-            "SELECT attname FROM pg_attribute WHERE attrelid = 'decisions'::regclass"
-            " AND attnum > 0 AND NOT attisdropped ORDER BY attnum"
-        )]  # fmt: skip
+        found = await conn.fetch("SELECT * FROM decisions ORDER BY log_offset")
+        names = list(found[0].keys()) if found else []
+        rows = [tuple(r) for r in found]
         await conn.execute("CREATE TABLE decisions_floor (LIKE decisions INCLUDING ALL)")
         started = time.monotonic()
-        before = cpu.seconds({"postgres": postgres_pid})["postgres"]
+        before = cpu.of(postgres_pid)
         for at in range(0, len(rows), batch):
             async with conn.transaction():
                 await conn.copy_records_to_table(
                     "decisions_floor", columns=names, records=rows[at : at + batch]
                 )
-        spent = cpu.seconds({"postgres": postgres_pid})["postgres"] - before
+        spent = cpu.of(postgres_pid) - before
         seconds = time.monotonic() - started
         await conn.execute("DROP TABLE decisions_floor")
     finally:
