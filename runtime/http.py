@@ -57,6 +57,23 @@ def labelled(metric: Counter | Histogram) -> Callable[..., Any]:
     return child
 
 
+class Bound:
+    """A gauge of a bound, made at its first `set`: a part without the bound shows no
+    series, rather than a 0 that a ratio would divide by (issue 26: the saturation panel
+    read in-flight / 0 on the allocator). Even unset, a gauge made at import would show 0,
+    in a worker's multiprocess file too. Summed over gateway workers, as the gauge it is
+    read against is."""
+
+    def __init__(self, name: str, documentation: str) -> None:
+        self.name, self.documentation = name, documentation
+        self.gauge: Gauge | None = None
+
+    def set(self, value: float) -> None:
+        if self.gauge is None:
+            self.gauge = Gauge(self.name, self.documentation, multiprocess_mode="livesum")
+        self.gauge.set(value)
+
+
 _HTTP_REQUESTS = labelled(HTTP_REQUESTS)
 _HTTP_DURATION = labelled(HTTP_DURATION)
 BUILD.labels(importlib.metadata.version("coupons")).set(1)

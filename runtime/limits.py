@@ -20,7 +20,7 @@ from prometheus_client import Counter, Gauge
 from runtime.auth import Caller, Verifier, caller
 from runtime.connections import ConnectionBounds, read_body
 from runtime.environment import variable
-from runtime.http import Problem, problem
+from runtime.http import Bound, Problem, problem
 
 log = logging.getLogger(__name__)
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -213,11 +213,7 @@ IN_FLIGHT = Gauge(
     "Requests being handled (live streams not counted)",
     multiprocess_mode="livesum",
 )
-IN_FLIGHT_MAX = Gauge(
-    "coupons_http_in_flight_max",
-    "Requests in flight past which the part sheds",
-    multiprocess_mode="livesum",
-)
+IN_FLIGHT_MAX = Bound("coupons_http_in_flight_max", "Requests in flight past which the part sheds")
 RATE_LIMITED = Counter("coupons_rate_limited_total", "Requests refused with 429", ["key"])
 for _key in ("address", "user"):  # from 0, so the first burst of 429s shows in a rate
     RATE_LIMITED.labels(_key)

@@ -16,6 +16,7 @@ from aiokafka.structs import RecordMetadata
 from prometheus_client import Gauge
 
 from runtime import errors
+from runtime.http import Bound
 from schemas.topics import partition_for
 
 Message = tuple[str, bytes, bytes]  # topic, key, value
@@ -70,10 +71,8 @@ PRODUCE_QUEUE = Gauge(
     "Commands waiting for the broker",
     multiprocess_mode="livesum",
 )
-PRODUCE_QUEUE_MAX = Gauge(
-    "coupons_gateway_produce_queue_max",
-    "Commands waiting past which the gateway sheds",
-    multiprocess_mode="livesum",
+PRODUCE_QUEUE_MAX = Bound(
+    "coupons_gateway_produce_queue_max", "Commands waiting past which the gateway sheds"
 )
 
 

@@ -188,7 +188,8 @@ async def test_the_counts_alerts_read_start_at_0_and_a_clients_error_is_told_fro
 ) -> None:
     """A labelled counter appears only at its first count unless started at 0, and a rate
     misses that first burst (issue 26: 40 answers of 429 never showed). A claim on a coupon
-    that does not exist is the client's error, not the gateway's."""
+    that does not exist is the client's error, not the gateway's. A part shows the gauge
+    of a bound only where it has the bound."""
     claims = "/v1/coupons/{coupon_id}/claims"
     assert stack.notifier is not None
     async with aiohttp.ClientSession() as session:
@@ -210,6 +211,11 @@ async def test_the_counts_alerts_read_start_at_0_and_a_clients_error_is_told_fro
     missing = [(name, labels) for metrics, name, labels in counted
                if (name, labels) not in _samples(metrics)]  # fmt: skip
     assert not missing, missing
+    bounds = {"coupons_http_in_flight_max", "coupons_gateway_produce_queue_max"}
+    exported = [{name for name, _ in _samples(metrics)} & bounds
+                for metrics in (gateway, notifier, allocator)]  # fmt: skip
+    # No bound where a part has none: a ratio read against a 0 would divide by it.
+    assert exported == [bounds, {"coupons_http_in_flight_max"}, set()]
     client, server = (
         f'coupons_claims_total{{outcome="{o}"}}' for o in ("client_error", "server_error")
     )
