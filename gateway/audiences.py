@@ -13,7 +13,7 @@ from aiohttp import web
 from gateway.pipeline import GATEWAY, Gateway
 from runtime import requests
 from runtime.auth import Caller, admin
-from runtime.http import Problem, json_response
+from runtime.http import Problem, Refused, json_response
 from schemas import audiences
 from schemas.coupons import rfc3339
 from schemas.readmodel import dt_to_ms
@@ -37,15 +37,12 @@ def _checked(name: str) -> str:
 
 
 def _unknown(name: str) -> Problem:
-    return Problem(404, "unknown-audience", "Unknown audience", f"no audience named {name!r}")
+    return Problem("unknown-audience", f"no audience named {name!r}")
 
 
 def _stale(name: str, expected: int | None) -> Problem:
     held = "exists" if expected is None else f"is not at version {expected}"
-    return Problem(
-        412, "audience-changed", "Precondition failed",
-        f"audience {name!r} {held}; read it again and decide",
-    )  # fmt: skip
+    return Problem("precondition-failed", f"audience {name!r} {held}; read it again and decide")
 
 
 def _etag(version: int) -> dict[str, str]:
@@ -158,15 +155,11 @@ async def members_of(gateway: Gateway, name: str, version: int | None) -> tuple[
         raise _unknown(name)
     unfit = user_ids_fault(row["members"], "members")
     if unfit is not None:  # saved before the id rule held audiences to it
-        raise Problem(
-            409, "audience-unfit", "Audience holds an id that is refused",
-            f"audience {name!r}: {unfit}; save it again without it", reason="unstorable",
-        )  # fmt: skip
+        raise Refused("unstorable", f"audience {name!r}: {unfit}; save it again without it")
     if version is not None and row["version"] != version:
-        raise Problem(
-            409, "audience-changed", "Audience changed",
+        raise Refused(
+            "audience_changed",
             f"audience {name!r} was saved again after version {version} (now"
             f" {row['version']}); preview the distribution again",
-            reason="audience_changed",
-        )  # fmt: skip
+        )
     return row["version"], list(row["members"])

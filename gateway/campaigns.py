@@ -41,12 +41,12 @@ async def _admin(request: web.Request, doing: str) -> tuple[Gateway, Caller, Cou
     coupon_id = requests.coupon_id(request)
     status = await gateway.coupon(coupon_id)
     if status is None:
-        raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {coupon_id}")
+        raise Problem("unknown-coupon", f"no coupon {coupon_id}")
     return gateway, who, status
 
 
 def _coupon_answer(
-    gateway: Gateway, title: str, view: Callable[[CouponStatus, Decision], dict[str, Any]]
+    gateway: Gateway, view: Callable[[CouponStatus, Decision], dict[str, Any]]
 ) -> Render:
     """How a decision about a whole coupon is answered: the coupon as the decision left it,
     known to this gateway's edge answers at once, shown by `view`; a rejection as such."""
@@ -56,7 +56,7 @@ def _coupon_answer(
         gateway.statuses.learn(decision.coupon)
         return json_response(view(decision.coupon, decision))
 
-    return unless_rejected(title, applied)
+    return unless_rejected(applied)
 
 
 async def close(request: web.Request) -> web.Response:
@@ -72,9 +72,7 @@ async def close(request: web.Request) -> web.Response:
             "revoking": coupon.revoking,
         }
 
-    return await gateway.answer(
-        request, command, _coupon_answer(gateway, "Cannot close the coupon", closed)
-    )
+    return await gateway.answer(request, command, _coupon_answer(gateway, closed))
 
 
 async def upload_codes(request: web.Request) -> web.Response:
@@ -86,7 +84,7 @@ async def upload_codes(request: web.Request) -> web.Response:
     def added(coupon: CouponStatus, _: Decision) -> dict[str, Any]:
         return {"added": len(codes), "codes_left": coupon.codes_left}
 
-    return await gateway.answer(request, command, _coupon_answer(gateway, "Codes not added", added))
+    return await gateway.answer(request, command, _coupon_answer(gateway, added))
 
 
 async def _codes(request: web.Request) -> tuple[str, ...]:
@@ -126,7 +124,7 @@ async def assign(request: web.Request) -> web.Response:
         location = f"/v1/grants/{decision.grant.id}"
         return json_response(grant_view(decision.grant), status=201, headers={"Location": location})
 
-    return await gateway.answer(request, command, unless_rejected("Code not assigned", assigned))
+    return await gateway.answer(request, command, unless_rejected(assigned))
 
 
 async def distribute(request: web.Request) -> web.Response:
@@ -157,7 +155,7 @@ async def distribute(request: web.Request) -> web.Response:
     def planned(decision: Decision, ticket: str) -> web.Response:
         plan = _plan_view(decision.plan, seed, audience) if decision.plan else None
         if decision.outcome == "rejected":
-            return rejection(decision, ticket, "Not distributed", plan=plan)
+            return rejection(decision, ticket, plan=plan)
         assert plan is not None, "a distribution that is not rejected has its plan"
         return json_response(plan, status=200 if dry_run else 201)
 

@@ -6,11 +6,11 @@ from typing import get_args
 from aiohttp import web
 from prometheus_client import Counter, Histogram
 
-from gateway.pipeline import GATEWAY, Gateway, Pending, refusal, rejection
+from gateway.pipeline import GATEWAY, Gateway, Pending, rejection
 from gateway.retries import PROVEN_OVER, Earlier, earlier_from_row
 from runtime import requests
 from runtime.auth import caller
-from runtime.http import PROBLEM_CONTENT_TYPE, Problem, json_response, labelled, problem
+from runtime.http import Problem, json_response, labelled, refusal
 from schemas import readmodel
 from schemas.coupons import EDGE_REASONS, State, grant_view, state_at
 from schemas.messages import Claim, CouponStatus, Grant
@@ -60,29 +60,29 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     user_id = who.user_id
     if "user_id" in body:
         if not who.admin:
-            raise Problem(403, "forbidden", "Forbidden", "only an admin may claim for another user")
+            raise Problem("forbidden", "only an admin may claim for another user")
         user_id = requests.user_id(body, "user_id")
     key = requests.idempotency_key(request)
     wait_s = requests.wait_s(request, settings.claim_wait_s_default, settings.claim_wait_s_max)
     status = await gateway.coupon(coupon_id)
     if status is None:
-        raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {coupon_id}")
+        raise Problem("unknown-coupon", f"no coupon {coupon_id}")
     now_ms = gateway.now_ms()
     state = state_at(status, now_ms)
     edge = EDGE_REASONS.get(state)
+    request_id = gateway.request_id(key, user_id, coupon_id)  # a fresh one without a key
     if edge is not None:
         # A retry (same Idempotency-Key) may have been decided before the coupon was over,
         # through another gateway: that decision is the answer, not the edge's.
         if key is not None:
-            request_id = gateway.request_id(key, user_id, coupon_id)
             earlier = await _earlier(gateway, status, state, request_id)
             if earlier is not None:
                 gateway.edge.count(coupon_id, "retry", now_ms)
                 return _answer(gateway.ticket(coupon_id, request_id), earlier)
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
+        # It is the allocator's answer word for word, with a ticket that says it again.
         gateway.edge.count(coupon_id, edge, now_ms)
-        return _edge_answer(edge), edge
-    request_id = gateway.request_id(key, user_id, coupon_id)  # a fresh one without a key
+        return refusal(edge, ticket=gateway.ticket(coupon_id, request_id)), edge
     command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)
     outcome = await gateway.submit(request, command, wait_s)
     if isinstance(outcome, Pending):
@@ -93,22 +93,10 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     return _granted(ticket, decision.grant), "granted"
 
 
-# The edge's answers, one body per reason: most of a sold-out noon's answers are these.
-EDGE_BODIES = {
-    edge: problem(409, edge.replace("_", "-"), "Claim rejected", edge, reason=edge).body
-    for edge in EDGE_REASONS.values()
-}
-
-
-def _edge_answer(edge: str) -> web.Response:
-    headers = {"Content-Type": PROBLEM_CONTENT_TYPE}
-    return web.Response(body=EDGE_BODIES[edge], status=409, headers=headers)
-
-
 def _answer(ticket: str, earlier: Earlier) -> tuple[web.Response, str]:
     if isinstance(earlier, Grant):
         return _granted(ticket, earlier), "granted"
-    return refusal(earlier, ticket), earlier
+    return refusal(earlier, ticket=ticket), earlier
 
 
 def _granted(ticket: str, grant: Grant) -> web.Response:

@@ -130,7 +130,7 @@ async def get_coupon(request: web.Request) -> web.Response:
     coupon_id = requests.coupon_id(request)
     row = await gateway.pool.fetchrow(readmodel.COUPON_BY_ID, coupon_id)
     if row is None:
-        raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {coupon_id}")
+        raise Problem("unknown-coupon", f"no coupon {coupon_id}")
     return json_response(coupon_view(readmodel.status_from_row(row), gateway.now_ms()))
 
 

@@ -34,7 +34,7 @@ async def _grant(request: web.Request) -> tuple[Caller, Grant]:
     grant = readmodel.grant_from_row(row) if row is not None else None
     if grant is None or not (who.admin or grant.user_id == who.user_id):
         # Someone else's grant is as unknown to you as one that does not exist.
-        raise Problem(404, "unknown-grant", "Unknown grant", f"no grant {raw!r} of yours")
+        raise Problem("unknown-grant", f"no grant {raw!r} of yours")
     return who, grant
 
 
@@ -65,7 +65,7 @@ async def step(request: web.Request) -> web.Response:
     gateway = request.app[GATEWAY]
     action = request.match_info["action"]
     if action not in ACTIONS:
-        raise Problem(404, "not-found", "Not found", f"grants have no {action!r} step")
+        raise Problem("not-found", f"grants have no {action!r} step")
     body = await requests.json_object(request, {"lock_id"})
     lock_id = body.get("lock_id")
     if lock_id is not None and (not isinstance(lock_id, str) or len(lock_id) > LOCK_ID_CHARS_MAX):
@@ -79,7 +79,7 @@ async def step(request: web.Request) -> web.Response:
 
     def stepped(decision: Decision, ticket: str) -> web.Response:
         if decision.outcome != "applied" or decision.grant is None:
-            return rejection(decision, ticket, title=f"Cannot {action} this grant")
+            return rejection(decision, ticket)
         body_out: dict[str, Any] = {"ticket": ticket, **grant_view(decision.grant)}
         if action == "lock":
             body_out["lock_id"] = decision.grant.lock_id  # the key to redeem or unlock with

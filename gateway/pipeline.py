@@ -15,11 +15,11 @@ from gateway.replies import Replies
 from gateway.retries import Retries
 from gateway.tally import EdgeTally
 from runtime import errors, hops, requests
-from runtime.http import Problem, accept, json_response, problem
+from runtime.http import Problem, accept, json_response, refusal
 from runtime.produce import Batcher, Saturated
 from runtime.settings import Settings
 from runtime.statuses import Statuses
-from schemas import readmodel, reasons
+from schemas import readmodel
 from schemas.messages import COMMAND_BYTES_MAX, CouponStatus, Decision, Request, encode
 from schemas.tickets import mint, request_id_for
 from schemas.topics import Topics, coupon_key, partition_of
@@ -48,12 +48,12 @@ Answer = Decided | Pending
 Render = Callable[[Decision, str], web.Response]  # a decision and its ticket, as HTTP
 
 
-def unless_rejected(title: str, applied: Render) -> Render:
-    """Show a rejection as a 409 problem titled `title`, anything else as `applied` does."""
+def unless_rejected(applied: Render) -> Render:
+    """Show a rejection as its problem, anything else as `applied` does."""
 
     def render(decision: Decision, ticket: str) -> web.Response:
         if decision.outcome == "rejected":
-            return rejection(decision, ticket, title)
+            return rejection(decision, ticket)
         return applied(decision, ticket)
 
     return render
@@ -154,9 +154,7 @@ class Gateway:
         value = encode(command)
         if len(value) > COMMAND_BYTES_MAX:
             raise Problem(
-                413,
                 "too-large",
-                "Request too large",
                 f"this request makes a command of {len(value)} bytes; one holds at most"
                 f" {COMMAND_BYTES_MAX} (send fewer or shorter ids or codes at a time)",
                 bytes_max=COMMAND_BYTES_MAX,
@@ -170,9 +168,7 @@ class Gateway:
                 )
         except Saturated as error:
             raise Problem(
-                503,
                 "overloaded",
-                "Service overloaded",
                 f"the request was not accepted ({error}); retry shortly",
                 headers={"Retry-After": "1"},
             ) from error
@@ -180,9 +176,7 @@ class Gateway:
             if not errors.unavailable(error):
                 raise
             raise Problem(
-                503,
                 "unavailable",
-                "Service unavailable",
                 f"the request was not accepted ({type(error).__name__}); retry shortly",
                 headers={"Retry-After": "1"},
             ) from error
@@ -223,25 +217,8 @@ def _partition(producer: AIOKafkaProducer, topic: str, coupon_id: str) -> int:
     return partition_of(coupon_id, len(partitions))
 
 
-def rejection(
-    decision: Decision, ticket: str, title: str = "Claim rejected", **extra: Any
-) -> web.Response:
-    return refusal(decision.reason, ticket, title, **extra)
-
-
-def refusal(
-    reason: str | None, ticket: str, title: str = "Claim rejected", **extra: Any
-) -> web.Response:
-    reason = reason or "rejected"
-    return problem(
-        409,
-        reason.replace("_", "-"),
-        title,
-        reasons.detail(reason),
-        reason=reason,
-        ticket=ticket,
-        **extra,
-    )
+def rejection(decision: Decision, ticket: str, **extra: Any) -> web.Response:
+    return refusal(decision.reason or "rejected", ticket=ticket, **extra)
 
 
 GATEWAY = web.AppKey("gateway", Gateway)

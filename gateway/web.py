@@ -32,7 +32,7 @@ async def page(_: web.Request) -> web.Response:
 async def asset(request: web.Request) -> web.Response:
     name = request.match_info["name"]
     if "/" in name or name.startswith(".") or not any(name.endswith(t) for t in TYPES):
-        raise Problem(404, "not-found", "Not found", f"no file {name}")
+        raise Problem("not-found", f"no file {name}")
     return _file(name)
 
 
@@ -58,12 +58,12 @@ async def dev_token(request: web.Request) -> web.Response:
     """POST /v1/dev/token {"name", "admin"}: a token for that name, signed with the local
     stack's secret. Development only: in production there is no such route (404)."""
     if not _development(request):
-        raise Problem(404, "not-found", "Not found", "no development sign-in here")
+        raise Problem("not-found", "no development sign-in here")
     body = await requests.json_object(request, {"name", "admin"})
     name = requests.user_id(body, "name")
     admin = body.get("admin", False)
     if not isinstance(admin, bool):
-        raise Problem(400, "bad-request", "Bad request", "admin is true or false")
+        raise Problem("invalid-request", "admin is true or false")
     settings = request.app[GATEWAY].settings
     token = mint_token(settings.jwt.key, name, admin=admin, ttl_s=DEV_TOKEN_TTL_S)
     return json_response({"token": token, "user_id": name, "admin": admin})
@@ -82,7 +82,7 @@ def _development(request: web.Request) -> bool:
 def _file(name: str) -> web.Response:
     found = FILES / name
     if not found.is_file():
-        raise Problem(404, "not-found", "Not found", f"no file {name}")
+        raise Problem("not-found", f"no file {name}")
     suffix = name[name.rfind(".") :]
     return web.Response(
         body=found.read_bytes(),

@@ -110,6 +110,7 @@ def _application(
     app[tickets.TICKET_SECRET] = settings.ticket_secret
     app[tickets.TOPICS] = Topics(settings.topic_prefix)
     app[tickets.OFFSETS] = offsets
+    app[tickets.STATUSES] = watch.statuses
     app[tickets.TAILS] = tickets.Tails(tails)
     app[streams.STREAMS] = live
     app[coupon_events.WATCH] = watch

@@ -62,12 +62,13 @@ class CouponWatch:
         coupon_id = _coupon_param(request)
         row = await self.pool.fetchrow(readmodel.COUPON_BY_ID, coupon_id)
         if row is None:
-            raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {coupon_id}")
+            raise Problem("unknown-coupon", f"no coupon {coupon_id}")
         if sum(len(q) for q in self.watchers.values()) >= WATCHERS_MAX:
             raise Problem(
-                503, "overloaded", "Overloaded", "too many coupon streams open here; try later",
+                "overloaded",
+                "too many coupon streams open here; try later",
                 headers={"Retry-After": "5"},
-            )  # fmt: skip
+            )
         queue = sse.new_queue()
         first = coupon_id not in self.watchers
         if first:
@@ -158,9 +159,7 @@ def _coupon_param(request: web.Request) -> str:
     try:
         return str(uuid.UUID(raw))
     except ValueError as error:
-        raise Problem(
-            400, "invalid-request", "Invalid request", "coupon must be a coupon id (a UUID)"
-        ) from error
+        raise Problem("invalid-request", "coupon must be a coupon id (a UUID)") from error
 
 
 WATCH = web.AppKey("coupon_watch", CouponWatch)

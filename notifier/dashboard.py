@@ -119,9 +119,10 @@ class Dashboard:
     async def events(self, request: web.Request) -> web.StreamResponse:
         if len(self.viewers) >= VIEWERS_MAX:
             raise Problem(
-                503, "overloaded", "Too many viewers", f"at most {VIEWERS_MAX} dashboards at once",
+                "overloaded",
+                f"at most {VIEWERS_MAX} dashboards at once",
                 headers={"Retry-After": "10"},
-            )  # fmt: skip
+            )
         queue = sse.new_queue()
         self.viewers.add(queue)
         try:

@@ -71,9 +71,7 @@ class Streams:
         who = caller(request, self.verifier)
         if len(self.open[who.user_id]) >= STREAMS_PER_PERSON_MAX:
             raise Problem(
-                429,
                 "too-many-streams",
-                "Too many streams",
                 f"at most {STREAMS_PER_PERSON_MAX} streams per person; close one first",
                 headers={"Retry-After": "5"},
             )

@@ -10,8 +10,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runtime import errors, kafka
 from runtime.http import Problem, json_response
+from runtime.statuses import Statuses
 from schemas import readmodel, reasons
-from schemas.coupons import grant_view
+from schemas.coupons import EDGE_REASONS, grant_view, state_at
 from schemas.messages import decode_command
 from schemas.tickets import open_ticket
 from schemas.topics import Topics, partition_of
@@ -20,18 +21,16 @@ POOL = web.AppKey("pool", asyncpg.Pool)
 TICKET_SECRET = web.AppKey("ticket_secret", bytes)
 TOPICS = web.AppKey("topics", Topics)
 OFFSETS = web.AppKey("offsets", AIOKafkaConsumer)
+STATUSES = web.AppKey("statuses", Statuses)
 TAIL_RECORDS_MAX = 20_000  # a longer tail: the request is reported pending, not searched
 TAIL_READ_S = 2.0
 SCAN_EVERY_S = 1.0
 
 
-LOST = reasons.DETAILS["lost"]
-
-
 async def ticket(request: web.Request) -> web.Response:
     opened = open_ticket(request.app[TICKET_SECRET], request.match_info["ticket"])
     if opened is None:
-        raise Problem(404, "unknown-ticket", "Unknown ticket", "no such ticket was issued")
+        raise Problem("unknown-ticket", "no such ticket was issued")
     coupon_id, request_id = opened
     asked = time.monotonic()
     app = request.app
@@ -46,8 +45,9 @@ async def ticket(request: web.Request) -> web.Response:
         row = await conn.fetchrow(readmodel.DECISION_BY_REQUEST, request_id)
         if row is not None:
             body["status"] = row["outcome"]
-            if row["reason"]:
+            if row["reason"]:  # in the words of its problem, as the gateway gives it
                 body["reason"] = row["reason"]
+                body["detail"] = reasons.detail(row["reason"])
             if row["g_id"] is not None:
                 body["grant"] = grant_view(readmodel.grant_from_row(row, "g_"))
             return json_response(body)
@@ -55,12 +55,24 @@ async def ticket(request: web.Request) -> web.Response:
     if position is None:
         done = int(done or 0)
         ahead = await app[TAILS].find(tp, done, request_id, asked)
-        if ahead == 0:  # in no log the allocator has still to read: the command is gone
-            return json_response({**body, "status": "rejected", "reason": "lost", "detail": LOST})
+        if ahead == 0:  # in no log the allocator has still to read
+            return json_response({**body, **await _never_decided(app, coupon_id)})
         position = ahead if ahead is not None else await _commands_ahead(app, tp, done)
     body["status"] = "pending"
     body["position"] = position
     return json_response(body, headers={"Retry-After": "1"})
+
+
+async def _never_decided(app: web.Application, coupon_id: str) -> dict[str, str]:
+    """A request in no log and not decided: the gateway's edge answered it (the coupon was
+    over, as it still is: its answer is this one), or its command was lost."""
+    status = app[STATUSES].get(coupon_id)
+    if status is None:  # not read from the status topic yet
+        row = await app[POOL].fetchrow(readmodel.COUPON_BY_ID, coupon_id)
+        status = None if row is None else readmodel.status_from_row(row)
+    edge = None if status is None else EDGE_REASONS.get(state_at(status, int(time.time() * 1000)))
+    reason = edge or "lost"
+    return {"status": "rejected", "reason": reason, "detail": reasons.detail(reason)}
 
 
 async def _partition(app: web.Application, coupon_id: str) -> TopicPartition:

@@ -101,7 +101,7 @@ class Verifier:
             ["exp", "sub"] + (["aud"] if self.audience else []) + (["iss"] if self.issuer else [])
         )
         if not token.isascii():  # base64url and dots; a header's other bytes are not a JWT
-            raise Problem(401, "unauthenticated", "Invalid token", "a token is ASCII text")
+            raise Problem("unauthenticated", "a token is ASCII text")
         key, algorithm = self._key(token)
         try:
             claims = jwt.decode(
@@ -114,13 +114,13 @@ class Verifier:
                 options={"require": required, "verify_aud": self.audience is not None},
             )
         except jwt.PyJWTError as error:
-            raise Problem(401, "unauthenticated", "Invalid token", str(error)) from error
+            raise Problem("unauthenticated", str(error)) from error
         sub = claims["sub"]
         # The identity provider's choice: held to the rule every id is (schemas/storable.py),
         # or the core would refuse this person's every request as unstorable.
         why = user_id_fault(sub)
         if why is not None:
-            raise Problem(401, "unauthenticated", "Invalid token", f"sub {why}")
+            raise Problem("unauthenticated", f"sub {why}")
         roles = claims.get("roles", [])
         return Caller(user_id=sub, admin=isinstance(roles, list) and "admin" in roles)
 
@@ -132,9 +132,9 @@ class Verifier:
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError as error:
-            raise Problem(401, "unauthenticated", "Invalid token", str(error)) from error
+            raise Problem("unauthenticated", str(error)) from error
         if not isinstance(kid, str) or not kid:
-            raise Problem(401, "unauthenticated", "Invalid token", "the token names no key (kid)")
+            raise Problem("unauthenticated", "the token names no key (kid)")
         found = self.keys.key(kid)
         return found.key, str(found.algorithm_name)
 
@@ -172,9 +172,7 @@ def caller(request: web.Request, verifier: Verifier) -> Caller:
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise Problem(
-            401, "unauthenticated", "Authentication required", "send Authorization: Bearer <token>"
-        )
+        raise Problem("unauthenticated", "send Authorization: Bearer <token>")
     request[CALLER] = who = verifier.verify(token.strip())
     return who
 
@@ -183,7 +181,7 @@ def admin(request: web.Request, verifier: Verifier, doing: str) -> Caller:
     """The request's caller, who must be an admin to be `doing` what it asks."""
     who = caller(request, verifier)
     if not who.admin:
-        raise Problem(403, "forbidden", "Forbidden", f"only an admin may {doing}")
+        raise Problem("forbidden", f"only an admin may {doing}")
     return who
 
 

@@ -23,10 +23,11 @@ from prometheus_client import (
 
 from runtime import errors as failures
 from runtime.connections import BoundedRunner, ConnectionBounds
+from schemas import reasons
+from schemas.problems import OF_STATUS, PROBLEMS, TYPE_BASE, Kind, of_reason, slug
 
 log = logging.getLogger(__name__)
 
-PROBLEM_TYPE = "https://coupons.example/problems/"
 RETRY_AFTER_S = 1
 
 # Names and labels as Prometheus' own HTTP instrumentation has them (code, method, route).
@@ -108,30 +109,48 @@ PROBLEM_CONTENT_TYPE = "application/problem+json"
 
 
 def problem(
-    status: int,
-    slug: str,
-    title: str,
-    detail: str,
-    headers: dict[str, str] | None = None,
-    **extra: Any,
+    name: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
 ) -> web.Response:
-    body = {"type": PROBLEM_TYPE + slug, "title": title, "status": status, "detail": detail}
+    """An answer of the problem `name` of the catalogue (schemas/problems.py)."""
+    return _problem(TYPE_BASE + name, PROBLEMS[name], detail, headers, extra)
+
+
+def refusal(
+    reason: str, detail: str | None = None, headers: dict[str, str] | None = None, **extra: Any
+) -> web.Response:
+    """A refusal decided on the log, or that the log would decide: the problem named after
+    its reason, in the reason's own words unless `detail` says more."""
+    extra["reason"] = reason
+    kind = of_reason(reason)
+    return _problem(
+        TYPE_BASE + slug(reason), kind, detail or reasons.detail(reason), headers, extra
+    )
+
+
+def _problem(
+    type_: str, kind: Kind, detail: str, headers: dict[str, str] | None, extra: dict[str, Any]
+) -> web.Response:
+    body = {"type": type_, "title": kind.title, "status": kind.status, "detail": detail}
     body.update(extra)
     return web.Response(
         body=orjson.dumps(body),
-        status=status,
+        status=kind.status,
         headers={"Content-Type": PROBLEM_CONTENT_TYPE, **(headers or {})},
     )
 
 
+def http_problem(error: web.HTTPException) -> web.Response:
+    """aiohttp's own refusal (an unknown route, a method the route lacks, a body past its
+    size) as the catalogue's problem; a status it lacks as RFC 9457's `about:blank`."""
+    name = OF_STATUS.get(error.status)
+    detail = error.text or error.reason
+    if name is not None:
+        return problem(name, detail)
+    return _problem("about:blank", Kind(error.status, error.reason), detail, None, {})
+
+
 def unavailable(detail: str) -> web.Response:
-    return problem(
-        503,
-        "unavailable",
-        "Service unavailable",
-        detail,
-        headers={"Retry-After": str(RETRY_AFTER_S)},
-    )
+    return problem("unavailable", detail, headers={"Retry-After": str(RETRY_AFTER_S)})
 
 
 ACCEPTED = "coupons.accepted"
@@ -145,11 +164,22 @@ def accept(request: web.Request, pending: Callable[[], web.Response]) -> None:
 
 
 class Problem(Exception):
-    """Raised by handlers for an expected failure; the middleware renders it."""
+    """Raised by handlers for an expected failure (a problem of the catalogue, by name);
+    the middleware renders it."""
 
-    def __init__(self, status: int, slug: str, title: str, detail: str, **extra: Any) -> None:
+    def __init__(
+        self, name: str, detail: str, headers: dict[str, str] | None = None, **extra: Any
+    ) -> None:
         super().__init__(detail)
-        self.response = problem(status, slug, title, detail, **extra)
+        self.response = problem(name, detail, headers, **extra)
+
+
+class Refused(Problem):
+    """Raised for a refusal the log would decide (`refusal`), found before it is sent."""
+
+    def __init__(self, reason: str, detail: str | None = None, **extra: Any) -> None:
+        Exception.__init__(self, detail or reason)
+        self.response = refusal(reason, detail, **extra)
 
 
 UNAVAILABLE_SAID_EVERY_S = 1.0  # a dependency down: a line a second per route, not a request
@@ -195,7 +225,7 @@ async def errors(
     except web.HTTPException as http:
         if http.status < 400:
             raise
-        response = problem(http.status, "http", http.reason, http.text or http.reason)
+        response = http_problem(http)
     except Exception as error:
         if _client_gone(request):
             CLIENT_GONE.inc()  # an answer nobody reads: counted, not logged as a failure
@@ -205,7 +235,7 @@ async def errors(
             response = unavailable("a dependency is unavailable; retry shortly")
         else:
             log.exception("unhandled error on %s", name)
-            response = problem(500, "internal", "Internal error", "an unexpected error occurred")
+            response = problem("internal", "an unexpected error occurred")
     if response.status >= 500 and ACCEPTED in request:
         response = request[ACCEPTED]()
     _HTTP_REQUESTS(request.method, name, str(response.status)).inc()

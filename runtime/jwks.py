@@ -76,11 +76,12 @@ class KeySet:
             raise _refreshing()
         if self.problem is not None:  # the provider cannot be reached: not the caller's fault
             raise _refreshing()
-        raise Problem(401, "unauthenticated", "Invalid token", "the token's key is unknown")
+        raise Problem("unauthenticated", "the token's key is unknown")
 
 
 def _refreshing() -> Problem:
     return Problem(
-        503, "keys-refreshing", "Signing keys are being refreshed",
-        "the token names a key not fetched yet: try again", headers={"Retry-After": "1"},
-    )  # fmt: skip
+        "keys-refreshing",
+        "the token names a key not fetched yet: try again",
+        headers={"Retry-After": "1"},
+    )

@@ -81,9 +81,7 @@ def _within(address: str, networks: tuple[Network, ...]) -> bool:
 
 def too_many(wait_s: float, what: str) -> web.Response:
     return problem(
-        429,
         "rate-limited",
-        "Too many requests",
         f"too many requests from this {what}; retry after the delay in Retry-After",
         headers={"Retry-After": str(max(1, math.ceil(wait_s)))},
     )
@@ -91,9 +89,7 @@ def too_many(wait_s: float, what: str) -> web.Response:
 
 def overloaded() -> web.Response:
     return problem(
-        503,
         "overloaded",
-        "Service overloaded",
         "this gateway has as many requests in flight as it takes; retry shortly",
         headers={"Retry-After": "1"},
     )

@@ -25,7 +25,7 @@ UPLOAD_BYTES_MAX = 1024 * 1024
 
 
 def invalid(detail: str) -> Problem:
-    return Problem(400, "invalid-request", "Invalid request", detail)
+    return Problem("invalid-request", detail)
 
 
 async def json_object(request: web.Request, allowed: AbstractSet[str]) -> dict[str, Any]:
@@ -161,7 +161,7 @@ def coupon_id(request: web.Request) -> str:
     try:
         return _canonical_id(raw)
     except ValueError as error:
-        raise Problem(404, "unknown-coupon", "Unknown coupon", f"no coupon {raw!r}") from error
+        raise Problem("unknown-coupon", f"no coupon {raw!r}") from error
 
 
 @lru_cache(maxsize=4096)

@@ -7,7 +7,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.support.client import claim, create_coupon, poll_ticket, post
+from tests.support.client import Answer, claim, create_coupon, poll_ticket, post, until
 from tests.support.stack import Stack
 
 pytestmark = [pytest.mark.integration, pytest.mark.shares_stack]
@@ -45,6 +45,48 @@ async def test_no_grant_before_start_or_after_expiry(stack: Stack) -> None:
         late = await claim(session, stack, gone["id"], "bob")
     assert (later["state"], early.status, early.body["reason"]) == ("scheduled", 409, "not_started")
     assert (gone["state"], late.status, late.body["reason"]) == ("expired", 409, "expired")
+
+
+async def test_the_edge_answers_as_the_allocator_does_ticket_and_all(stack: Stack) -> None:
+    """Once the gateway knows a coupon is sold out it answers claims itself (the edge),
+    with the allocator's own problem: type, title, detail and a ticket that says it again
+    (issue 26: the edge's detail was "sold_out", with no ticket, and the web app showed it)."""
+    tickets = f"{stack.notifier.url}/v1/tickets/"
+    async with aiohttp.ClientSession() as session:
+        coupon = await create_coupon(session, stack, 1)
+        (allocator,) = stack.allocators
+        allocator.process.pause()  # both are in the log before either is decided
+        try:
+            sent = [await claim(session, stack, coupon["id"], f"dora-{i}", wait_s=0, key="k")
+                    for i in range(2)]  # fmt: skip
+        finally:
+            allocator.process.resume()
+        assert [a.status for a in sent] == [202, 202], sent
+        polled = [await poll_ticket(session, tickets + a.body["ticket"]) for a in sent]
+        assert [t["status"] for t in polled] == ["granted", "rejected"], polled
+        # The allocator's refusal, as its sender's retry gets it.
+        decided = await claim(session, stack, coupon["id"], "dora-1", key="k")
+        late: list[Answer] = []
+
+        async def answered_at_the_edge() -> bool:
+            late.append(await claim(session, stack, coupon["id"], f"dora-late-{len(late)}"))
+            rows = await stack.fetch(
+                "SELECT 1 FROM decisions WHERE coupon_id = $1 AND user_id = $2",
+                coupon["id"], f"dora-late-{len(late) - 1}",
+            )  # fmt: skip
+            return not rows  # no decision: the edge answered it
+
+        await until(answered_at_the_edge, 10, "no claim was answered at the edge")
+        edge = late[-1]
+        said = await poll_ticket(session, tickets + edge.body["ticket"])
+    problem = ("type", "title", "status", "detail", "reason")
+    assert decided.status == edge.status == 409, (decided.body, edge.body)
+    assert {k: edge.body[k] for k in problem} == {k: decided.body[k] for k in problem}
+    assert decided.body["reason"] == "sold_out"
+    assert decided.body["detail"] == "every unit of this coupon has been given out"
+    assert decided.body["ticket"] == sent[1].body["ticket"] != edge.body["ticket"]
+    words = [(t["status"], t["reason"], t["detail"]) for t in (polled[1], said)]
+    assert words == [("rejected", "sold_out", decided.body["detail"])] * 2
 
 
 @pytest.mark.own_stack  # it stops the allocator and starts another
