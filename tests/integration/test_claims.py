@@ -51,6 +51,7 @@ async def test_the_edge_answers_as_the_allocator_does_ticket_and_all(stack: Stac
     """Once the gateway knows a coupon is sold out it answers claims itself (the edge),
     with the allocator's own problem: type, title, detail and a ticket that says it again
     (issue 26: the edge's detail was "sold_out", with no ticket, and the web app showed it)."""
+    assert stack.notifier is not None
     tickets = f"{stack.notifier.url}/v1/tickets/"
     async with aiohttp.ClientSession() as session:
         coupon = await create_coupon(session, stack, 1)
