@@ -58,6 +58,9 @@ def labelled(metric: Counter | Histogram) -> Callable[..., Any]:
     return child
 
 
+BOUNDS: "list[Bound]" = []  # every bound a part may export, each once it has it
+
+
 class Bound:
     """A gauge of a bound, made at its first `set`: a part without the bound shows no
     series, rather than a 0 that a ratio would divide by (issue 26: the saturation panel
@@ -68,6 +71,7 @@ class Bound:
     def __init__(self, name: str, documentation: str) -> None:
         self.name, self.documentation = name, documentation
         self.gauge: Gauge | None = None
+        BOUNDS.append(self)
 
     def set(self, value: float) -> None:
         if self.gauge is None:

@@ -21,6 +21,7 @@ import yaml
 from prometheus_client import REGISTRY
 
 from deploy.cli import subcommands
+from runtime.http import BOUNDS
 from runtime.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -249,7 +250,8 @@ def test_other_images_are_pinned_to_a_version(image: str) -> None:
 
 
 def exported_metrics() -> set[str]:
-    """Every series name the parts can export (their modules register on import)."""
+    """Every series name the parts can export (their modules register on import; a bound's
+    gauge, once its part has the bound)."""
     for part in ("gateway.app", "allocator.app", "notifier.app", "runtime.http"):
         importlib.import_module(part)
     suffixes = {
@@ -262,7 +264,7 @@ def exported_metrics() -> set[str]:
         family.name + suffix
         for family in REGISTRY.collect()
         for suffix in suffixes.get(family.type, ("",))
-    }
+    } | {bound.name for bound in BOUNDS}
 
 
 def queries() -> Iterator[tuple[str, str]]:
