@@ -11,7 +11,7 @@ from gateway.pipeline import GATEWAY, Gateway, Render, rejection, unless_rejecte
 from runtime import requests
 from runtime.auth import Caller, admin
 from runtime.http import Problem, json_response
-from schemas import audiences, readmodel
+from schemas import audiences, readmodel, storable
 from schemas.coupons import coupon_view, grant_view
 from schemas.messages import (
     AddCodes,
@@ -31,7 +31,6 @@ from schemas.storable import (
     USERS_PER_DISTRIBUTION_MAX,
 )
 
-PAGE_ITEMS_MAX = 500
 STRATEGIES = ("fcfs", "random", "equal")
 
 
@@ -198,7 +197,7 @@ def _plan_view(plan: Plan, seed: str, audience: dict[str, Any] | None) -> dict[s
 async def list_grants(request: web.Request) -> web.Response:
     gateway, _, status = await _admin(request, "list a coupon's grants")
     after = _query_int(request, "after", 0, 2**31 - 1, 0)
-    limit = _query_int(request, "limit", 1, PAGE_ITEMS_MAX, 100)
+    limit = _query_int(request, "limit", 1, storable.PAGE_ITEMS_MAX, 100)
     rows = await gateway.pool.fetch(readmodel.COUPON_GRANTS, status.coupon_id, after, limit)
     items = [
         {

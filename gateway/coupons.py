@@ -1,7 +1,7 @@
 """Coupons: admins create them (through the log), anyone reads them."""
 
 import uuid
-from typing import Literal
+from typing import Any
 
 from aiohttp import web
 
@@ -14,18 +14,7 @@ from schemas import readmodel
 from schemas.codes import DEFAULT_ALPHABET, DEFAULT_PATTERN, CodeFormat, InvalidFormat
 from schemas.coupons import coupon_view, grant_view
 from schemas.messages import CouponSpec, CreateCoupon, Decision
-from schemas.storable import (
-    CODE_ALPHABET_CHARS_MAX,
-    CODE_CHARS_MAX,
-    CODE_PATTERN_CHARS_MAX,
-    COUNT_MAX,
-    DESCRIPTION_CHARS_MAX,
-    HOLD_SECONDS_MAX,
-    LOCK_SECONDS_MAX,
-    MESSAGE_CHARS_MAX,
-    PER_USER_LIMIT_MAX,
-    REDEMPTIONS_MAX,
-)
+from schemas.storable import CODE_CHARS_MAX, DOCUMENTED, SPEC_RULES
 
 # Codes must be sparse: a made-up code is a real one at most once in this many tries.
 CODE_SPACE_PER_UNIT_MIN = 10_000
@@ -35,29 +24,26 @@ FIELDS = frozenset(document("gateway")["components"]["schemas"]["NewCoupon"]["pr
 
 
 def spec_from(body: dict[str, object]) -> CouponSpec:
+    def field(name: str, default: Any = requests.REQUIRED, spec_name: str | None = None) -> Any:
+        return requests.ruled(body, name, SPEC_RULES[spec_name or name], default)
+
     spec = CouponSpec(
-        code=requests.text(body, "code", CODE_CHARS_MAX),
-        message=requests.text(body, "message", MESSAGE_CHARS_MAX, default=""),
-        description=requests.text(body, "description", DESCRIPTION_CHARS_MAX, default=""),
+        code=requests.text(body, "code", CODE_CHARS_MAX),  # and not blank
+        message=field("message", ""),
+        description=field("description", ""),
         start_ms=requests.time_ms(body, "start_time"),
         expiry_ms=requests.time_ms(body, "expiry"),
-        count=requests.integer(body, "count", 0, COUNT_MAX),
-        per_user_limit=requests.integer(body, "per_user_limit", 1, PER_USER_LIMIT_MAX, default=1),
-        daily_rule=requests.boolean(body, "daily_limit", default=True),
-        hold_seconds=requests.integer(body, "hold_seconds", 0, HOLD_SECONDS_MAX, default=0),
-        release_on_disconnect=requests.boolean(body, "release_on_disconnect", default=False),
-        lock_seconds=requests.integer(body, "lock_seconds", 1, LOCK_SECONDS_MAX, default=300),
-        redemptions_per_grant=requests.integer(
-            body, "redemptions_per_grant", 1, REDEMPTIONS_MAX, default=1
-        ),
-        redemptions_per_user=requests.integer(
-            body, "redemptions_per_user", 0, REDEMPTIONS_MAX, default=0
-        ),
-        code_source=_code_source(body),
+        count=field("count"),
+        per_user_limit=field("per_user_limit", 1),
+        daily_rule=field("daily_limit", True, spec_name="daily_rule"),
+        hold_seconds=field("hold_seconds", 0),
+        release_on_disconnect=field("release_on_disconnect", False),
+        lock_seconds=field("lock_seconds", 300),
+        redemptions_per_grant=field("redemptions_per_grant", 1),
+        redemptions_per_user=field("redemptions_per_user", 0),
+        code_source=field("code_source", "pattern"),
         code_pattern=_code_pattern(body),
-        code_alphabet=requests.text(
-            body, "code_alphabet", CODE_ALPHABET_CHARS_MAX, default=DEFAULT_ALPHABET
-        ),
+        code_alphabet=field("code_alphabet", DEFAULT_ALPHABET),
     )
     if spec.start_ms >= spec.expiry_ms:
         raise requests.invalid("expiry must be after start_time")
@@ -73,17 +59,12 @@ def spec_from(body: dict[str, object]) -> CouponSpec:
     return spec
 
 
-def _code_source(body: dict[str, object]) -> Literal["pattern", "uploaded"]:
-    source = body.get("code_source", "pattern")
-    if source not in ("pattern", "uploaded"):
-        raise requests.invalid("code_source must be pattern or uploaded")
-    return "uploaded" if source == "uploaded" else "pattern"
-
-
 def _code_pattern(body: dict[str, object]) -> str:
     """The pattern with `{prefix}` spelled out (by default the coupon's code)."""
-    pattern = requests.text(body, "code_pattern", CODE_PATTERN_CHARS_MAX, default=DEFAULT_PATTERN)
-    prefix = requests.text(body, "code_prefix", 32, default=str(body.get("code", "")))
+    pattern: str = requests.ruled(body, "code_pattern", SPEC_RULES["code_pattern"], DEFAULT_PATTERN)
+    prefix: str = requests.ruled(
+        body, "code_prefix", DOCUMENTED["code_prefix"], str(body.get("code", ""))
+    )
     return pattern.replace("{prefix}", prefix.upper())
 
 

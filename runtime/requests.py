@@ -18,7 +18,6 @@ from runtime import connections
 from runtime.http import Problem
 from schemas import storable
 
-IDEMPOTENCY_KEY_CHARS_MAX = 200
 # Lists (codes, audiences) may be larger than the 64 KiB other bodies are held to: 10,000
 # codes of 64 characters in a CSV, 5,000 people of 200.
 UPLOAD_BYTES_MAX = 1024 * 1024
@@ -171,6 +170,22 @@ def _canonical_id(raw: str) -> str:
     return str(uuid.UUID(raw))
 
 
+REQUIRED: Any = object()  # a field with no default
+
+
+def ruled(body: dict[str, Any], name: str, rule: storable.Rule, default: Any = REQUIRED) -> Any:
+    """A body's field held to the rule the log holds it to (schemas/storable.py), or
+    `default` when the body leaves it out."""
+    if name not in body:
+        if default is REQUIRED:
+            raise invalid(f"{name} is required")
+        return default
+    why = rule(body[name])
+    if why is not None:
+        raise invalid(f"{name} {why}")
+    return body[name]
+
+
 def text(body: dict[str, Any], name: str, chars_max: int, default: str | None = None) -> str:
     value = body.get(name, default)
     if not isinstance(value, str) or (default is None and not value.strip()):
@@ -238,8 +253,7 @@ def idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return None
-    if not key or len(key) > IDEMPOTENCY_KEY_CHARS_MAX or not key.isprintable():
-        raise invalid(
-            f"Idempotency-Key must be 1 to {IDEMPOTENCY_KEY_CHARS_MAX} printable characters"
-        )
+    chars_max = storable.IDEMPOTENCY_KEY_CHARS_MAX
+    if not key or len(key) > chars_max or not key.isprintable():
+        raise invalid(f"Idempotency-Key must be 1 to {chars_max} printable characters")
     return key

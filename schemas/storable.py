@@ -14,6 +14,7 @@ refuses it too. The limits below are the gateway's and the core's alike.
 
 import re
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import date
 from typing import Any, TypeVar
 
@@ -117,7 +118,19 @@ def _first(found: Iterable[T | None]) -> T | None:
 # -- rules for the fields of the log's commands -------------------------------------------
 
 
-def text(chars_min: int, chars_max: int) -> Rule:
+@dataclass(frozen=True)
+class Said:
+    """A rule with the JSON Schema that says as much of it as JSON Schema can: the API
+    documents' bounds are these (runtime/docs.py, `x-rule`), never written again."""
+
+    rule: Rule
+    schema: Mapping[str, Any]
+
+    def __call__(self, value: Any) -> str | None:
+        return self.rule(value)
+
+
+def text(chars_min: int, chars_max: int) -> Said:
     def rule(value: Any) -> str | None:
         if not isinstance(value, str):
             return "must be a string"
@@ -125,7 +138,7 @@ def text(chars_min: int, chars_max: int) -> Rule:
             return f"must be {chars_min} to {chars_max} characters"
         return text_fault(value)
 
-    return rule
+    return Said(rule, {"type": "string", "minLength": chars_min, "maxLength": chars_max})
 
 
 # -- a person's id ------------------------------------------------------------------------
@@ -191,20 +204,22 @@ def user_ids_fault(values: Iterable[object], where: str) -> str | None:
     )
 
 
-def integer(low: int, high: int) -> Rule:
+def integer(low: int, high: int) -> Said:
     def rule(value: Any) -> str | None:
         if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
             return f"must be an integer from {low} to {high}"
         return None
 
-    return rule
+    return Said(rule, {"type": "integer", "minimum": low, "maximum": high})
 
 
-def one_of(*allowed: object) -> Rule:
+def one_of(*allowed: object) -> Said:
     def rule(value: Any) -> str | None:
         return None if value in allowed and type(value) is type(allowed[0]) else "is not allowed"
 
-    return rule
+    if all(isinstance(value, bool) for value in allowed):
+        return Said(rule, {"type": "boolean"})
+    return Said(rule, {"type": "string", "enum": list(allowed)})
 
 
 def matching(pattern: re.Pattern[str], what: str) -> Rule:
@@ -219,13 +234,14 @@ def optional(inner: Rule) -> Rule:
     return lambda value: None if value is None else inner(value)
 
 
-def many(inner: Rule, items_max: int) -> Rule:
+def many(inner: Said, items_max: int) -> Said:
     def rule(value: Any) -> str | None:
         if not isinstance(value, tuple | list) or not 1 <= len(value) <= items_max:
             return f"must list 1 to {items_max} items"
         return _first(f"[{i}] {why}" if (why := inner(v)) else None for i, v in enumerate(value))
 
-    return rule
+    schema = {"type": "array", "minItems": 1, "maxItems": items_max, "items": inner.schema}
+    return Said(rule, schema)
 
 
 def _day(value: Any) -> str | None:
@@ -242,11 +258,20 @@ def _reply_to(value: Any) -> str | None:
 
 TIME = integer(TIME_MS_MIN, TIME_MS_MAX)
 FLAG = one_of(True, False)
-USER_ID: Rule = user_id_fault
+USER_ID = Said(user_id_fault, {"type": "string", "minLength": 1, "maxLength": USER_ID_CHARS_MAX})
 CODE = text(1, CODE_CHARS_MAX)
 ID = matching(UUID, "a UUID in canonical form")
+LOCK_ID = text(1, LOCK_ID_CHARS_MAX)
+CODES = many(CODE, CODES_PER_UPLOAD_MAX)
+USERS = many(USER_ID, USERS_PER_DISTRIBUTION_MAX)
+STRATEGY = one_of("fcfs", "random", "equal")
+PER_USER = integer(1, PER_USER_LIMIT_MAX)
+SEED = text(0, SEED_CHARS_MAX)
+CODE_PREFIX_CHARS_MAX = 32  # `{prefix}` in a code pattern: spelled out before it is stored
+IDEMPOTENCY_KEY_CHARS_MAX = 200  # a request's id is made from it (schemas/tickets.py)
+PAGE_ITEMS_MAX = 500  # the longest page of a coupon's grants
 
-SPEC_RULES: Mapping[str, Rule] = {
+SPEC_RULES: Mapping[str, Said] = {
     "code": CODE,
     "message": text(0, MESSAGE_CHARS_MAX),
     "description": text(0, DESCRIPTION_CHARS_MAX),
@@ -279,17 +304,37 @@ COMMAND_RULES: Mapping[str, Rule] = {
     "revoke": FLAG,
     "dry_run": FLAG,
     "action": one_of("confirm", "cancel", "disconnect", "lock", "unlock", "redeem"),
-    "lock_id": optional(text(1, LOCK_ID_CHARS_MAX)),
-    "codes": many(CODE, CODES_PER_UPLOAD_MAX),
+    "lock_id": optional(LOCK_ID),
+    "codes": CODES,
     "code": CODE,
-    "users": many(USER_ID, USERS_PER_DISTRIBUTION_MAX),
-    "strategy": one_of("fcfs", "random", "equal"),
-    "per_user": integer(1, PER_USER_LIMIT_MAX),
+    "users": USERS,
+    "strategy": STRATEGY,
+    "per_user": PER_USER,
     "after_seq": integer(0, INT64_MAX),
-    "seed": text(0, SEED_CHARS_MAX),
+    "seed": SEED,
     "spec": lambda spec: _spec_fault(spec),
     "fault": optional(text(1, FAULT_CHARS_MAX)),
     "kind": lambda kind: None,  # the decoder chose the type by it
+}
+
+
+# What the API documents name by `x-rule` (runtime/docs.py): a coupon's fields, by the
+# names the log gives them, and the fields of commands that a request body carries.
+DOCUMENTED: Mapping[str, Said] = {
+    **{f"coupon.{name}": rule for name, rule in SPEC_RULES.items()},
+    "user_id": USER_ID,
+    "code": CODE,
+    "codes": CODES,
+    "users": USERS,
+    "strategy": STRATEGY,
+    "per_user": PER_USER,
+    "seed": SEED,
+    "lock_id": LOCK_ID,
+    "code_prefix": text(0, CODE_PREFIX_CHARS_MAX),
+    # Bounds of requests whose values never reach the log as they are, stated here so
+    # that every bound a document shows has one place.
+    "idempotency_key": text(1, IDEMPOTENCY_KEY_CHARS_MAX),
+    "page_items": integer(1, PAGE_ITEMS_MAX),
 }
 
 
