@@ -3,19 +3,42 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-BENCH_STAMP := $(VENV)/.bench-installed
+# Every version pip installs, with its files' hashes, for Python 3.11 on Linux x86_64:
+# LOCK, what `make install` installs (the dev and bench extras), and RUNTIME_LOCK, the
+# dependencies alone (the Dockerfile's), the same versions. `make lock` writes both.
+LOCK := requirements-dev.lock
+RUNTIME_LOCK := requirements.lock
 
-.PHONY: all install compiled debs browser promtool kcat run test test-kafka cluster unit integration faults lint types bench soak clean
+.PHONY: all install lock compiled debs browser promtool kcat run test test-kafka cluster unit integration faults lint types bench soak clean
 
 all: lint types test
 
-$(STAMP): pyproject.toml
+# The lock, then our own packages (editable) with no dependency of their own: pip's hash
+# checking takes no editable install in the same command.
+$(STAMP): pyproject.toml $(LOCK)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet --require-hashes -r $(LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
+	$(BIN)/pip check
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# After a change to pyproject.toml's dependencies; a lock keeps the versions it has where
+# they still fit. LOCK_ARGS=--upgrade takes the newest of everything (or
+# `--upgrade-package NAME`); the `==` pins in pyproject.toml move only by hand. uv
+# resolves (only here: pip installs from the locks); no index's address is written.
+UV_VERSION := 0.13.10
+LOCK_ARGS ?=
+UV_COMPILE = $(BIN)/uv pip compile --quiet pyproject.toml --python-version 3.11 \
+	--python-platform x86_64-manylinux_2_28 --generate-hashes --custom-compile-command 'make lock'
+lock:
+	[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet uv==$(UV_VERSION)
+	$(UV_COMPILE) $(LOCK_ARGS) --extra dev --extra bench -o $(LOCK)
+	$(UV_COMPILE) $(LOCK_ARGS) --constraint $(LOCK) -o $(RUNTIME_LOCK)
+	@! grep -n '://' $(LOCK) $(RUNTIME_LOCK) || { echo "make lock: an address in a lock"; exit 1; }
 
 # Our modules compiled once: a test run starts some 400 processes, and where
 # PYTHONDONTWRITEBYTECODE is set (as on the CI machines) each would compile every module
@@ -37,10 +60,6 @@ debs:
 		{ echo "make debs: Debian's packages$$missing are needed (as root: apt-get install$$missing)"; \
 		exit 1; }
 browser promtool kcat: debs
-
-$(BENCH_STAMP): $(STAMP)
-	$(BIN)/pip install --quiet -e '.[dev,bench]'
-	touch $(BENCH_STAMP)
 
 # BROKER=kafka: Apache Kafka (needs Java, and Maven once for its jars) keeps the log in
 # .data/kafka across runs; the default, Tansu, needs nothing but pip and keeps it in memory.
@@ -114,12 +133,12 @@ types: install
 
 # The noon burst, sustained grants and replay, against the baseline and the ceiling;
 # the report goes to bench/results/. BENCH_ARGS passes options: make bench BENCH_ARGS='--users 20000'
-bench: $(BENCH_STAMP)
+bench: install
 	$(BIN)/coupons bench $(BENCH_ARGS)
 
 # Ten minutes of steady mixed load with every process's memory sampled; the report goes to
 # bench/results/. SOAK_ARGS passes options: make soak SOAK_ARGS='--minutes 3'
-soak: $(BENCH_STAMP)
+soak: install
 	$(BIN)/coupons soak $(SOAK_ARGS)
 
 clean:
