@@ -169,7 +169,26 @@ async function deleteAudience(audience) {
   await showAudiences();
 }
 
+// A new coupon's bounds, from the gateway's own document, which has them from the rules the
+// log holds each field to (schemas/storable.py): the form never writes them again.
+const BOUNDS = {
+  number: [["minimum", "min"], ["maximum", "max"]],
+  text: [["minLength", "minlength"], ["maxLength", "maxlength"]],
+};
+
+async function boundCreateForm() {
+  const answer = await api("GET", "/openapi.json", undefined, {}, null);
+  const fields = answer.data.components?.schemas?.NewCoupon?.properties ?? {};
+  for (const input of $("#create-form").querySelectorAll("input[name]")) {
+    const rule = fields[input.name];
+    for (const [key, attribute] of (rule && BOUNDS[input.type]) || []) {
+      if (rule[key] !== undefined) input.setAttribute(attribute, rule[key]);
+    }
+  }
+}
+
 export function adminConsole() {
+  boundCreateForm();
   $("#create-form").addEventListener("submit", createCoupon);
   $("#audience-form").addEventListener("submit", saveAudience);
   $("#codes-form").addEventListener("submit", uploadCodes);

@@ -6,11 +6,18 @@ from pathlib import Path
 import pytest
 from playwright.async_api import expect
 
+from schemas.storable import SPEC_RULES
 from tests.support.artifacts import launched
 from tests.support.stack import Stack
 from tests.support.webapp import SHOWN_WITHIN_MS, looked_at, signed_in
 
 pytestmark = pytest.mark.integration
+FORM_BOUNDS = {
+    "message": ("maxlength", "maxLength"),
+    "description": ("maxlength", "maxLength"),
+    "count": ("min", "minimum"),
+    "lock_seconds": ("max", "maximum"),
+}
 
 
 async def test_an_admin_gives_uploaded_codes_to_a_saved_audience(
@@ -23,6 +30,11 @@ async def test_an_admin_gives_uploaded_codes_to_a_saved_audience(
         page = await signed_in(browser, stack, "ops", admin=True)
         await looked_at(page, "admin")
         create = page.get_by_role("form", name="Create a coupon")
+        # Its bounds are the rules' own, read from the gateway's document (issue 26: the
+        # form had message 200, description 2000, where the rules say 500 and 5000).
+        for name, (attribute, key) in FORM_BOUNDS.items():
+            said = str(SPEC_RULES[name].schema[key])
+            await expect(create.locator(f'input[name="{name}"]')).to_have_attribute(attribute, said)
         await create.get_by_label("Code", exact=True).fill("GIFTS")
         await create.get_by_label("Message").fill("Three gifts")
         await create.get_by_label("Count").fill("3")
