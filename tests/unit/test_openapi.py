@@ -4,7 +4,9 @@ import pytest
 
 from gateway.app import ROUTES as GATEWAY_ROUTES
 from notifier.app import ROUTES as NOTIFIER_ROUTES
-from runtime.docs import OPS_PATHS, document
+from runtime.docs import OPS_PATHS, _ruled, document
+from schemas.codes import ALPHABETS
+from schemas.storable import MESSAGE_CHARS_MAX, SPEC_RULES
 
 METHODS = {"get", "post", "put", "patch", "delete"}
 
@@ -49,3 +51,26 @@ def test_every_reference_resolves(package: str) -> None:
         for part in ref.removeprefix("#/").split("/"):
             assert isinstance(target, dict) and part in target, f"{ref} does not resolve"
             target = target[part]
+
+
+BOUNDS = ("minLength", "maxLength", "minimum", "maximum", "minItems", "maxItems")
+
+
+def test_a_new_coupons_bounds_are_the_rules() -> None:
+    """Each field's bounds in the document are the rule's the log holds it to (issue 26:
+    message 1000 in the document and 500 in the rules; count minimum 1 against 0)."""
+    fields = document("gateway")["components"]["schemas"]["NewCoupon"]["properties"]
+    names = {"daily_limit": "daily_rule"}
+    for name, rule in SPEC_RULES.items():
+        if name in ("start_ms", "expiry_ms"):
+            continue  # sent as RFC 3339 times, held to the calendar's years by requests.time_ms
+        field = next(f for n, f in fields.items() if names.get(n, n) == name)
+        assert {k: field.get(k) for k in BOUNDS} == {k: rule.schema.get(k) for k in BOUNDS}, name
+    assert fields["code_alphabet"]["enum"] == sorted(ALPHABETS)
+
+
+def test_a_bound_beside_a_rule_is_refused() -> None:
+    """A bound written beside `x-rule` would say the rule twice (and drift from it)."""
+    with pytest.raises(AssertionError, match="bounds written twice"):
+        _ruled({"x-rule": "coupon.message", "maxLength": 1000})
+    assert _ruled({"x-rule": "coupon.message"})["maxLength"] == MESSAGE_CHARS_MAX
