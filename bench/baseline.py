@@ -21,7 +21,7 @@ from aiohttp import web
 from bench.serving import ready, run, serve_until_stopped
 from runtime import requests
 from runtime.auth import Verifier, caller
-from runtime.http import json_response, problem
+from runtime.http import json_response, refusal
 
 POOL_SIZE = 20
 SCHEMA = """
@@ -80,15 +80,14 @@ async def claim(request: web.Request) -> web.Response:
         async with request.app[POOL].acquire() as conn, conn.transaction():
             daily_rule = await conn.fetchval(TAKE_UNIT, coupon_id)
             if daily_rule is None:
-                return problem(409, "sold-out", "Claim rejected", "sold out", reason="sold_out")
+                return refusal("sold_out")
             if daily_rule and await conn.fetchval(TAKE_DAY, who.user_id) is None:
                 raise Refused("daily_limit")
             granted_at = await conn.fetchval(INSERT_GRANT, grant_id, coupon_id, who.user_id)
             if granted_at is None:
                 raise Refused("already_claimed")
     except Refused as refused:
-        reason = refused.reason
-        return problem(409, reason.replace("_", "-"), "Claim rejected", reason, reason=reason)
+        return refusal(refused.reason)
     grant = {"id": grant_id, "coupon_id": coupon_id, "user_id": who.user_id,
              "granted_at": granted_at.isoformat()}  # fmt: skip
     return json_response({"status": "granted", "grant": grant}, status=201)

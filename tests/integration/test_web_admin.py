@@ -33,8 +33,10 @@ async def test_an_admin_gives_uploaded_codes_to_a_saved_audience(
         # Its bounds are the rules' own, read from the gateway's document (issue 26: the
         # form had message 200, description 2000, where the rules say 500 and 5000).
         for name, (attribute, key) in FORM_BOUNDS.items():
-            said = str(SPEC_RULES[name].schema[key])
-            await expect(create.locator(f'input[name="{name}"]')).to_have_attribute(attribute, said)
+            bound = str(SPEC_RULES[name].schema[key])
+            await expect(create.locator(f'input[name="{name}"]')).to_have_attribute(
+                attribute, bound
+            )
         await create.get_by_label("Code", exact=True).fill("GIFTS")
         await create.get_by_label("Message").fill("Three gifts")
         await create.get_by_label("Count").fill("3")

@@ -1,9 +1,11 @@
 """A small HTTP client for the tests: what a person's app would send."""
 
 import asyncio
+import base64
 import json
 import tempfile
 import time
+import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -121,6 +123,22 @@ async def step(
     """confirm, cancel, lock, unlock or redeem a grant, as `user`."""
     url = f"{stack.gateway_url}/v1/grants/{grant_id}/{action}"
     return await post(session, url, stack.token(user, admin), body or {}, {"Prefer": "wait=10"})
+
+
+def request_id_of(ticket: str) -> str:
+    """The request a ticket names (schemas/tickets.py: coupon id, request id, tag)."""
+    raw = base64.urlsafe_b64decode(ticket + "=" * (-len(ticket) % 4))
+    return str(uuid.UUID(bytes=raw[16:32]))
+
+
+async def at_the_edge(stack: Stack, answers: list[Answer]) -> list[Answer]:
+    """The refusals the gateway's edge gave: requests the log never decided (the edge's
+    answer is the allocator's word for word, ticket and all, so only the log tells)."""
+    rows = await stack.fetch("SELECT request_id::text FROM decisions")
+    decided = {row["request_id"] for row in rows}
+    return [
+        a for a in answers if a.status == 409 and request_id_of(a.body["ticket"]) not in decided
+    ]
 
 
 async def poll_ticket(
