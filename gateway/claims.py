@@ -70,19 +70,23 @@ async def _claim(request: web.Request) -> tuple[web.Response, str]:
     now_ms = gateway.now_ms()
     state = state_at(status, now_ms)
     edge = EDGE_REASONS.get(state)
-    request_id = gateway.request_id(key, user_id, coupon_id)  # a fresh one without a key
     if edge is not None:
         # A retry (same Idempotency-Key) may have been decided before the coupon was over,
         # through another gateway: that decision is the answer, not the edge's.
         if key is not None:
+            request_id = gateway.request_id(key, user_id, coupon_id)
+            ticket = gateway.ticket(coupon_id, request_id)
             earlier = await _earlier(gateway, status, state, request_id)
             if earlier is not None:
                 gateway.edge.count(coupon_id, "retry", now_ms)
-                return _answer(gateway.ticket(coupon_id, request_id), earlier)
+                return _answer(ticket, earlier)
+        else:
+            ticket = gateway.fresh_ticket(coupon_id)
         # The committed status proves the answer: no need to bother Kafka or PostgreSQL.
         # It is the allocator's answer word for word, with a ticket that says it again.
         gateway.edge.count(coupon_id, edge, now_ms)
-        return refusal(edge, ticket=gateway.ticket(coupon_id, request_id)), edge
+        return refusal(edge, ticket=ticket), edge
+    request_id = gateway.request_id(key, user_id, coupon_id)  # a fresh one without a key
     command = Claim(request_id, coupon_id, user_id, now_ms, gateway.reply_topic)
     outcome = await gateway.submit(request, command, wait_s)
     if isinstance(outcome, Pending):

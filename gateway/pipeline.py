@@ -21,7 +21,7 @@ from runtime.settings import Settings
 from runtime.statuses import Statuses
 from schemas import readmodel
 from schemas.messages import COMMAND_BYTES_MAX, CouponStatus, Decision, Request, encode
-from schemas.tickets import mint, request_id_for
+from schemas.tickets import mint, mint_fresh, request_id_for
 from schemas.topics import Topics, coupon_key, partition_of
 
 
@@ -82,6 +82,10 @@ class Gateway:
 
     def ticket(self, coupon_id: str, request_id: str) -> str:
         return mint(self.settings.ticket_secret, coupon_id, request_id)
+
+    def fresh_ticket(self, coupon_id: str) -> str:
+        """The ticket of a new request that needs no id of its own: one the edge refuses."""
+        return mint_fresh(self.settings.ticket_secret, coupon_id)
 
     def ticket_url(self, ticket: str) -> str:
         return f"{self.settings.notifier_public_url}/v1/tickets/{ticket}"
