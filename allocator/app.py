@@ -1,6 +1,7 @@
 """The allocator process: owns its partitions and serves the ops routes."""
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -9,6 +10,7 @@ from aiohttp import web
 from allocator.service import Allocator
 from runtime import kafka
 from runtime.http import add_ops_routes, errors, json_response, serve
+from runtime.lifetime import running, started
 from runtime.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
@@ -20,10 +22,25 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             "ALLOCATOR_STATIC_MEMBER needs ALLOCATOR_ID: a name the allocator keeps when"
             " started again (the default has the process id in it)"
         )
-    allocator = Allocator(settings)
-    await allocator.start()
-    deciding = asyncio.create_task(allocator.run(stop))
-    keeping = asyncio.create_task(kafka.keep_topics(settings, kafka.core_topics(settings), stop))
+    async with contextlib.AsyncExitStack() as parts:  # each started is stopped (LIFO)
+        deciding = await _serve(settings, stop, parts)
+        stopped = asyncio.create_task(stop.wait())
+        await asyncio.wait([deciding, stopped], return_when=asyncio.FIRST_COMPLETED)
+        if deciding.done() and deciding.exception():
+            raise deciding.exception()  # type: ignore[misc]
+
+
+async def _serve(
+    settings: Settings, stop: asyncio.Event, parts: contextlib.AsyncExitStack
+) -> "asyncio.Task[None]":
+    """The allocator started and its routes served; the task that decides."""
+    allocator = await started(parts, Allocator(settings))
+    deciding, _ = running(
+        parts,
+        stop,
+        allocator.run(stop),
+        kafka.keep_topics(settings, kafka.core_topics(settings), stop),
+    )
 
     async def readiness() -> str | None:
         if deciding.done():
@@ -51,18 +68,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     add_ops_routes(app, readiness, owned)
     app.router.add_get("/partitions", partitions)
     runner = await serve(app, settings.host, settings.allocator_port, bounds=settings.connections)
+    parts.push_async_callback(runner.cleanup)
     if allocator.grouped:
         log.info("allocator %s joins group %s", settings.allocator_id, settings.allocator_group)
     else:
         log.info("allocator %s owns %d partitions", settings.allocator_id, len(allocator.owned))
-    try:
-        await asyncio.wait(
-            [deciding, asyncio.create_task(stop.wait())], return_when=asyncio.FIRST_COMPLETED
-        )
-        if deciding.done() and deciding.exception():
-            raise deciding.exception()  # type: ignore[misc]
-    finally:
-        stop.set()
-        await asyncio.gather(deciding, keeping, return_exceptions=True)
-        await runner.cleanup()
-        await allocator.stop()
+    return deciding

@@ -1,6 +1,7 @@
 """The gateway process: stateless HTTP front, turning requests into commands."""
 
 import asyncio
+import contextlib
 import logging
 import os
 import uuid
@@ -16,6 +17,7 @@ from runtime import db, kafka
 from runtime.auth import keys_kept_fresh, keys_problem
 from runtime.docs import add_docs_routes, document
 from runtime.http import add_ops_routes, errors, serve
+from runtime.lifetime import running, started
 from runtime.limits import guard
 from runtime.produce import Batcher
 from runtime.settings import Settings
@@ -65,20 +67,27 @@ def build_app(gateway: Gateway) -> web.Application:
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
+    async with contextlib.AsyncExitStack() as parts:  # each started is stopped (LIFO)
+        await _serve(settings, stop, parts)
+        await stop.wait()
+
+
+async def _serve(settings: Settings, stop: asyncio.Event, parts: contextlib.AsyncExitStack) -> None:
     topics = Topics(settings.topic_prefix)
     gateway_id = settings.gateway_id or f"gw-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     reply_topic = topics.replies(gateway_id)
     ours = {**kafka.core_topics(settings), reply_topic: 1}
     await kafka.ensure_topics(settings, ours)
     pool = await db.create_pool(settings.database_url, settings.db_pool_size_max)
-    producer = kafka.producer(settings)
-    await producer.start()
+    parts.push_async_callback(pool.close)
+    producer = await started(parts, kafka.producer(settings))
     replies = Replies(kafka.consumer(settings), reply_topic)
     statuses = Statuses(kafka.consumer(settings), topics.status)
     for part in (replies, statuses):
-        await part.consumer.start()
-        await part.start()
+        await started(parts, part.consumer)
+        await started(parts, part)
     batcher = Batcher(producer, settings.produce_queue_max)
+    parts.push_async_callback(batcher.stop)
     gateway = Gateway(
         settings, topics, reply_topic, pool, producer, batcher, replies, statuses, gateway_id
     )
@@ -88,25 +97,13 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
             return "reply reader stopped"
         return keys_problem(settings.jwt) or await db.unreachable(pool)
 
+    # The last second's edge counts are sent once no more requests come (runner first).
+    running(parts, stop, gateway.edge.run(stop), kafka.keep_topics(settings, ours, stop),
+            *keys_kept_fresh(settings.jwt, stop))  # fmt: skip
     app = build_app(gateway)
     add_ops_routes(app, readiness)
     runner = await serve(
         app, settings.host, settings.gateway_port, settings.gateway_reuse_port, settings.connections
     )
+    parts.push_async_callback(runner.cleanup)
     log.info("gateway %s listening on %s:%d", gateway_id, settings.host, settings.gateway_port)
-    tallying = [
-        asyncio.create_task(gateway.edge.run(stop)),
-        asyncio.create_task(kafka.keep_topics(settings, ours, stop)),
-        *keys_kept_fresh(settings.jwt, stop),
-    ]
-    try:
-        await stop.wait()
-    finally:
-        await runner.cleanup()
-        await asyncio.gather(*tallying, return_exceptions=True)  # the last second's counts
-        await batcher.stop()
-        for part in (replies, statuses):
-            await part.stop()
-            await part.consumer.stop()
-        await producer.stop()
-        await pool.close()

@@ -2,6 +2,7 @@
 keeps live streams."""
 
 import asyncio
+import contextlib
 import logging
 from typing import Any
 
@@ -16,6 +17,7 @@ from runtime import db, kafka
 from runtime.auth import keys_kept_fresh, keys_problem
 from runtime.docs import add_docs_routes, document
 from runtime.http import add_ops_routes, cross_origin, errors, serve
+from runtime.lifetime import running, started
 from runtime.limits import guard
 from runtime.settings import Settings
 from runtime.statuses import Statuses
@@ -34,14 +36,18 @@ ROUTES: list[tuple[str, str, Handler]] = [  # each one is in notifier/openapi.ya
 
 
 async def run(settings: Settings, stop: asyncio.Event) -> None:
-    forwarder = Forwarder(settings)
-    await forwarder.start()
+    async with contextlib.AsyncExitStack() as parts:  # each started is stopped (LIFO)
+        await _serve(settings, stop, parts)
+        await stop.wait()
+
+
+async def _serve(settings: Settings, stop: asyncio.Event, parts: contextlib.AsyncExitStack) -> None:
+    forwarder = await started(parts, Forwarder(settings))
     pool = await db.create_pool(settings.database_url, settings.db_pool_size_max)
-    offsets = kafka.consumer(settings)
-    await offsets.start()
+    parts.push_async_callback(pool.close)
+    offsets = await started(parts, kafka.consumer(settings))
     await offsets.topics()
-    tails = kafka.consumer(settings, max_records=2000)
-    await tails.start()
+    tails = await started(parts, kafka.consumer(settings, max_records=2000))
     assert forwarder.producer is not None
     live = streams.Streams(pool, forwarder.producer, Topics(settings.topic_prefix), settings.jwt)
     board = dashboard.Dashboard(pool, offsets, Topics(settings.topic_prefix))
@@ -52,17 +58,14 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
 
     forwarder.on_decision = on_decision
     statuses = Statuses(kafka.consumer(settings), Topics(settings.topic_prefix).status)
-    await statuses.consumer.start()
+    await started(parts, statuses.consumer)
     watch = coupon_events.CouponWatch(pool, statuses)
-    await statuses.start()
-    tasks = [
-        asyncio.create_task(forwarder.run(stop)),
-        asyncio.create_task(live.feed.run(stop)),
-        asyncio.create_task(watch.run(stop)),
-        asyncio.create_task(board.run(stop)),
-        asyncio.create_task(kafka.keep_topics(settings, kafka.core_topics(settings), stop)),
-        *keys_kept_fresh(settings.jwt, stop),
-    ]
+    await started(parts, statuses)
+    tasks = running(
+        parts, stop, forwarder.run(stop), live.feed.run(stop), watch.run(stop), board.run(stop),
+        kafka.keep_topics(settings, kafka.core_topics(settings), stop),
+        *keys_kept_fresh(settings.jwt, stop), cancel=True,
+    )  # fmt: skip
 
     async def readiness() -> str | None:
         if any(task.done() for task in tasks):
@@ -72,21 +75,9 @@ async def run(settings: Settings, stop: asyncio.Event) -> None:
     app = _application(settings, pool, offsets, tails, live, watch, board)
     add_ops_routes(app, readiness)
     runner = await serve(app, settings.host, settings.notifier_port, bounds=settings.connections)
+    parts.push_async_callback(runner.cleanup)
+    parts.callback(setattr, live, "closing", True)  # first: streams end before the server
     log.info("notifier listening on %s:%d", settings.host, settings.notifier_port)
-    try:
-        await stop.wait()
-    finally:
-        live.closing = True
-        await runner.cleanup()
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await statuses.stop()
-        await statuses.consumer.stop()
-        await forwarder.stop()
-        await offsets.stop()
-        await tails.stop()
-        await pool.close()
 
 
 def _application(

@@ -352,5 +352,9 @@ async def serve(
     runner = BoundedRunner(app, bounds or ConnectionBounds(), access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True, reuse_port=reuse_port, backlog=4096)
-    await site.start()
+    try:
+        await site.start()
+    except BaseException:  # a port taken, say: nothing of the runner is left behind
+        await runner.cleanup()
+        raise
     return runner
