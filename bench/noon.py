@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from bench.load import Result, cores, generate
-from bench.scenarios import Progress, Run, grants_of, ms, target
+from bench.scenarios import Progress, Run, grants_of, target
 from bench.systems import Fresh
+from runtime.figures import ms
 
 P99_SUSTAINED_S = 1.0
 ANSWERED_WITHIN_S = (1.0, 2.0)  # what a person sees: answered within a second, within two

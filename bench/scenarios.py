@@ -19,6 +19,7 @@ from deploy.embedded import free_port
 from deploy.stack import start_part
 from runtime import kafka
 from runtime.db import create_database
+from runtime.figures import ms
 from runtime.produce import send_all
 from runtime.settings import Settings
 from schemas.messages import Claim, CouponSpec, CreateCoupon, encode
@@ -74,12 +75,6 @@ class Run:
             "checks": self.checks,
             **({"hops": self.hops} if self.hops else {}),
         }
-
-
-def ms(ordered: list[float], fraction: float) -> float | None:
-    if not ordered:
-        return None
-    return round(ordered[min(len(ordered) - 1, int(fraction * len(ordered)))] * 1000, 1)
 
 
 def target(

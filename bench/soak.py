@@ -32,6 +32,7 @@ import psutil
 
 from bench import systems
 from runtime.auth import mint_token
+from runtime.figures import ms
 
 JUDGED = ("gateway", "allocator", "notifier")
 GROWTH_ALLOWED = 0.05  # of the median RSS, over the measured span
@@ -269,7 +270,7 @@ def _soak(args: argparse.Namespace, stack: systems.Systems, log: Any) -> dict[st
         "answers": dict(sorted(load.statuses.items())),
         "failures": failures,
         "p50_ms": round(latency[len(latency) // 2] * 1000, 1) if latency else None,
-        "p99_ms": round(latency[int(len(latency) * 0.99)] * 1000, 1) if latency else None,
+        "p99_ms": ms(latency, 0.99),
         "rss": verdicts,
         "samples": {"minutes": samples.at, "rss_mib": samples.rss},
         "ok": ok,

@@ -27,8 +27,7 @@ from deploy.stack import (
 )
 from runtime.auth import mint_token
 from runtime.db import create_database
-
-COMMAND_PARTITIONS = 4
+from runtime.settings import COMMAND_PARTITIONS
 
 
 @dataclass

@@ -7,6 +7,8 @@ import bisect
 from collections import Counter
 from dataclasses import dataclass, field
 
+from runtime.figures import percentile
+
 # Grant changes that give a unit back, so a claim after a sell-out may be granted fairly.
 RETURNS_A_UNIT = ("released", "revoked", "expired")
 
@@ -111,12 +113,6 @@ class Story:
             "fairness": fairness(self.claims, self.decided, self.returns),
             "clock_skew_ms": clock_skew(self.claims),
         }
-
-
-def percentile(sorted_values: list[int], fraction: float) -> int | None:
-    if not sorted_values:
-        return None
-    return sorted_values[min(len(sorted_values) - 1, int(len(sorted_values) * fraction))]
 
 
 def fairness(

@@ -24,6 +24,7 @@ from aiokafka.errors import KafkaError
 
 from notifier import sse
 from runtime import errors
+from runtime.figures import ms
 from runtime.http import Problem
 from schemas import readmodel
 from schemas.coupons import coupon_view
@@ -64,8 +65,8 @@ class Dashboard:
         latencies = sorted(latency for _, latency in self.decided)
         return {
             "decisions_per_s": round(len(latencies) / WINDOW_S, 1),
-            "latency_p50_ms": _percentile_ms(latencies, 0.50),
-            "latency_p95_ms": _percentile_ms(latencies, 0.95),
+            "latency_p50_ms": ms(latencies, 0.50),
+            "latency_p95_ms": ms(latencies, 0.95),
         }
 
     async def snapshot(self) -> dict[str, Any]:
@@ -133,12 +134,6 @@ class Dashboard:
         finally:
             self.viewers.discard(queue)
         return response
-
-
-def _percentile_ms(sorted_s: list[float], fraction: float) -> float | None:
-    if not sorted_s:
-        return None
-    return round(sorted_s[min(len(sorted_s) - 1, int(len(sorted_s) * fraction))] * 1000, 1)
 
 
 PAGE = importlib.resources.files("notifier").joinpath("dashboard.html").read_bytes()

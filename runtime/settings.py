@@ -17,6 +17,9 @@ from runtime.environment import read, variable
 from runtime.jwks import KeySet
 from runtime.limits import Limits, parse_networks
 
+# The command log's partitions unless COUPONS_COMMAND_PARTITIONS says (and every test stack's).
+COMMAND_PARTITIONS = 4
+
 
 class SettingsError(ValueError):
     pass
@@ -31,7 +34,7 @@ class Settings:
     ticket_key: str = field(repr=False, default="")
     environment: str = variable("COUPONS_ENV", "development")
     topic_prefix: str = variable("COUPONS_TOPIC_PREFIX", "")
-    commands_partitions: int = variable("COUPONS_COMMAND_PARTITIONS", 4)
+    commands_partitions: int = variable("COUPONS_COMMAND_PARTITIONS", COMMAND_PARTITIONS)
     day_zone_name: str = variable("COUPONS_DAY_TIMEZONE", "UTC")
     host: str = variable("COUPONS_HOST", "127.0.0.1")
     gateway_port: int = variable("GATEWAY_PORT", 8080)
@@ -168,7 +171,7 @@ def _partitions(text: str, env: Mapping[str, str]) -> tuple[int, ...] | None:
     if not text:
         return None
     if text == "all":
-        return tuple(range(int(env.get("COUPONS_COMMAND_PARTITIONS", "4"))))
+        return tuple(range(int(env.get("COUPONS_COMMAND_PARTITIONS", COMMAND_PARTITIONS))))
     try:
         return tuple(int(p) for p in text.split(","))
     except ValueError:

@@ -5,9 +5,10 @@ import asyncio
 import aiohttp
 import pytest
 
+from runtime.settings import COMMAND_PARTITIONS
 from schemas.topics import partition_of
 from tests.support.client import claim, claims_under_way, grants_of, metric, session, settle
-from tests.support.stack import COMMAND_PARTITIONS, Stack
+from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
 

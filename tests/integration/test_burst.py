@@ -7,13 +7,13 @@ from collections import Counter
 
 import pytest
 
+from runtime.figures import ms
 from tests.support.client import (
     claim,
     claims_under_way,
     create_coupon,
     decisions_of,
     grants_of,
-    percentile,
     session,
     settle,
 )
@@ -40,15 +40,14 @@ async def test_a_burst_of_2000_people_gets_exactly_25_grants(
     assert len({a.body["grant"]["code"] for a in granted}) == 25
     assert reasons == {"sold_out": users - 25}
     assert await grants_of(stack, coupon["id"]) == (25, 25, 25)
-    latencies = [a.seconds for a in answers]
+    latencies = sorted(a.seconds for a in answers)
     with capsys.disabled():
         print(
             f"\nburst: {users} requests, {len(granted)} grants, {reasons['sold_out']} sold_out,"
             f" {seconds:.2f} s ({users / seconds:.0f}/s),"
-            f" p50 {percentile(latencies, 0.5) * 1e3:.1f} ms,"
-            f" p99 {percentile(latencies, 0.99) * 1e3:.1f} ms,"
-            f" max {max(latencies) * 1e3:.1f} ms, granted p50"
-            f" {percentile([a.seconds for a in granted], 0.5) * 1e3:.1f} ms"
+            f" p50 {ms(latencies, 0.5)} ms, p99 {ms(latencies, 0.99)} ms,"
+            f" max {latencies[-1] * 1e3:.1f} ms, granted p50"
+            f" {ms(sorted(a.seconds for a in granted), 0.5)} ms"
         )
 
 

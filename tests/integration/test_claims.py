@@ -26,11 +26,8 @@ async def test_a_claim_is_granted_once_and_is_durable(stack: Stack) -> None:
     assert (again.status, again.body["reason"]) == (409, "already_claimed")
     assert again.headers["Content-Type"] == "application/problem+json"
     assert (view["issued"], view["remaining"], view["state"]) == (1, 2, "live")
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         row = await conn.fetchrow("SELECT user_id, code FROM grants WHERE id = $1", grant["id"])
-    finally:
-        await conn.close()
     assert (row["user_id"], row["code"]) == ("alice", grant["code"])
 
 
@@ -123,11 +120,8 @@ async def test_a_retried_request_gets_the_first_decision(stack: Stack) -> None:
     assert {a.status for a in answers} == {201}
     assert len({a.body["grant"]["id"] for a in answers}) == 1
     assert other.status == 201 and other.body["ticket"] not in tickets
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         count = await conn.fetchval("SELECT count(*) FROM grants WHERE user_id = 'dave'")
-    finally:
-        await conn.close()
     assert count == 1
 
 

@@ -7,12 +7,10 @@ import aiohttp
 import pytest
 
 from schemas.topics import partition_of
-from tests.support.client import claim, create_coupon
+from tests.support.client import PARTITIONS, claim, create_coupon
 from tests.support.stack import Stack
 
 pytestmark = pytest.mark.integration
-
-PARTITIONS = 4
 
 
 @pytest.mark.allocators("0,1", "2,3")
@@ -35,12 +33,9 @@ async def test_one_grant_per_person_per_day_across_allocators(stack: Stack) -> N
     # Each person: one daily coupon and the coupon without the daily rule.
     assert granted == {f"person{p}": 2 for p in range(people)}
     assert refused == {"daily_limit": people * (len(coupons) - 1)}
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         per_day = await conn.fetchval(
             "SELECT max(n) FROM (SELECT count(*) AS n FROM grants g JOIN coupons c"
             " ON c.id = g.coupon_id WHERE c.daily_rule GROUP BY g.user_id, g.granted_at::date) s"
         )
-    finally:
-        await conn.close()
     assert per_day == 1

@@ -32,12 +32,9 @@ async def test_both_logs_in_each_format(stack: Stack, tmp_path: Path) -> None:
     async with aiohttp.ClientSession() as session:
         coupon = await create_coupon(session, stack, 2, daily_limit=False)
         answers = [await claim(session, stack, coupon["id"], f"e{i}") for i in range(4)]
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         stored = {r["request_id"]: r["outcome"] for r in await conn.fetch(
             "SELECT request_id::text, outcome FROM decisions")}  # fmt: skip
-    finally:
-        await conn.close()
     commands_status, jsonl, commands_said = export(stack, "commands")
     decisions_status, _, decisions_said = export(
         stack, "decisions", "--format", "csv", "--out", str(tmp_path / "d.csv")

@@ -9,9 +9,10 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 from deploy.stack import Infra
 from runtime.kafka import FRAMING_BYTES_MAX
+from runtime.settings import COMMAND_PARTITIONS
 from schemas.messages import MESSAGE_BYTES_MAX
 from schemas.topics import Topics
-from tests.support.stack import COMMAND_PARTITIONS, launched_stack
+from tests.support.stack import launched_stack
 
 pytestmark = pytest.mark.integration
 

@@ -101,14 +101,11 @@ async def test_fifty_concurrent_redeems_of_one_grant_one_wins(stack: Stack) -> N
     print(f"\n50 concurrent redeems: {dict(statuses)}, refusals {dict(reasons)}")
     assert statuses == {200: 1, 409: 49}
     assert reasons == {"already_redeemed": 49}
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         row = await conn.fetchrow("SELECT state, redemptions FROM grants WHERE id = $1", grant_id)
         redeems = await conn.fetchval(
             "SELECT count(*) FROM grant_events WHERE grant_id = $1 AND cause = 'redeem'", grant_id
         )
-    finally:
-        await conn.close()
     assert (row["state"], row["redemptions"], redeems) == ("redeemed", 1, 1)
 
 

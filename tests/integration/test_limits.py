@@ -115,8 +115,5 @@ async def test_a_body_past_the_size_bound_is_refused_and_changes_nothing(stack: 
         )
     assert answer.status == 413, answer.body
     assert answer.headers["Content-Type"] == "application/problem+json"
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         assert await conn.fetchval("SELECT count(*) FROM grants") == 0
-    finally:
-        await conn.close()

@@ -85,8 +85,7 @@ async def produce(stack: Stack, records: list[tuple[str, bytes]]) -> None:
 
 async def decisions_of(stack: Stack, request_ids: list[str]) -> dict[str, asyncpg.Record]:
     """The decisions of all `request_ids`, once every one is stored."""
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         deadline = time.monotonic() + DECIDED_TIMEOUT_S
         while True:
             rows = await conn.fetch(
@@ -99,18 +98,13 @@ async def decisions_of(stack: Stack, request_ids: list[str]) -> dict[str, asyncp
             if time.monotonic() > deadline:
                 raise AssertionError(f"{len(request_ids) - len(rows)} requests never decided")
             await asyncio.sleep(POLL_INTERVAL_S)
-    finally:
-        await conn.close()
 
 
 async def replayed_the_same(stack: Stack) -> None:
     """Invariant 6 with refusals: replay decides every stored decision the same way."""
     status, said = replay(stack)
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         stored = await conn.fetchval("SELECT count(*) FROM decisions")
-    finally:
-        await conn.close()
     assert status == 0, said
     assert f"compared {stored:,} decisions: {stored:,} match, 0 mismatch" in said, said
 
@@ -138,8 +132,7 @@ async def test_bad_records_in_the_log_are_refused_and_stall_nothing(stack: Stack
     assert [decided[r]["outcome"] for r in good] == ["granted"] * len(good)
     refused = {what: decided[r]["reason"] for what, r in bad}
     assert set(refused.values()) == {"unstorable"}, refused
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         grants = await conn.fetchval("SELECT count(*) FROM grants")
         doubled = await conn.fetchval(
             "SELECT count(*) FROM (SELECT request_id FROM grants GROUP BY 1 HAVING count(*) > 1) d"
@@ -148,8 +141,6 @@ async def test_bad_records_in_the_log_are_refused_and_stall_nothing(stack: Stack
         behind = await conn.fetchval(
             "SELECT count(*) FROM claim_line WHERE request_id = ANY($1::uuid[])", good
         )
-    finally:
-        await conn.close()
     assert (grants, doubled, behind) == (len(good), 0, 0)
     assert noted == len(bad) + PARTITIONS  # and the nameless ones, which no decision names
     allocator = stack.allocators[0].url
@@ -168,13 +159,12 @@ async def test_bad_records_in_the_log_are_refused_and_stall_nothing(stack: Stack
 
 
 async def test_a_record_postgresql_refuses_is_found_refused_and_replayed(stack: Stack) -> None:
-    conn = await stack.db()
-    try:  # a rule the core does not know, as a schema drift or an operator's constraint
+    async with (
+        stack.connection() as conn
+    ):  # a rule the core does not know, as a schema drift or an operator's constraint
         await conn.execute(
             "ALTER TABLE grants ADD CONSTRAINT no_poison CHECK (user_id NOT LIKE 'poison%')"
         )
-    finally:
-        await conn.close()
     async with aiohttp.ClientSession() as session:
         daily = await coupons_on_every_partition(session, stack)
         undaily = await coupons_on_every_partition(session, stack, daily_limit=False)
@@ -198,12 +188,9 @@ async def test_a_record_postgresql_refuses_is_found_refused_and_replayed(stack: 
     found = await metric(allocator, "coupons_allocator_poisoned_total")
     trials = await metric(allocator, "coupons_allocator_isolation_trials_total")
     assert found == len(poisoned)
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         faults = await conn.fetch("SELECT fault FROM refused_commands")
         grants = await conn.fetchval("SELECT count(*) FROM grants")
-    finally:
-        await conn.close()
     assert len(faults) == len(poisoned)
     assert all("no_poison" in f["fault"] for f in faults), faults[0]["fault"]
     assert grants == len(fine) + 0  # nothing doubled, nothing of the refused
@@ -223,16 +210,13 @@ async def test_a_batch_that_fails_again_and_again_is_split_and_holds_no_other(
     cut by its timeout fails the same way): before, the partition retried it for ever
     (issue 23, 1). Now, after a few tries, the record is refused; meanwhile the other
     partitions decide, and the allocator's /readyz names the partition and why."""
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         await conn.execute(
             "CREATE FUNCTION stuck() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
             " IF NEW.user_id LIKE 'stuck%' THEN RAISE EXCEPTION 'stuck for ever'; END IF;"
             " RETURN NEW; END $$;"
             " CREATE TRIGGER stuck BEFORE INSERT ON grants FOR EACH ROW EXECUTE FUNCTION stuck()"
         )
-    finally:
-        await conn.close()
     async with aiohttp.ClientSession() as session:
         coupons = await coupons_on_every_partition(session, stack)
         stuck = claim_record(coupons[0], "stuck-1")

@@ -73,8 +73,7 @@ async def made_in_an_earlier_log(stack: Stack, model: str) -> str:
     started again: a coupon like `model`, created in that log a day ago, at the position of
     `model`'s creation in this one (each log's positions start again at 0). Its id."""
     coupon, day_ago = str(uuid.uuid4()), "clock_timestamp() - interval '1 day'"
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         async with conn.transaction():
             await conn.execute("CREATE TEMP TABLE earlier AS SELECT * FROM coupons WHERE id = $1",
                                model)  # fmt: skip
@@ -89,6 +88,4 @@ async def made_in_an_earlier_log(stack: Stack, model: str) -> str:
                 coupon,
                 model,
             )
-    finally:
-        await conn.close()
     return coupon

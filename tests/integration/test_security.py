@@ -69,8 +69,7 @@ async def test_every_endpoint_refuses_who_has_no_right_and_changes_nothing(stack
         assert (await call(session, "GET", f"{gw}/v1/grants/{grant}", admin))[0] == 200
         _, mine = await call(session, "GET", f"{gw}/v1/users/me/grants", bob)
         assert mine["items"] == []
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         state = await conn.fetchrow(
             "SELECT (SELECT count(*) FROM grants WHERE coupon_id = $2) AS grants,"
             " (SELECT state FROM grants WHERE id = $1) AS state,"
@@ -79,8 +78,6 @@ async def test_every_endpoint_refuses_who_has_no_right_and_changes_nothing(stack
             grant,
             coupon,
         )
-    finally:
-        await conn.close()
     assert dict(state) == {"grants": 1, "state": "assigned", "codes": 0, "closed": False}
     print(f"security: {len(seen)} refused calls, nothing changed")
 

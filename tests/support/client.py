@@ -15,11 +15,12 @@ from typing import Any
 
 import aiohttp
 
+from runtime.settings import COMMAND_PARTITIONS
 from schemas.topics import partition_of
 from tests.support.stack import Stack
 from tests.support.terminal import coupons_in, stack_folder
 
-PARTITIONS = 4  # the command log's, in the test stack (tests/support/stack.py)
+PARTITIONS = COMMAND_PARTITIONS  # the command log's, in the test stack
 
 
 @dataclass
@@ -158,11 +159,6 @@ async def poll_ticket(
 POLL_INTERVAL_S = 0.05  # between looks at a condition that has a deadline
 
 
-def percentile(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(fraction * len(ordered)))]
-
-
 async def read_event(stream: aiohttp.ClientResponse) -> tuple[str, dict[str, Any]]:
     """The next server-sent event (keep-alive comments skipped), within a bound."""
     name, data = "", b""
@@ -206,16 +202,13 @@ def session(connections_max: int = 256, timeout_s: float = 60) -> aiohttp.Client
 
 
 async def grants_of(stack: Stack, coupon_id: str) -> tuple[int, int, int]:
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         row = await conn.fetchrow(
             "SELECT count(*) AS n, count(DISTINCT user_id) AS users,"
             " (SELECT issued FROM coupons WHERE id = $1) AS issued"
             " FROM grants WHERE coupon_id = $1",
             coupon_id,
         )
-    finally:
-        await conn.close()
     return row["n"], row["users"], row["issued"]
 
 
@@ -228,14 +221,11 @@ async def holders(stack: Stack, coupon_id: str) -> list[tuple[str, str]]:
 
 
 async def decisions_of(stack: Stack, coupon_id: str) -> int:
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         decided: int = await conn.fetchval(
             "SELECT count(*) FROM decisions WHERE coupon_id = $1 AND outcome <> 'created'",
             coupon_id,
         )
-    finally:
-        await conn.close()
     return decided
 
 

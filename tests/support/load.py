@@ -135,11 +135,8 @@ async def poll_until_decided(
 
 async def stored_grants(stack: Stack, coupon: str) -> dict[str, str]:
     """user → grant id, as PostgreSQL has them; fails on a user with two."""
-    conn = await stack.db()
-    try:
+    async with stack.connection() as conn:
         rows = await conn.fetch("SELECT user_id, id FROM grants WHERE coupon_id = $1", coupon)
-    finally:
-        await conn.close()
     users = [r["user_id"] for r in rows]
     assert len(users) == len(set(users)), "a user holds two grants"
     return {r["user_id"]: str(r["id"]) for r in rows}

@@ -5,9 +5,10 @@ nothing) share one and keep to coupons and people of their own. The fixtures are
 registered for the whole suite by tests/conftest.py."""
 
 import asyncio
+import contextlib
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from types import EllipsisType
 from typing import Any
@@ -19,9 +20,9 @@ from deploy import stack as builder
 from deploy.stack import Infra, start_infra
 from runtime.auth import mint_token
 from runtime.db import create_database
+from runtime.settings import COMMAND_PARTITIONS
 
 SECRET = "integration-secret-" + uuid.uuid4().hex
-COMMAND_PARTITIONS = 4
 # The allocators a test's stack starts unless it says (`allocators` marker). On Apache Kafka
 # one member of the allocators' group, as deployed. Tansu answers a group's first join only
 # after a fixed 3 s (it has no group.initial.rebalance.delay.ms to set): there a stack's
@@ -59,14 +60,20 @@ class Stack(builder.Stack):
     async def db(self) -> asyncpg.Connection:
         return await asyncpg.connect(self.database_url)
 
-    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        """One query's rows, on a connection of its own."""
+    @contextlib.asynccontextmanager
+    async def connection(self) -> AsyncIterator[asyncpg.Connection]:
+        """A connection of the test's own to the stack's database, closed at the end."""
         conn = await self.db()
         try:
-            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-            return rows
+            yield conn
         finally:
             await conn.close()
+
+    async def fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        """One query's rows, on a connection of its own."""
+        async with self.connection() as conn:
+            rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
+            return rows
 
     async def fetchval(self, sql: str, *args: Any) -> Any:
         rows = await self.fetch(sql, *args)
