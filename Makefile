@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements-dev.lock
 RUNTIME_LOCK := requirements.lock
 
-.PHONY: all install lock compiled debs browser promtool kcat run test test-kafka cluster unit integration faults lint types bench soak clean
+.PHONY: all install node lock compiled debs browser promtool kcat run test test-kafka cluster unit integration faults lint types bench soak clean
 
 all: lint types test
 
@@ -24,6 +24,17 @@ $(STAMP): pyproject.toml $(LOCK)
 	touch $(STAMP)
 
 install: $(STAMP)
+
+# ESLint for the web app (gateway/web/: the app itself has no build step and no
+# dependency), from package-lock.json, again only when it or package.json changes. The
+# lock names each package's version and hash, not where it was fetched from (.npmrc).
+NODE_STAMP := node_modules/.installed
+$(NODE_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "make node: Node.js with npm is needed (ESLint)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+node: $(NODE_STAMP)
 
 # After a change to pyproject.toml's dependencies; a lock keeps the versions it has where
 # they still fit. LOCK_ARGS=--upgrade takes the newest of everything (or
@@ -123,10 +134,11 @@ integration: install browser
 faults: install
 	$(BIN)/pytest -q -s tests/faults
 
-lint: install
+lint: install node
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/lint-imports
+	node_modules/.bin/eslint --max-warnings=0 gateway/web eslint.config.js
 
 types: install
 	$(BIN)/mypy gateway allocator notifier schemas runtime deploy bench tests
@@ -142,4 +154,4 @@ soak: install
 	$(BIN)/coupons soak $(SOAK_ARGS)
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) node_modules .data .pytest_cache .mypy_cache .ruff_cache .hypothesis

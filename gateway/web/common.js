@@ -31,7 +31,7 @@ export async function api(method, path, body, headers = {}, signal = state.sessi
   });
   const text = await response.text(); // read before a refusal ends the session, and its reads
   if (response.status === 401 && state.token) document.dispatchEvent(new Event("signed-out"));
-  let data = {};
+  let data;
   try { data = text ? JSON.parse(text) : {}; } catch { data = { detail: text }; }
   return { status: response.status, data, headers: response.headers };
 }
