@@ -1,7 +1,7 @@
 // The admin console: a coupon with every option; its campaign (codes, assignments,
 // distributions previewed first, closing, statistics, grants page by page); and saved
 // audiences to distribute to.
-import { $, api, problem, words } from "./common.js";
+import { $, api, element, EVENTS, idempotent, problem, waitingUpTo, words } from "./common.js";
 import { showCoupons } from "./coupons.js";
 
 async function createCoupon(event) {
@@ -21,7 +21,7 @@ async function createCoupon(event) {
     code_source: form.get("code_source"), code_pattern: form.get("code_pattern"),
     code_alphabet: form.get("code_alphabet"),
   };
-  const answer = await api("POST", "/v1/coupons", body, { "Idempotency-Key": crypto.randomUUID(), Prefer: "wait=5" });
+  const answer = await api("POST", "/v1/coupons", body, { ...idempotent(), ...waitingUpTo() });
   if (answer.status === 201) {
     $("#create-said").textContent = `Created ${answer.data.code} (${answer.data.id})`;
     return showCoupons();
@@ -35,26 +35,19 @@ const managed = () => $("#manage").value;
 const adminSay = (text) => { $("#admin-said").textContent = text; };
 
 function table(rows) {
-  $("#admin-table tbody").replaceChildren(...rows.map((cells) => {
-    const tr = document.createElement("tr");
-    for (const cell of cells) { const td = document.createElement("td"); td.textContent = String(cell ?? ""); tr.append(td); }
-    return tr;
-  }));
+  $("#admin-table tbody").replaceChildren(...rows.map((cells) => element("tr", {},
+    ...cells.map((cell) => element("td", { textContent: String(cell ?? "") })))));
 }
 
 function fillManaged(coupons) {
   const chosen = managed();
-  $("#manage").replaceChildren(...coupons.map((c) => {
-    const option = document.createElement("option");
-    option.value = c.id; option.textContent = c.code;
-    return option;
-  }));
+  $("#manage").replaceChildren(...coupons.map((c) => element("option", { value: c.id, textContent: c.code })));
   if (chosen) $("#manage").value = chosen;
 }
 
 async function campaign(method, path, body, headers = {}) {
   const answer = await api(method, `/v1/coupons/${managed()}${path}`, body,
-                           { "Idempotency-Key": crypto.randomUUID(), Prefer: "wait=5", ...headers });
+                           { ...idempotent(), ...waitingUpTo(), ...headers });
   if (answer.status >= 400) adminSay(problem(answer));
   return answer;
 }
@@ -130,20 +123,14 @@ async function showAudiences() {
   const answer = await api("GET", "/v1/audiences");
   if (answer.status !== 200) { $("#audiences-said").textContent = problem(answer); return; }
   const items = answer.data.items;
-  $("#audiences").replaceChildren(...items.map((a) => {
-    const row = document.createElement("li");
-    const text = document.createElement("span");
-    text.textContent = `${a.name}: ${a.size} ${a.size === 1 ? "person" : "people"}, version ${a.version}`;
-    const remove = document.createElement("button");
-    remove.type = "button"; remove.className = "secondary"; remove.textContent = "Delete";
-    remove.setAttribute("aria-label", `Delete audience ${a.name}`);
-    remove.onclick = () => deleteAudience(a);
-    row.append(text, remove);
-    return row;
-  }));
+  $("#audiences").replaceChildren(...items.map((a) => element("li", {},
+    element("span", { textContent: `${a.name}: ${a.size} ${a.size === 1 ? "person" : "people"}, version ${a.version}` }),
+    element("button", { type: "button", className: "secondary", textContent: "Delete",
+                        attributes: { "aria-label": `Delete audience ${a.name}` }, onclick: () => deleteAudience(a) }))));
   const chosen = $("#distribute-audience").value;
-  const none = new Option("the people listed", "");
-  $("#distribute-audience").replaceChildren(none, ...items.map((a) => new Option(`${a.name} (${a.size})`, a.name)));
+  const option = (value, textContent) => element("option", { value, textContent });
+  $("#distribute-audience").replaceChildren(option("", "the people listed"),
+                                            ...items.map((a) => option(a.name, `${a.name} (${a.size})`)));
   if (items.some((a) => a.name === chosen)) $("#distribute-audience").value = chosen;
 }
 
@@ -200,7 +187,7 @@ export function adminConsole() {
   $("#close-form").addEventListener("submit", closeCoupon);
   $("#show-stats").addEventListener("click", stats);
   $("#show-grants").addEventListener("click", () => grantsPage());
-  document.addEventListener("coupons", (event) => fillManaged(event.detail));
+  document.addEventListener(EVENTS.coupons, (event) => fillManaged(event.detail));
 }
 
 export const showAdmin = showAudiences;

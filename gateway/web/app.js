@@ -2,10 +2,11 @@
 // an admin) run campaigns. It speaks only the public API: this gateway's routes and the
 // notifier's tickets and live streams (docs/api.md). Plain ES modules, no build step.
 import { adminConsole, showAdmin } from "./admin.js";
-import { $, beginSession, endSession, state } from "./common.js";
+import { $, beginSession, config, endSession, EVENTS, loadConfig } from "./common.js";
 import { showCoupons } from "./coupons.js";
 import { followMe, showMine } from "./mine.js";
 import { atProvider, backFromProvider, withName } from "./signin.js";
+import { displayName, forgetSignIn, isAdmin, token } from "./stored.js";
 
 let signingIn = false; // a second click while the first is on its way signs in once
 
@@ -13,7 +14,7 @@ async function signIn() {
   if (signingIn) return;
   signingIn = true;
   try {
-    if (state.config.oidc) return await atProvider();
+    if (config().oidc) return await atProvider();
     await withName();
   } catch (error) {
     $("#sign-in-note").textContent = error.message;
@@ -26,12 +27,12 @@ async function signIn() {
 
 async function signedIn() {
   const signal = beginSession();
-  $("#who").textContent = `Signed in as ${localStorage.getItem("name") || state.user}`;
+  $("#who").textContent = `Signed in as ${displayName()}`;
   $("#sign-in").hidden = true;
   $("#coupons-section").hidden = false;
   $("#mine-section").hidden = false;
   $("#sign-out").hidden = false;
-  const admin = localStorage.getItem("admin") === "true";
+  const admin = isAdmin();
   $("#admin-section").hidden = !admin;
   try {
     if (admin) showAdmin();
@@ -43,24 +44,24 @@ async function signedIn() {
   }
 }
 
-function signOut() { // what is kept per person (claims in flight, lock ids) stays for them
+function signOut() {
   endSession();
-  for (const name of ["token", "user", "admin", "name"]) localStorage.removeItem(name);
+  forgetSignIn();
   location.reload();
 }
 
 async function start() {
   $("#sign-in-form").addEventListener("submit", (event) => { event.preventDefault(); ready.then(signIn); });
   $("#sign-out").addEventListener("click", signOut);
-  document.addEventListener("signed-out", ended);
+  document.addEventListener(EVENTS.signedOut, ended);
   adminConsole();
-  state.config = await (await fetch("/app/config.json")).json();
+  const { oidc, dev_sign_in } = await loadConfig();
   readied();
-  if (state.config.oidc) {
+  if (oidc) {
     $("#dev-fields").hidden = true;
     $("#name").required = false;
     $("#sign-in-note").textContent = "You sign in at your identity provider.";
-  } else if (!state.config.dev_sign_in) {
+  } else if (!dev_sign_in) {
     $("#sign-in-note").textContent = "No sign-in is set up here: ask whoever runs it.";
     $("#sign-in-form").hidden = true;
   }
@@ -69,14 +70,13 @@ async function start() {
   } catch (error) {
     $("#sign-in-note").textContent = error.message;
   }
-  if (state.token) await signedIn(); // signed in before, or just now at the provider
+  if (token()) await signedIn(); // signed in before, or just now at the provider
 }
 
 // A token refused (it ran out, or its keys are gone): sign in again, nothing else lost.
 function ended() {
   endSession();
-  for (const name of ["token", "admin"]) localStorage.removeItem(name);
-  state.token = null;
+  forgetSignIn();
   $("#who").textContent = "Not signed in";
   $("#sign-out").hidden = true;
   $("#sign-in").hidden = false;

@@ -1,36 +1,56 @@
-// What every part of the web app shares: the API, its problems in words, and the state
-// kept across redraws.
+// What every part of the web app shares: the API, its problems in words, the session that
+// its loops run under, and the one way it makes an element.
+import { token } from "./stored.js";
 
 export const $ = (selector, root = document) => root.querySelector(selector);
-export const state = {
-  config: null, token: localStorage.getItem("token"), user: localStorage.getItem("user"),
-  streams: new Map(), coupons: new Map(), histories: new Set(),
-  said: new Map(), // per grant: what its last action answered, kept across redraws
-  // From sign-in to sign-out: every loop and request of the person's runs under its signal,
-  // so that ending it stops them all at once and nothing more is sent for them.
-  session: new AbortController(),
-};
 export const words = (reason) => String(reason || "").replace(/_/g, " ");
 
+// The events the parts tell each other by, dispatched on document.
+export const EVENTS = Object.freeze({
+  coupons: "coupons", // the coupons were drawn again (detail: every coupon listed)
+  news: "news", // the person's stream says a claim's decision or a grant changed
+  signedOut: "signed-out", // the token was refused: signing in again is needed
+});
+
+// A write's `Prefer: wait` (docs/api.md): how long the gateway waits for the decision
+// before it answers 202 with a ticket instead.
+const DECISION_WAIT_S = 5;
+export const waitingUpTo = (seconds = DECISION_WAIT_S) => ({ Prefer: `wait=${seconds}` });
+// A write sent again with the same key is decided once (docs/api.md).
+export const idempotent = (key = crypto.randomUUID()) => ({ "Idempotency-Key": key });
+
+// What /app/config.json says: where the live streams are, and how people sign in here.
+let settings = null;
+export async function loadConfig() {
+  settings = await (await fetch("/app/config.json")).json();
+  return settings;
+}
+export const config = () => settings;
+
+// From sign-in to sign-out: every loop and request of the person's runs under its signal,
+// so that ending it stops them all at once and nothing more is sent for them.
+let session = new AbortController();
+export const sessionSignal = () => session.signal;
+
 export function beginSession() {
-  state.session.abort(); // one set of loops per sign-in
-  state.session = new AbortController();
-  return state.session.signal;
+  session.abort(); // one set of loops per sign-in
+  session = new AbortController();
+  return session.signal;
 }
 
-export function endSession() { state.session.abort(); }
+export function endSession() { session.abort(); }
 
 // `signal`: the session's unless told (null: a request of nobody's, as signing in is).
-export async function api(method, path, body, headers = {}, signal = state.session.signal) {
+export async function api(method, path, body, headers = {}, signal = sessionSignal()) {
   const json = body !== undefined && typeof body !== "string";
   const response = await fetch(path, {
     method, signal,
     headers: { "Content-Type": json || body === undefined ? "application/json" : "text/csv",
-               ...(state.token ? { Authorization: `Bearer ${state.token}` } : {}), ...headers },
+               ...(token() ? { Authorization: `Bearer ${token()}` } : {}), ...headers },
     body: json ? JSON.stringify(body) : body,
   });
   const text = await response.text(); // read before a refusal ends the session, and its reads
-  if (response.status === 401 && state.token) document.dispatchEvent(new Event("signed-out"));
+  if (response.status === 401 && token()) document.dispatchEvent(new Event(EVENTS.signedOut));
   let data;
   try { data = text ? JSON.parse(text) : {}; } catch { data = { detail: text }; }
   return { status: response.status, data, headers: response.headers };
@@ -85,12 +105,20 @@ export async function retrying(once, signal, wake = null) {
   return null;
 }
 
+// The one way the script makes an element: its properties (textContent, className, type,
+// hidden, onclick…), its attributes (aria-…, data-…, role), then its children, each text or
+// an element. Text is only ever text: nothing the service says is read as HTML.
+export function element(tag, properties = {}, ...children) {
+  const { attributes = {}, ...rest } = properties;
+  const made = Object.assign(document.createElement(tag), rest);
+  for (const [name, value] of Object.entries(attributes)) made.setAttribute(name, value);
+  made.append(...children);
+  return made;
+}
+
 // A button that asks again, for a loop that gave up.
 export function againButton(label, again) {
-  const button = document.createElement("button");
-  button.type = "button";
-  button.className = "secondary";
-  button.textContent = label;
+  const button = element("button", { type: "button", className: "secondary", textContent: label });
   button.addEventListener("click", again, { once: true });
   return button;
 }

@@ -1,13 +1,21 @@
 // Live coupons: each with its units left, watchers and countdown moving live, and a
 // "Claim" whose answer, place in line or held grant is shown on its card.
-import { $, againButton, api, problem, retrying, state, words } from "./common.js";
+import {
+  $, againButton, api, config, element, EVENTS, idempotent, problem, retrying, sessionSignal,
+  waitingUpTo, words,
+} from "./common.js";
 import { showMine } from "./mine.js";
+import { claimKept, forgetClaim, keepClaim, keepTicket, ticketKept } from "./stored.js";
 
 // A claim waits this long for its decision before following its ticket: short, so a
 // person in line sees their place at once rather than after the wait.
 const CLAIM_WAIT_S = 0.5;
 // Answers after which a claim is sent again with its key: nothing was accepted (docs/api.md).
 const NOT_TAKEN = new Set([429, 503]);
+const SHOWN = new Set(["live", "scheduled", "sold_out"]);
+const COUNTDOWN_TICK_MS = 1000;
+const HOLD_TICK_MS = 250; // a held grant's seconds left, a little sooner than each goes
+const streams = new Map(); // coupon id: its live stream, closed when the coupons are drawn again
 
 function remainingText(coupon) { return `${coupon.remaining} of ${coupon.count} left`; }
 
@@ -18,7 +26,21 @@ function countdown(card, coupon) {
     $(".countdown", card).textContent = left > 0 ? `live in ${left} s` : "live now";
   };
   tick();
-  card.timer = setInterval(tick, 1000);
+  card.timer = setInterval(tick, COUNTDOWN_TICK_MS);
+}
+
+// A coupon's card: what render() and the claim's answers fill in.
+function couponCard(coupon) {
+  const span = (className) => element("span", { className });
+  const button = (className, textContent) => element("button", { type: "button", className, textContent });
+  return element("li", { className: "coupon", attributes: { "data-coupon": coupon.id, "aria-label": coupon.code } },
+    element("div", { className: "top" }, element("h3", { className: "code" }), span("state")),
+    element("p", { className: "message" }),
+    element("p", { className: "figures" }, span("remaining"), " · ", span("watching"), " · ", span("countdown")),
+    button("claim", "Claim"),
+    element("p", { className: "answer", attributes: { role: "status", "aria-live": "polite" } }),
+    element("div", { className: "hold", hidden: true },
+            button("confirm", "Confirm"), button("cancel secondary", "Cancel")));
 }
 
 function render(card, coupon) {
@@ -32,32 +54,29 @@ function render(card, coupon) {
 
 function follow(card, coupon) {
   // A coupon's live stream: no token needed (docs/api.md, "A coupon's stream").
-  const stream = new EventSource(`${state.config.notifier}/v1/events?coupon=${coupon.id}`);
-  state.session.signal.addEventListener("abort", () => stream.close()); // it reconnects by itself
+  const stream = new EventSource(`${config().notifier}/v1/events?coupon=${coupon.id}`);
+  sessionSignal().addEventListener("abort", () => stream.close()); // it reconnects by itself
   stream.addEventListener("availability", (e) => render(card, JSON.parse(e.data)));
   stream.addEventListener("watchers", (e) => {
     const { count } = JSON.parse(e.data);
     $(".watching", card).textContent = `${count} watching`;
   });
-  state.streams.set(coupon.id, stream);
+  streams.set(coupon.id, stream);
 }
 
 export async function showCoupons() {
   const answer = await api("GET", "/v1/coupons");
   if (answer.status !== 200) { $("#no-coupons").hidden = false; $("#no-coupons").textContent = problem(answer); return; }
-  const shown = answer.data.items.filter((c) => ["live", "scheduled", "sold_out"].includes(c.state));
+  const shown = answer.data.items.filter((c) => SHOWN.has(c.state));
   $("#no-coupons").hidden = shown.length > 0;
   const list = $("#coupons");
-  for (const stream of state.streams.values()) stream.close();
-  state.streams.clear();
+  for (const stream of streams.values()) stream.close();
+  streams.clear();
   for (const old of list.children) { clearInterval(old.timer); clearInterval(old.holdTimer); }
   list.replaceChildren();
-  for (const coupon of answer.data.items) state.coupons.set(coupon.id, coupon);
-  document.dispatchEvent(new CustomEvent("coupons", { detail: answer.data.items }));
+  document.dispatchEvent(new CustomEvent(EVENTS.coupons, { detail: answer.data.items }));
   for (const coupon of shown) {
-    const card = $("#coupon-card").content.firstElementChild.cloneNode(true);
-    card.dataset.coupon = coupon.id;
-    card.setAttribute("aria-label", coupon.code);
+    const card = couponCard(coupon);
     render(card, coupon);
     countdown(card, coupon);
     $(".claim", card).addEventListener("click", () => claim(card, coupon.id));
@@ -77,9 +96,7 @@ function granted(card, grant) {
   $(".hold", card).hidden = true;
   clearInterval(card.holdTimer);
   if (grant.state === "held") return held(card, grant);
-  const code = document.createElement("code");
-  code.textContent = grant.code;
-  say(card, ["Granted: ", code], "granted");
+  say(card, ["Granted: ", element("code", { textContent: grant.code })], "granted");
   showMine();
 }
 
@@ -91,14 +108,14 @@ function held(card, grant) {
     say(card, [`Held for you: confirm within ${left} s`], "pending");
   };
   tick();
-  card.holdTimer = setInterval(tick, 250);
+  card.holdTimer = setInterval(tick, HOLD_TICK_MS);
   $(".hold", card).hidden = false;
   $(".confirm", card).onclick = () => step(card, grant, "confirm");
   $(".cancel", card).onclick = () => step(card, grant, "cancel");
 }
 
 async function step(card, grant, action) {
-  const answer = await api("POST", `/v1/grants/${grant.id}/${action}`, {}, { Prefer: "wait=5" });
+  const answer = await api("POST", `/v1/grants/${grant.id}/${action}`, {}, waitingUpTo());
   clearInterval(card.holdTimer);
   $(".hold", card).hidden = true;
   if (answer.status === 200 && action === "confirm") return granted(card, answer.data);
@@ -120,6 +137,7 @@ const underWay = new Map(); // coupon id: { card, signal, said }
 const kept = new Map(); // coupon id: stops the wait for news of a place kept (keep())
 
 async function run(card, couponId, loop) {
+  if (sessionSignal().aborted) return; // the sign-in ended: nothing is kept or sent for nobody
   const known = underWay.get(couponId);
   if (known && !known.signal.aborted) {
     known.card = card;
@@ -127,7 +145,7 @@ async function run(card, couponId, loop) {
     return;
   }
   kept.get(couponId)?.abort();
-  const under = { card, signal: state.session.signal, said: null };
+  const under = { card, signal: sessionSignal(), said: null };
   underWay.set(couponId, under);
   $(".claim", card).disabled = true;
   try {
@@ -148,7 +166,7 @@ function claim(card, couponId, kept = null) {
 
 async function claiming(under, couponId, kept) {
   const key = kept || crypto.randomUUID();
-  localStorage.setItem(`claim:${state.user}:${couponId}`, key);
+  keepClaim(couponId, key);
   const answer = await retrying((attempt) => send(under, couponId, key, attempt), under.signal);
   if (under.signal.aborted) return;
   if (answer === null) {
@@ -157,11 +175,11 @@ async function claiming(under, couponId, kept) {
   }
   if (answer.status === 202) {
     const ticket = answer.headers.get("Location");
-    localStorage.setItem(`ticket:${state.user}:${couponId}`, ticket);
+    keepTicket(couponId, ticket);
     const retryAfter = answer.headers.get("Retry-After");
     return pending(under, couponId, ticket, { ...answer.data, retryAfter });
   }
-  forget(couponId);
+  forgetClaim(couponId);
   if (answer.status === 409 && answer.data.reason) return decided(under.card, answer.data);
   if (answer.status === 201) return granted(under.card, answer.data.grant);
   $(".claim", under.card).disabled = false;
@@ -172,7 +190,7 @@ async function send(under, couponId, key, attempt) {
   if (attempt > 0) tell(under, ["No answer yet, asking again…"], "pending");
   try {
     const answer = await api("POST", `/v1/coupons/${couponId}/claims`, {},
-                             { "Idempotency-Key": key, Prefer: `wait=${CLAIM_WAIT_S}` },
+                             { ...idempotent(key), ...waitingUpTo(CLAIM_WAIT_S) },
                              under.signal);
     if (NOT_TAKEN.has(answer.status)) return { again: answer.headers.get("Retry-After") };
     return { done: answer };
@@ -181,16 +199,11 @@ async function send(under, couponId, key, attempt) {
   }
 }
 
-const inFlight = (couponId) => localStorage.getItem(`claim:${state.user}:${couponId}`) !== null;
-
-function forget(couponId) {
-  localStorage.removeItem(`claim:${state.user}:${couponId}`);
-  localStorage.removeItem(`ticket:${state.user}:${couponId}`);
-}
+const inFlight = (couponId) => claimKept(couponId) !== null;
 
 function resume(card, couponId) {
-  const ticket = localStorage.getItem(`ticket:${state.user}:${couponId}`);
-  const key = localStorage.getItem(`claim:${state.user}:${couponId}`);
+  const ticket = ticketKept(couponId);
+  const key = claimKept(couponId);
   if (ticket || key) $(".claim", card).disabled = true;
   if (ticket) run(card, couponId, (under) => pending(under, couponId, ticket, {}));
   else if (key) claim(card, couponId, key);
@@ -209,10 +222,10 @@ async function pending(under, couponId, ticket, body) {
     const answer = await ask(ticket, under.signal);
     if (answer.data.status === "pending") { body = answer.data; waiting(); }
     return "again" in answer ? answer : { done: answer };
-  }, under.signal, "news");
+  }, under.signal, EVENTS.news);
   if (under.signal.aborted) return;
   if (decision === null) return keep(under, couponId, ticket, body, place());
-  forget(couponId);
+  forgetClaim(couponId);
   if (decision.status === 200) return decided(under.card, decision.data);
   $(".claim", under.card).disabled = false;
   say(under.card, [problem(decision)], "refused");
@@ -242,7 +255,7 @@ function keep(under, couponId, ticket, body, place) {
   kept.set(couponId, stop);
   const again = () => run(under.card, couponId,
                           (next) => pending(next, couponId, ticket, { position: body.position }));
-  document.addEventListener("news", again, { signal: stop.signal });
+  document.addEventListener(EVENTS.news, again, { signal: stop.signal });
   under.signal.addEventListener("abort", () => stop.abort(), { signal: stop.signal });
   const button = againButton("Check again", again);
   tell(under, [`Still waiting for a decision${place}. We'll keep your place: `, button], "pending");

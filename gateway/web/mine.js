@@ -1,8 +1,22 @@
 // My coupons: every grant, with its history and what may be done to it now, redrawn
 // whenever the person's own stream says a grant changed.
-import { $, againButton, api, BACKOFF, backoffMs, pause, problem, state, words } from "./common.js";
+import {
+  $, againButton, api, BACKOFF, backoffMs, config, element, EVENTS, pause, problem, sessionSignal,
+  waitingUpTo, words,
+} from "./common.js";
+import { keepLock, lockKept, token } from "./stored.js";
 
 const ACTIONS = { assigned: ["lock", "redeem"], locked: ["unlock", "redeem"] };
+const LABELS = { lock: "Lock", unlock: "Unlock", redeem: "Redeem" };
+
+// Kept across redraws: the coupons listed (coupons.js tells), what each grant's last action
+// answered, and which grants' histories are open.
+const coupons = new Map();
+const said = new Map();
+const histories = new Set();
+document.addEventListener(EVENTS.coupons, (event) => {
+  for (const coupon of event.detail) coupons.set(coupon.id, coupon);
+});
 
 export async function showMine() {
   const answer = await api("GET", "/v1/users/me/grants");
@@ -13,46 +27,46 @@ export async function showMine() {
 }
 
 function grantRow(grant) {
-  const row = $("#grant-row").content.firstElementChild.cloneNode(true);
-  row.dataset.grant = grant.id;
-  const coupon = state.coupons.get(grant.coupon_id);
-  row.setAttribute("aria-label", `${coupon ? coupon.code : "coupon"} ${grant.code}`);
-  $(".code", row).textContent = grant.code;
-  $(".state", row).textContent = words(grant.state);
-  $(".coupon-name", row).textContent = coupon ? `${coupon.code}: ${coupon.message}` : grant.coupon_id;
+  const coupon = coupons.get(grant.coupon_id);
   const allowed = ACTIONS[grant.state] || [];
-  for (const action of ["lock", "unlock", "redeem"]) {
-    const button = $(`.${action}`, row);
-    button.hidden = !allowed.includes(action);
-    button.onclick = () => act(row, grant, action);
-  }
-  $(".said", row).textContent = state.said.get(grant.id) || "";
-  const details = $("details", row);
-  details.open = state.histories.has(grant.id); // kept open across redraws
-  if (details.open) history(row, grant);
+  const history = element("ol", { className: "history" });
+  const details = element("details", { open: histories.has(grant.id) }, // kept open across redraws
+                          element("summary", { textContent: "History" }), history);
+  if (details.open) showHistory(history, grant);
   details.addEventListener("toggle", () => {
-    if (details.open) { state.histories.add(grant.id); history(row, grant); } else state.histories.delete(grant.id);
+    if (details.open) { histories.add(grant.id); showHistory(history, grant); } else histories.delete(grant.id);
   });
-  return row;
+  const name = coupon ? coupon.code : "coupon";
+  return element("li", { className: "grant",
+                         attributes: { "data-grant": grant.id, "aria-label": `${name} ${grant.code}` } },
+    element("div", { className: "top" },
+            element("strong", { className: "code", textContent: grant.code }),
+            element("span", { className: "state", textContent: words(grant.state) })),
+    element("p", { className: "coupon-name note",
+                   textContent: coupon ? `${coupon.code}: ${coupon.message}` : grant.coupon_id }),
+    element("div", { className: "actions" }, ...Object.entries(LABELS).map(([action, label]) =>
+      element("button", { type: "button", className: action, textContent: label,
+                          hidden: !allowed.includes(action), onclick: () => act(grant, action) }))),
+    element("p", { className: "said", textContent: said.get(grant.id) || "",
+                   attributes: { role: "status", "aria-live": "polite" } }),
+    details);
 }
 
-async function act(row, grant, action) {
-  const lockId = localStorage.getItem(`lock:${grant.id}`);
+async function act(grant, action) {
+  const lockId = lockKept(grant.id);
   const body = lockId && action !== "lock" ? { lock_id: lockId } : {};
-  const answer = await api("POST", `/v1/grants/${grant.id}/${action}`, body, { Prefer: "wait=5" });
-  if (answer.status === 200 && answer.data.lock_id) localStorage.setItem(`lock:${grant.id}`, answer.data.lock_id);
-  state.said.set(grant.id, answer.status === 200 ? words(answer.data.state) : answer.data.detail || problem(answer));
+  const answer = await api("POST", `/v1/grants/${grant.id}/${action}`, body, waitingUpTo());
+  if (answer.status === 200 && answer.data.lock_id) keepLock(grant.id, answer.data.lock_id);
+  said.set(grant.id, answer.status === 200 ? words(answer.data.state) : answer.data.detail || problem(answer));
   await showMine();
 }
 
-async function history(row, grant) {
+async function showHistory(list, grant) {
   const answer = await api("GET", `/v1/grants/${grant.id}/events`);
   if (answer.status !== 200) return;
-  $(".history", row).replaceChildren(...answer.data.items.map((e) => {
-    const item = document.createElement("li");
-    item.textContent = `${words(e.to)} (${words(e.cause)}) at ${new Date(e.at).toLocaleTimeString()}`;
-    return item;
-  }));
+  list.replaceChildren(...answer.data.items.map((e) => element("li", {
+    textContent: `${words(e.to)} (${words(e.cause)}) at ${new Date(e.at).toLocaleTimeString()}`,
+  })));
 }
 
 // The person's own stream (docs/api.md): it needs the token, which EventSource cannot
@@ -63,8 +77,8 @@ async function history(row, grant) {
 let followed = null; // the signal of the session whose stream is followed
 
 export function followMe() {
-  const { signal } = state.session;
-  if (followed === signal || signal.aborted || !state.token) return;
+  const signal = sessionSignal();
+  if (followed === signal || signal.aborted || !token()) return;
   followed = signal;
   live([]);
   follow(signal);
@@ -75,9 +89,9 @@ async function follow(signal) {
     const opened = Date.now();
     let retryAfter = null;
     try {
-      const response = await fetch(`${state.config.notifier}/v1/users/me/events`,
-                                   { headers: { Authorization: `Bearer ${state.token}` }, signal });
-      if (response.status === 401) { document.dispatchEvent(new Event("signed-out")); return; }
+      const response = await fetch(`${config().notifier}/v1/users/me/events`,
+                                   { headers: { Authorization: `Bearer ${token()}` }, signal });
+      if (response.status === 401) { document.dispatchEvent(new Event(EVENTS.signedOut)); return; }
       retryAfter = response.headers.get("Retry-After");
       if (response.ok) await read(response);
     } catch { /* broken or never reached: opened again below */ }
@@ -105,7 +119,7 @@ async function read(response) {
       buffer = buffer.slice(end + 2);
       if (/^event: (granted|hold_released|redeemed|grant_changed)$/m.test(block)) showMine();
       if (/^event: (decision|granted|hold_released|grant_changed)$/m.test(block)) {
-        document.dispatchEvent(new Event("news"));
+        document.dispatchEvent(new Event(EVENTS.news));
       }
     }
   }

@@ -2,7 +2,8 @@
 // OpenID Connect provider, by the authorization code flow with PKCE (RFC 7636) as a
 // public client, so that no secret lives in the page; the gateway and the notifier
 // verify what the provider signed against its published keys.
-import { $, api, problem, state } from "./common.js";
+import { $, api, config, problem } from "./common.js";
+import { keepFlow, rememberSignIn, takeFlow } from "./stored.js";
 
 const b64url = (bytes) => btoa(String.fromCharCode(...new Uint8Array(bytes)))
   .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
@@ -14,31 +15,26 @@ function claimsOf(jwt) { // read only: the signature is the services' to check
   return JSON.parse(new TextDecoder().decode(Uint8Array.from(text, (c) => c.charCodeAt(0))));
 }
 
-function remember(token, user, admin, name) {
-  Object.assign(state, { token, user });
-  localStorage.setItem("token", token); localStorage.setItem("user", user);
-  localStorage.setItem("admin", String(admin)); localStorage.setItem("name", name);
-}
-
 export async function withName() {
   const name = $("#name").value.trim();
   const answer = await api("POST", "/v1/dev/token", { name, admin: $("#admin").checked }, {}, null);
   if (answer.status !== 200) throw new Error(problem(answer));
-  remember(answer.data.token, answer.data.user_id, answer.data.admin, answer.data.user_id);
+  const { token, user_id: user, admin } = answer.data;
+  rememberSignIn({ token, user, admin, name: user });
 }
 
 async function discovery() {
-  const where = `${state.config.oidc.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
+  const where = `${config().oidc.issuer.replace(/\/$/, "")}/.well-known/openid-configuration`;
   const response = await fetch(where);
   if (!response.ok) throw new Error(`the identity provider's discovery document answered ${response.status}`);
   return response.json();
 }
 
 export async function atProvider() {
-  const { client_id, scope } = state.config.oidc;
+  const { client_id, scope } = config().oidc;
   const found = await discovery();
   const started = { verifier: random(), flow: random(), nonce: random() };
-  sessionStorage.setItem("oidc", JSON.stringify(started));
+  keepFlow(started);
   const challenge = b64url(await crypto.subtle.digest("SHA-256", new TextEncoder().encode(started.verifier)));
   const url = new URL(found.authorization_endpoint);
   url.search = new URLSearchParams({
@@ -51,17 +47,16 @@ export async function atProvider() {
 // Back from the provider with ?code=…&state=… (or ?error=…): true once signed in.
 export async function backFromProvider() {
   const params = new URLSearchParams(location.search);
-  if (!state.config.oidc || !(params.has("code") || params.has("error"))) return false;
+  if (!config().oidc || !(params.has("code") || params.has("error"))) return false;
   history.replaceState(null, "", location.pathname); // a code is used once: not kept
-  const started = JSON.parse(sessionStorage.getItem("oidc") || "null");
-  sessionStorage.removeItem("oidc");
+  const started = takeFlow();
   if (params.has("error")) throw new Error(`The identity provider said: ${params.get("error_description") || params.get("error")}`);
   if (!started || params.get("state") !== started.flow) throw new Error("This sign-in was not started on this page; sign in again.");
   const response = await fetch((await discovery()).token_endpoint, {
     method: "POST",
     headers: { "Content-Type": "application/x-www-form-urlencoded" },
     body: new URLSearchParams({ grant_type: "authorization_code", code: params.get("code"),
-                                redirect_uri: redirectUri(), client_id: state.config.oidc.client_id,
+                                redirect_uri: redirectUri(), client_id: config().oidc.client_id,
                                 code_verifier: started.verifier }),
   });
   const tokens = await response.json();
@@ -73,7 +68,7 @@ export async function backFromProvider() {
   const jwt = tokens.access_token && tokens.access_token.split(".").length === 3;
   const token = jwt ? tokens.access_token : tokens.id_token;
   const claims = claimsOf(token);
-  remember(token, claims.sub, (claims.roles || []).includes("admin"),
-           identity.preferred_username || identity.name || claims.sub);
+  rememberSignIn({ token, user: claims.sub, admin: (claims.roles || []).includes("admin"),
+                   name: identity.preferred_username || identity.name || claims.sub });
   return true;
 }
