@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from allocator.service import Allocator
+from allocator.shell.service import Allocator
 from runtime import kafka
 from runtime.http import add_ops_routes, errors, json_response, serve
 from runtime.lifetime import running, started
@@ -49,7 +49,8 @@ async def _serve(
 
     def owned() -> dict[str, Any]:
         """What this allocator decides: each partition with its epoch (the fence it holds),
-        its position and its phase (allocator/partition.py), and how it came to own them."""
+        its position and its phase (allocator/shell/held_partition.py), and how it came to
+        own them."""
         return {
             "allocator": settings.allocator_id,
             "ownership": f"group {settings.allocator_group}" if allocator.grouped else "static",

@@ -154,7 +154,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _replay(args: argparse.Namespace) -> int:
-    from allocator.replay import replay
+    from allocator.tools.replay import replay
 
     try:
         settings, since, until = _analysis(args)
@@ -204,7 +204,7 @@ def _begins_later(earlier: int, about_earlier: int) -> str:
 
 
 def _what_if(args: argparse.Namespace, settings: Settings) -> int:
-    from allocator.whatif import WhatIfError, what_if
+    from allocator.tools.whatif import WhatIfError, what_if
 
     if not args.what_if:
         print("coupons: name=value changes go with --what-if COUPON_ID", file=sys.stderr)

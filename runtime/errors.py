@@ -47,7 +47,7 @@ class DatabaseFailed(CouponsError):
 class DataRefused(CouponsError):
     """PostgreSQL refuses what a statement holds: a value out of range or not text, a
     broken constraint, a row too big for an index. The same statement gets the same
-    answer: it must not be repeated as it is (allocator/isolation.py)."""
+    answer: it must not be repeated as it is (allocator/shell/isolation.py)."""
 
 
 DATABASE_AWAY = (

@@ -1,5 +1,5 @@
 """The log mark: a record the allocator writes into a partition so that it can tell later
-whether the partition still holds the same log (allocator/which_log.py). Parts that read
+whether the partition still holds the same log (allocator/shell/which_log.py). Parts that read
 the command log skip marks; they are not commands."""
 
 import orjson

@@ -109,7 +109,7 @@ class Tick:
 class Revoke:
     """The allocator's own: a coupon closed with revocation revokes its live grants a slice
     of sequence numbers at a time, in (after_seq, after_seq + REVOKE_SEQ_SLICE], each slice
-    a command of its own so that no batch is long (allocator/coupons.py)."""
+    a command of its own so that no batch is long (allocator/core/whole_coupons.py)."""
 
     request_id: str  # the close's: its grants' events name it
     coupon_id: str

@@ -111,7 +111,7 @@ FROM claim_line l WHERE l.request_id = $1
 
 # A claim the allocator has not read yet: the commands ahead of it in its partition.
 # How far the allocator has decided a partition, as an offset of the log it now reads
-# (positions are offsets plus the log's base: allocator/which_log.py).
+# (positions are offsets plus the log's base: allocator/shell/which_log.py).
 PARTITION_NEXT_OFFSET = """
 SELECT next_offset - log_base FROM allocator_partitions WHERE topic = $1 AND partition = $2
 """

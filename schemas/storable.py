@@ -45,7 +45,7 @@ REDEMPTIONS_MAX = 1_000_000
 CODES_PER_UPLOAD_MAX = 10_000
 USERS_PER_DISTRIBUTION_MAX = 5_000
 # The most grants one command may make: a batch is one transaction, and one command must
-# never make it long (allocator/budget.py).
+# never make it long (allocator/core/budget.py).
 GRANTS_PER_COMMAND_MAX = 5_000
 
 UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")

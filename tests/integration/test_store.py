@@ -7,8 +7,8 @@ import uuid
 import asyncpg
 import pytest
 
-from allocator.effects import Effects
-from allocator.store import Fenced, Landed, PartitionStore
+from allocator.core.effects import Effects
+from allocator.shell.store import Fenced, Landed, PartitionStore
 from deploy.stack import Infra
 from runtime.db import create_database
 

@@ -1,13 +1,13 @@
-"""The in-memory cluster of allocator/simulation.py, as pure tests use it (a fixed secret,
+"""The in-memory cluster of allocator/tools/simulation.py, as pure tests use it (a fixed secret,
 a simple partitioner), and the commands they build."""
 
 import zlib
 from dataclasses import dataclass, field
 from datetime import UTC
 
-from allocator import simulation
-from allocator.simulation import key_of
-from allocator.state import CoreConfig
+from allocator.core.state import CoreConfig
+from allocator.tools import simulation
+from allocator.tools.simulation import key_of
 from schemas.messages import Claim, Command, CouponSpec, CreateCoupon
 
 SECRET = b"test-secret"

@@ -5,9 +5,9 @@ from collections import Counter, defaultdict
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from allocator.core import PartitionCore
-from allocator.effects import Record
-from allocator.state import CoreConfig, day_of
+from allocator.core.decide import PartitionCore
+from allocator.core.effects import Record
+from allocator.core.state import CoreConfig, day_of
 from schemas.coupons import really_gone
 from schemas.messages import Claim, Command, DayReserved, ReserveDay
 from tests.support.simulation import (

@@ -7,7 +7,7 @@ from typing import Any
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from allocator.budget import REVOKE_SEQ_SLICE
+from allocator.core.budget import REVOKE_SEQ_SLICE
 from schemas.messages import (
     AddCodes,
     AssignCode,

@@ -3,7 +3,7 @@
 from hypothesis import given
 from hypothesis import strategies as st
 
-from allocator.outbox import pack, unpack
+from allocator.shell.outbox import pack, unpack
 
 messages = st.lists(
     st.tuples(st.text(min_size=1, max_size=40), st.binary(max_size=60), st.binary(max_size=300)),

@@ -7,9 +7,9 @@ from dataclasses import replace
 from hypothesis import given
 from hypothesis import strategies as st
 
-from allocator.core import PartitionCore
-from allocator.effects import Effects, Record
-from allocator.state import CoreConfig
+from allocator.core.decide import PartitionCore
+from allocator.core.effects import Effects, Record
+from allocator.core.state import CoreConfig
 from runtime.docs import document
 from schemas.messages import (
     COMMAND_BYTES_MAX,

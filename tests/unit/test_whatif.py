@@ -1,12 +1,12 @@
-"""What-if replays (allocator/whatif.py) on a log made by hand: a change to one coupon
+"""What-if replays (allocator/tools/whatif.py) on a log made by hand: a change to one coupon
 reaches another through the daily rule, and bad changes are refused clearly."""
 
 from datetime import UTC
 
 import pytest
 
-from allocator.state import CoreConfig
-from allocator.whatif import (
+from allocator.core.state import CoreConfig
+from allocator.tools.whatif import (
     Logged,
     WhatIfError,
     changed,

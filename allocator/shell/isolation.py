@@ -17,7 +17,7 @@ from collections.abc import Awaitable, Callable
 
 from prometheus_client import Counter
 
-from allocator.effects import Effects, Record
+from allocator.core.effects import Effects, Record
 from runtime import errors
 from runtime.produce import Message
 

@@ -2,15 +2,15 @@
 
 from dataclasses import replace
 
-from allocator import answers, distribution, grants, line
-from allocator.book import LIVE, CouponBook
-from allocator.budget import REVOKE_SEQ_SLICE
-from allocator.effects import (
+from allocator.core import answers, distribution, grant_log, line
+from allocator.core.book import LIVE, CouponBook
+from allocator.core.budget import REVOKE_SEQ_SLICE
+from allocator.core.effects import (
     Cause,
     CodeRow,
     Effects,
 )
-from allocator.state import Partition
+from allocator.core.state import Partition
 from schemas.codes import InvalidFormat, codes_key
 from schemas.messages import (
     AddCodes,
@@ -80,7 +80,7 @@ def revoke_slice(effects: Effects, book: CouponBook, after_seq: int, cause: Caus
     )
     for grant in live:
         changed = replace(grant, state="revoked", deadline_ms=None, lock_id=None)
-        grants.change(effects, book, changed, "revoke", cause)
+        grant_log.change(effects, book, changed, "revoke", cause)
     if upto < book.last_seq:
         effects.commands.append(Revoke(cause.request_id, book.coupon_id, upto, cause.at_ms))
     else:
@@ -124,7 +124,7 @@ def assign(
     if reason is not None:
         answers.decide(effects, offset, command, "rejected", reason, cause.at_ms)
         return
-    grant = grants.give(
+    grant = grant_log.give(
         effects, book, command.owner_id, command.request_id, cause, "assign", command.code
     )
     answers.decide(effects, offset, command, "granted", None, cause.at_ms, grant=grant)
@@ -141,7 +141,7 @@ def distribute(
     if reason is None and not command.dry_run:
         for user_id, count in plan.granted:
             for _ in range(count):
-                grants.give(effects, book, user_id, command.request_id, cause, "distribution")
+                grant_log.give(effects, book, user_id, command.request_id, cause, "distribution")
     outcome: Outcome = "rejected" if reason else "applied"
     answers.decide(effects, offset, command, outcome, reason, cause.at_ms, plan=plan)
 

@@ -7,7 +7,7 @@ member its share.
 
 Taking a partition: a new epoch in its PostgreSQL row (the fence: whoever had it can never
 commit to it again), its outbox published again, a seek to its stored position, its log
-checked (allocator/which_log.py). Letting go (the group takes it back): the batch in hand
+checked (allocator/shell/which_log.py). Letting go (the group takes it back): the batch in hand
 is finished first, since the group waits for `on_partitions_revoked`; then nothing more is
 decided or published for it. A member that overruns the group's patience is dropped from
 the group with its batch still in hand; the fence then decides: a commit that comes after
@@ -24,10 +24,10 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Gauge
 
-from allocator import outbox, which_log
-from allocator.core import PartitionCore
-from allocator.partition import Owned
-from allocator.store import FENCED, Fenced, Ownership, PartitionStore
+from allocator.core.decide import PartitionCore
+from allocator.shell import outbox, which_log
+from allocator.shell.held_partition import Owned
+from allocator.shell.store import FENCED, Fenced, Ownership, PartitionStore
 from runtime import errors
 from runtime.produce import Message
 from schemas.topics import Topics

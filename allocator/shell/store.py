@@ -11,9 +11,9 @@ from dataclasses import dataclass
 import asyncpg
 from prometheus_client import Counter
 
-from allocator.budget import REVOKE_SEQ_SLICE
-from allocator.effects import Effects, Loaded, LoadedCoupon, Needs, Waiting
-from allocator.writes import write
+from allocator.core.budget import REVOKE_SEQ_SLICE
+from allocator.core.effects import Effects, Loaded, LoadedCoupon, Needs, Waiting
+from allocator.shell.writes import write
 from runtime import errors
 from schemas.messages import Claim, CouponStatus, Decision, Grant, decode_decision
 from schemas.readmodel import GRANT_COLUMNS, dt_to_ms, grant_from_row, status_from_row

@@ -6,7 +6,7 @@ escaping a whole batch of them again cost more than deciding it.
 
 import struct
 
-from allocator.effects import Effects
+from allocator.core.effects import Effects
 from runtime.produce import Message
 from schemas.messages import ReleaseDay, ReserveDay, encode
 from schemas.topics import Topics, coupon_key, user_key

@@ -3,7 +3,7 @@
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, tzinfo
 
-from allocator.book import CouponBook
+from allocator.core.book import CouponBook
 
 
 @dataclass(frozen=True, slots=True)

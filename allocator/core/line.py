@@ -1,10 +1,10 @@
 """Claims and the line: a claim joins its coupon's line, and free units go to the line in
 order; with the daily rule the head of the line first asks for the person's day."""
 
-from allocator import answers, grants
-from allocator.book import CouponBook
-from allocator.effects import Cause, Effects, Waiting
-from allocator.state import Partition, day_of
+from allocator.core import answers, grant_log
+from allocator.core.book import CouponBook
+from allocator.core.effects import Cause, Effects, Waiting
+from allocator.core.state import Partition, day_of
 from schemas.messages import (
     Claim,
     Grant,
@@ -53,7 +53,7 @@ def advance(partition: Partition, effects: Effects, book: CouponBook, cause: Cau
             return None  # the person's earlier claim decides this one: wait for it
         book.line.popleft()
         if not book.spec.daily_rule:
-            grant = grants.give(effects, book, user_id, head.claim.request_id, cause, "claim")
+            grant = grant_log.give(effects, book, user_id, head.claim.request_id, cause, "claim")
             settle(effects, book, head, "granted", None, cause, grant)
             continue
         book.reserving[head.claim.request_id] = head

@@ -22,7 +22,7 @@ from schemas.storable import command_fault
 class Record:
     """One command at its place in the partition's log, and why it cannot be stored, if it
     cannot: found by `command_fault` when the record is made, or given by the shell when
-    PostgreSQL refused it (`allocator/isolation.py`). Such a record changes nothing."""
+    PostgreSQL refused it (`allocator/shell/isolation.py`). Such a record changes nothing."""
 
     offset: int
     command: Command
@@ -75,7 +75,7 @@ class Needs:
     request_ids: set[str] = field(default_factory=set)
     grant_ids: set[str] = field(default_factory=set)
     # Coupons being revoked, each with the sequence number its slice starts after: their
-    # live grants in that slice (allocator/coupons.py `revoke_slice`).
+    # live grants in that slice (allocator/core/whole_coupons.py `revoke_slice`).
     live_grants_of: set[tuple[str, int]] = field(default_factory=set)
 
 

@@ -16,10 +16,10 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 
-from allocator import answers, coupons, days, line, steps
-from allocator.book import CouponBook
-from allocator.effects import Cause, Effects, Loaded, Needs, Record
-from allocator.state import CoreConfig, Partition
+from allocator.core import answers, days, line, steps, whole_coupons
+from allocator.core.book import CouponBook
+from allocator.core.effects import Cause, Effects, Loaded, Needs, Record
+from allocator.core.state import CoreConfig, Partition
 from schemas import storable
 from schemas.codes import codes_key
 from schemas.messages import (
@@ -182,7 +182,7 @@ class PartitionCore(Partition):
         if isinstance(command, ReleaseDay):
             return days.release_day(self, effects, command)
         if isinstance(command, CreateCoupon):
-            return coupons.create(self, effects, record.offset, command)
+            return whole_coupons.create(self, effects, record.offset, command)
         book = self.books.get(command.coupon_id)
         if book is None:
             if isinstance(command, REQUESTS):
@@ -198,15 +198,15 @@ class PartitionCore(Partition):
         elif isinstance(command, GrantAction):
             steps.step(self, effects, book, record.offset, command, cause)
         elif isinstance(command, CloseCoupon):
-            coupons.close(effects, book, record.offset, command, cause)
+            whole_coupons.close(effects, book, record.offset, command, cause)
         elif isinstance(command, Revoke):
-            coupons.revoke_slice(effects, book, command.after_seq, cause)
+            whole_coupons.revoke_slice(effects, book, command.after_seq, cause)
         elif isinstance(command, AddCodes):
-            coupons.add_codes(self, effects, book, record.offset, command, cause)
+            whole_coupons.add_codes(self, effects, book, record.offset, command, cause)
         elif isinstance(command, AssignCode):
-            coupons.assign(effects, book, record.offset, command, cause)
+            whole_coupons.assign(effects, book, record.offset, command, cause)
         elif isinstance(command, Distribute):
-            coupons.distribute(effects, book, record.offset, command, cause)
+            whole_coupons.distribute(effects, book, record.offset, command, cause)
         else:
             assert isinstance(command, Tick), f"a command the core does not know: {command}"
             effects.ticked.add(command.coupon_id)

@@ -1,6 +1,6 @@
 """Decisions as the core writes them: one row per request, at its place in the log."""
 
-from allocator.effects import DecisionRow, Effects, Record
+from allocator.core.effects import DecisionRow, Effects, Record
 from schemas import storable
 from schemas.messages import (
     REQUESTS,

@@ -1,10 +1,10 @@
 """A grant's steps (confirm, cancel, lock, unlock, redeem) and the passing of time, which
 lapses holds and locks whose deadline has come."""
 
-from allocator import answers, grants, line, redemption
-from allocator.book import LIVE, CouponBook
-from allocator.effects import Cause, Effects
-from allocator.state import Partition
+from allocator.core import answers, grant_log, line, redemption
+from allocator.core.book import LIVE, CouponBook
+from allocator.core.effects import Cause, Effects
+from allocator.core.state import Partition
 from schemas.messages import (
     GrantAction,
 )
@@ -30,11 +30,11 @@ def step(
         answers.decide(effects, offset, command, "rejected", reason, cause.at_ms, grant=grant)
         return
     changed = redemption.apply(grant, command, spec, book.clock_ms)
-    grants.change(effects, book, changed, command.action, cause)
+    grant_log.change(effects, book, changed, command.action, cause)
     if command.action == "redeem":
         book.redeemed_by[grant.user_id] += 1
     if changed.state == "released":
-        grants.give_back(effects, book, changed, cause)
+        grant_log.give_back(effects, book, changed, cause)
     line.advance(partition, effects, book, cause)  # a unit came back, or the last hold became final
     answers.decide(effects, offset, command, "applied", None, cause.at_ms, grant=changed)
 
@@ -47,9 +47,9 @@ def pass_time(partition: Partition, effects: Effects, book: CouponBook, cause: C
     released = False
     for grant in book.lapsed(book.clock_ms):
         changed, why = redemption.lapse(grant)
-        grants.change(effects, book, changed, why, cause)
+        grant_log.change(effects, book, changed, why, cause)
         if changed.state == "released":
-            grants.give_back(effects, book, changed, cause)
+            grant_log.give_back(effects, book, changed, cause)
             released = True
     if released or (book.line and book.clock_ms >= book.spec.expiry_ms):
         line.advance(partition, effects, book, cause)

@@ -2,8 +2,8 @@
 
 import uuid
 
-from allocator.book import CouponBook
-from allocator.effects import (
+from allocator.core.book import CouponBook
+from allocator.core.effects import (
     Cause,
     Effects,
     GrantEvent,

@@ -5,7 +5,7 @@
        └──────(the log may be new)───────────┘ └──(the core forgot: reset)──┘
 
 UNSURE: paused; not one record is decided until the log is known to be the one the stored
-position belongs to (allocator/which_log.py). A partition starts here. COLD: deciding, but
+position belongs to (allocator/shell/which_log.py). A partition starts here. COLD: deciding, but
 the coupons with deadlines are not loaded into the core yet, so no timer runs. WARM:
 deciding, timers running.
 """
@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 from aiokafka import TopicPartition
 
-from allocator.core import PartitionCore
-from allocator.store import PartitionStore
+from allocator.core.decide import PartitionCore
+from allocator.shell.store import PartitionStore
 
 
 class Phase(enum.Enum):
@@ -44,7 +44,7 @@ class Owned:
     core: PartitionCore
     epoch: int
     next_offset: int  # a position: log offset + base
-    base: int = 0  # added to this log's offsets to make positions (allocator/which_log.py)
+    base: int = 0  # added to this log's offsets to make positions (allocator/shell/which_log.py)
     log_id: str | None = None
     log_mark: int | None = None
     checked_at: float = 0.0  # when its log was last looked at, while UNSURE

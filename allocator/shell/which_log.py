@@ -23,10 +23,10 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter
 
-from allocator.core import PartitionCore
-from allocator.partition import Owned, Phase
-from allocator.state import CoreConfig, day_of
-from allocator.store import Fenced
+from allocator.core.decide import PartitionCore
+from allocator.core.state import CoreConfig, day_of
+from allocator.shell.held_partition import Owned, Phase
+from allocator.shell.store import Fenced
 from runtime import errors, kafka
 from runtime.produce import Message
 from runtime.settings import Settings

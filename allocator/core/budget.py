@@ -7,11 +7,11 @@ the rest are read again for the next batch. The first command of a batch is alwa
 what one command may cost is bounded where it enters (schemas/storable.py), below these.
 """
 
-from allocator.effects import Record
+from allocator.core.effects import Record
 from schemas.messages import AddCodes, CloseCoupon, Command, Distribute, Revoke
 
 # A coupon closed with revocation revokes the live grants of this many sequence numbers
-# per command (allocator/coupons.py), so a close of half a million grants is hundreds of
+# per command (allocator/core/whole_coupons.py), so a close of half a million grants is hundreds of
 # short batches, in log order, and claims on the partition are decided between them.
 REVOKE_SEQ_SLICE = 2_000
 BATCH_ROWS_MAX = 5_000  # about half a second to decide and as much to commit

@@ -12,7 +12,7 @@ from typing import Any
 import asyncpg
 import orjson
 
-from allocator.effects import Effects, Record
+from allocator.core.effects import Effects, Record
 from schemas import storable
 from schemas.messages import CouponSpec, CouponStatus, Decision, Grant
 from schemas.readmodel import GRANT_FIELDS, ms_to_dt

@@ -6,7 +6,7 @@ partition, and its answer); with a coupon's settings changed those would differ,
 are left out and made again. The commands people and admins sent, and the allocators'
 timer ticks, are merged across partitions in the order the broker stamped them (each
 partition's own order kept) and fed to an in-memory cluster of the real cores
-(allocator/simulation.py): once as they were, once with the change. The two runs are
+(allocator/tools/simulation.py): once as they were, once with the change. The two runs are
 compared, so a difference is the change's doing, not the simulation's.
 """
 
@@ -17,8 +17,8 @@ from dataclasses import dataclass, fields, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from allocator.simulation import Cluster
-from allocator.state import CoreConfig
+from allocator.core.state import CoreConfig
+from allocator.tools.simulation import Cluster
 from runtime import kafka
 from runtime.errors import CouponsError
 from runtime.settings import Settings

@@ -6,10 +6,10 @@ answers in its own log order (`DayReserved`). While units are spoken for, later 
 wait in the coupon's line, so a unit freed by a refusal goes to the next person in order.
 """
 
-from allocator import grants, line
-from allocator.book import CouponBook
-from allocator.effects import Cause, DayRow, Effects
-from allocator.state import Partition
+from allocator.core import grant_log, line
+from allocator.core.book import CouponBook
+from allocator.core.effects import Cause, DayRow, Effects
+from allocator.core.state import Partition
 from schemas.messages import (
     DayReserved,
     ReleaseDay,
@@ -62,7 +62,7 @@ def day_reserved(
     book.reserving_users[user_id] -= 1
     fault = fault or command.fault
     if command.reserved is True and not book.closed and fault is None:
-        grant = grants.give(effects, book, user_id, command.request_id, cause, "claim")
+        grant = grant_log.give(effects, book, user_id, command.request_id, cause, "claim")
         line.settle(effects, book, waiting, "granted", None, cause, grant)
     else:
         if command.reserved is True:  # closed or refused meanwhile: give the day back

@@ -9,7 +9,7 @@ followed by the real run, with the same seed) orders the list the same way.
 import hashlib
 from collections import Counter
 
-from allocator.book import CouponBook
+from allocator.core.book import CouponBook
 from schemas.messages import Distribute, Plan
 
 

@@ -10,7 +10,7 @@ of the log that replay did not make, is a mismatch too.
 
 The log may begin after the database's history: a broker that keeps its log in memory
 (Tansu, the local stack's default) starts an empty one when it restarts, under topics of
-their own or under the same ones (allocator/which_log.py), while PostgreSQL keeps what was
+their own or under the same ones (allocator/shell/which_log.py), while PostgreSQL keeps what was
 decided from the log before. The allocator marks each log it starts on, and the time it did
 (`allocator_partitions.log_started_at`): what was decided before then came from a log that
 is gone, and is not compared; nor are the decisions this log holds about coupons created
@@ -24,9 +24,9 @@ from datetime import datetime
 
 import asyncpg
 
-from allocator.core import PartitionCore
-from allocator.effects import DecisionRow, Record
-from allocator.state import CoreConfig
+from allocator.core.decide import PartitionCore
+from allocator.core.effects import DecisionRow, Record
+from allocator.core.state import CoreConfig
 from runtime import kafka
 from runtime.settings import Settings
 from schemas.messages import Decision

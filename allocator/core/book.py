@@ -9,7 +9,7 @@ import heapq
 from collections import Counter, deque
 from dataclasses import dataclass, field
 
-from allocator.effects import LoadedCoupon, Waiting
+from allocator.core.effects import LoadedCoupon, Waiting
 from schemas.codes import CodeFormat
 from schemas.messages import Claim, CouponSpec, CouponStatus, Grant
 

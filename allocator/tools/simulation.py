@@ -1,16 +1,16 @@
 """Several partitions' logs in memory driving real cores, as the broker and the allocators
 would: the commands the cores emit are appended to the partition of their key. Only the
 log is simulated; the cores are the production ones. For pure tests, and for what-if
-replays of a real log (allocator/whatif.py).
+replays of a real log (allocator/tools/whatif.py).
 """
 
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from allocator.core import PartitionCore
-from allocator.effects import Effects, Loaded, Record
-from allocator.state import CoreConfig
+from allocator.core.decide import PartitionCore
+from allocator.core.effects import Effects, Loaded, Record
+from allocator.core.state import CoreConfig
 from schemas.messages import Command, Decision, Grant, ReleaseDay, ReserveDay, Tick
 from schemas.topics import coupon_key, partition_for, user_key
 
@@ -33,7 +33,7 @@ class Cluster:
     effects: list[Effects] = field(default_factory=list)
     emitted: list[Command] = field(default_factory=list)
     replaying: bool = False
-    # What the shell would find PostgreSQL refuses (allocator/isolation.py): why, or None.
+    # What the shell would find PostgreSQL refuses (allocator/shell/isolation.py): why, or None.
     refuses: Callable[[Command], str | None] = lambda command: None
 
     def __post_init__(self) -> None:

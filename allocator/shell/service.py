@@ -19,13 +19,14 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
 from prometheus_client import Counter, Histogram
 
-from allocator import budget, isolation, outbox, which_log
-from allocator.core import PartitionCore
-from allocator.effects import Effects, Record
-from allocator.ownership import LAG, Owning
-from allocator.partition import Owned, Phase
-from allocator.state import CoreConfig
-from allocator.store import Fenced, Landed
+from allocator.core import budget
+from allocator.core.decide import PartitionCore
+from allocator.core.effects import Effects, Record
+from allocator.core.state import CoreConfig
+from allocator.shell import isolation, outbox, which_log
+from allocator.shell.handover import LAG, Owning
+from allocator.shell.held_partition import Owned, Phase
+from allocator.shell.store import Fenced, Landed
 from runtime import db, errors, hops, kafka, leaders
 from runtime.http import labelled
 from runtime.produce import Message, send_all
@@ -356,7 +357,7 @@ class Allocator(Owning):
         self, owned: Owned, records: list[Record], next_offset: int, isolating: bool = False
     ) -> tuple[Effects, list[Message]]:
         """Decide and commit a batch; one PostgreSQL refuses for what it holds is committed
-        without the records at fault (allocator/isolation.py), never retried as it is. So
+        without the records at fault (allocator/shell/isolation.py), never retried as it is. So
         is one that failed BATCH_FAILURES_MAX times in a row (`isolating`): a statement cut
         by its timeout fails the same way however often it is tried."""
         refuses = isolation.repeating if isolating else isolation.refusing
