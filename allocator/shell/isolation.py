@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from prometheus_client import Counter
 
 from allocator.core.effects import Effects, Record
+from allocator.shell.store import Landed
 from runtime import errors
 from runtime.produce import Message
 
@@ -33,7 +34,10 @@ TRIALS = Counter(
 
 # Decide `records` afresh from what PostgreSQL holds, and write them: committed, or with
 # `trial` rolled back. Raises what the database raised.
-Attempt = Callable[[list[Record], bool], Awaitable[tuple[Effects, list[Message]]]]
+Batch = tuple[Effects, list[Message]]  # a batch committed: its effects, its messages
+# A batch committed (or tried, and rolled back) without what it is told; Landed when the
+# row had moved on: an earlier commit of ours landed unheard (allocator/shell/store.py).
+Attempt = Callable[[list[Record], bool], Awaitable[Batch | Landed]]
 
 
 Refuses = Callable[[BaseException], bool]  # whether a failure is the batch's own fault
@@ -63,13 +67,16 @@ class Unisolable(errors.CouponsError):
 
 async def isolate(
     records: list[Record], attempt: Attempt, error: BaseException, refuses: Refuses = refusing
-) -> tuple[Effects, list[Message]]:
+) -> Batch | Landed:
     """Commit `records`, which PostgreSQL refused with `error`, minus the records at fault:
     those that `refuses` the failure of."""
     faults: dict[int, str] = {}
     while True:
         marked = [_marked(r, faults) for r in records]
-        culprit, why = await _first_at_fault(marked, attempt, error, refuses)
+        found = await _first_at_fault(marked, attempt, error, refuses)
+        if isinstance(found, Landed):
+            return found
+        culprit, why = found
         if culprit.fault is not None:
             raise Unisolable(f"refused even without the record at {culprit.offset}: {why}")
         faults[culprit.offset] = f"PostgreSQL refused it: {errors.said(why)}"
@@ -88,7 +95,7 @@ async def isolate(
 
 async def _first_at_fault(
     marked: list[Record], attempt: Attempt, error: BaseException, refuses: Refuses
-) -> tuple[Record, BaseException]:
+) -> tuple[Record, BaseException] | Landed:
     """The first record whose addition to the ones before it makes PostgreSQL refuse.
     `marked` as a whole is refused with `error`; nothing is refused before its first."""
     passes, fails = 0, len(marked)  # marked[:passes] is stored; marked[:fails] is refused
@@ -96,12 +103,14 @@ async def _first_at_fault(
         middle = (passes + fails) // 2
         TRIALS.inc()
         try:
-            await attempt(marked[:middle], True)
+            tried = await attempt(marked[:middle], True)
         except Exception as refused:
             if not refuses(refused):
                 raise
             fails, error = middle, refused
         else:
+            if isinstance(tried, Landed):
+                return tried
             passes = middle
     return marked[fails - 1], error
 

@@ -26,6 +26,7 @@ from allocator.core.state import CoreConfig
 from allocator.shell import isolation, outbox, which_log
 from allocator.shell.handover import LAG, Owning
 from allocator.shell.held_partition import Owned, Phase
+from allocator.shell.isolation import Batch
 from allocator.shell.store import Fenced, Landed
 from runtime import db, errors, hops, kafka, leaders
 from runtime.http import labelled
@@ -301,21 +302,22 @@ class Allocator(Owning):
             records, next_offset = [r for r in records if r.offset < left], left
         isolating = owned.failures >= BATCH_FAILURES_MAX
         try:
-            effects, messages = await self._commit(owned, records, next_offset, isolating)
+            done = await self._commit(owned, records, next_offset, isolating)
         except Fenced as fenced:
             self._fenced_out(owned, fenced)
-            return
-        except Landed as landed:
-            # Our last commit landed unheard: what it decided is durable; its messages are
-            # in the outbox. Publish them, and go on from the row's offset with a cold core.
-            log.warning("%s[%d]: %s; resuming there", *owned.tp, landed)
-            await self._resume(owned, landed.ownership)
             return
         except Exception as error:
             if not errors.retriable(error):
                 raise
             await self._failed(owned, error)
             return
+        if isinstance(done, Landed):
+            # Our last commit landed unheard: what it decided is durable; its messages are
+            # in the outbox. Publish them, and go on from the row's offset with a cold core.
+            log.warning("%s[%d]: %s; resuming there", *owned.tp, done)
+            await self._resume(owned, done.ownership)
+            return
+        effects, messages = done
         owned.problem, owned.failures = None, 0
         owned.next_offset = effects.next_offset
         if left is not None:
@@ -355,7 +357,7 @@ class Allocator(Owning):
 
     async def _commit(
         self, owned: Owned, records: list[Record], next_offset: int, isolating: bool = False
-    ) -> tuple[Effects, list[Message]]:
+    ) -> Batch | Landed:
         """Decide and commit a batch; one PostgreSQL refuses for what it holds is committed
         without the records at fault (allocator/shell/isolation.py), never retried as it is. So
         is one that failed BATCH_FAILURES_MAX times in a row (`isolating`): a statement cut
@@ -371,7 +373,7 @@ class Allocator(Owning):
             if self.pool:
                 await db.forget_connections(self.pool)  # a COPY cut short: use fresh ones
 
-        async def attempt(marked: list[Record], trial: bool) -> tuple[Effects, list[Message]]:
+        async def attempt(marked: list[Record], trial: bool) -> Batch | Landed:
             core = PartitionCore(self.config)  # what PostgreSQL holds, as after a restart
             done = await self._decide(owned, core, marked, next_offset, trial)
             if not trial:
@@ -388,7 +390,7 @@ class Allocator(Owning):
         records: list[Record],
         next_offset: int,
         trial: bool = False,
-    ) -> tuple[Effects, list[Message]]:
+    ) -> Batch | Landed:
         effects = Effects(next_offset)
         if records:
             started = time.perf_counter()
@@ -402,12 +404,12 @@ class Allocator(Owning):
         effects.next_offset = next_offset  # past the last record read, decided, mark or unreadable
         messages = outbox.messages(effects, self.topics)
         started = time.perf_counter()
-        await owned.store.commit(
+        landed = await owned.store.commit(
             owned.epoch, owned.next_offset, effects, outbox.pack(messages), trial
         )
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         hops.spent("allocator_commit", started)
-        return effects, messages
+        return landed or (effects, messages)
 
     async def _publish(self, messages: list[Message]) -> None:
         """Publish until the broker has every message; a crash here replays the outbox.

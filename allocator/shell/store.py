@@ -25,13 +25,16 @@ class Fenced(errors.CouponsError):
     """Another allocator took the partition: this one must not write to it again."""
 
 
-class Landed(errors.CouponsError):
-    """An earlier commit of ours landed though we never heard (the connection died before
-    its answer): the row is still ours but further on. Carry on from where it stands."""
+@dataclass(frozen=True, slots=True)
+class Landed:
+    """A commit's outcome: an earlier commit of ours landed though we never heard (the
+    connection died before its answer), so the row is still ours but further on, and this
+    one wrote nothing. Carry on from where the row stands."""
 
-    def __init__(self, ownership: "Ownership") -> None:
-        super().__init__(f"the partition row is at {ownership.next_offset}")
-        self.ownership = ownership
+    ownership: "Ownership"
+
+    def __str__(self) -> str:
+        return f"the partition row is at {self.ownership.next_offset}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -238,51 +241,61 @@ class PartitionStore:
 
     async def commit(
         self, epoch: int, expected_offset: int, effects: Effects, outbox: bytes, trial: bool = False
-    ) -> None:
-        """Write a batch, or raise Fenced and write nothing. A `trial` is rolled back:
-        whether PostgreSQL would take the batch, raising what it would raise."""
-        try:
-            await self._commit(epoch, expected_offset, effects, outbox, trial)
-        except _RolledBack:
-            pass
+    ) -> Landed | None:
+        """Write a batch: None once written, Landed (nothing written) when an earlier commit
+        of ours moved the row already. Fenced is raised, and nothing written, when the
+        partition is another's. A `trial` is rolled back: whether PostgreSQL would take the
+        batch, raising what it would raise."""
+        async with self.pool.acquire() as conn:
+            transaction = conn.transaction()
+            await transaction.start()
+            try:
+                landed = await self._write(conn, epoch, expected_offset, effects, outbox)
+            except BaseException:
+                await transaction.rollback()
+                raise
+            if trial or landed is not None:
+                await transaction.rollback()
+            else:
+                await transaction.commit()
+            return landed
 
-    async def _commit(
-        self, epoch: int, expected_offset: int, effects: Effects, outbox: bytes, trial: bool
-    ) -> None:
-        async with self.pool.acquire() as conn, conn.transaction():
-            # First statement: it takes the row lock, so a newer owner waits for us or we
-            # see its epoch and stop.
-            moved = await conn.fetchval(
-                """
-                UPDATE allocator_partitions
-                SET next_offset = $1, outbox = $2, updated_at = clock_timestamp()
-                WHERE topic = $3 AND partition = $4 AND epoch = $5 AND next_offset = $6
-                RETURNING 1
-                """,
-                effects.next_offset,
-                outbox,
+    async def _write(
+        self,
+        conn: asyncpg.Connection,
+        epoch: int,
+        expected_offset: int,
+        effects: Effects,
+        outbox: bytes,
+    ) -> Landed | None:
+        # First statement: it takes the row lock, so a newer owner waits for us or we see
+        # its epoch and stop.
+        moved = await conn.fetchval(
+            """
+            UPDATE allocator_partitions
+            SET next_offset = $1, outbox = $2, updated_at = clock_timestamp()
+            WHERE topic = $3 AND partition = $4 AND epoch = $5 AND next_offset = $6
+            RETURNING 1
+            """,
+            effects.next_offset,
+            outbox,
+            self.topic,
+            self.partition,
+            epoch,
+            expected_offset,
+        )
+        if moved is None:
+            row = await conn.fetchrow(
+                "SELECT epoch, next_offset, outbox FROM allocator_partitions"
+                " WHERE topic = $1 AND partition = $2",
                 self.topic,
                 self.partition,
-                epoch,
-                expected_offset,
             )
-            if moved is None:
-                row = await conn.fetchrow(
-                    "SELECT epoch, next_offset, outbox FROM allocator_partitions"
-                    " WHERE topic = $1 AND partition = $2",
-                    self.topic,
-                    self.partition,
-                )
-                if row is not None and row["epoch"] == epoch:
-                    raise Landed(Ownership(epoch, row["next_offset"], row["outbox"]))
-                raise Fenced(f"{self.topic}[{self.partition}] epoch {epoch} is no longer ours")
-            await write(conn, effects, self.partition)
-            if trial:
-                raise _RolledBack
-
-
-class _RolledBack(Exception):
-    """Leaves a trial's transaction, undoing it."""
+            if row is not None and row["epoch"] == epoch:
+                return Landed(Ownership(epoch, row["next_offset"], row["outbox"]))
+            raise Fenced(f"{self.topic}[{self.partition}] epoch {epoch} is no longer ours")
+        await write(conn, effects, self.partition)
+        return None
 
 
 def _waiting(row: asyncpg.Record) -> Waiting:
