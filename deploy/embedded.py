@@ -31,6 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from runtime.errors import CouponsError
+
 log = logging.getLogger(__name__)
 
 _POLL_S = 0.05
@@ -359,7 +361,7 @@ def _initdb(bin_dir: Path, pgdata: Path, log_path: Path, as_user: dict[str, Any]
     log.info("initdb %s took %.2fs", pgdata, time.monotonic() - started)
 
 
-class LeftBehindError(Exception):
+class LeftBehindError(CouponsError):
     """A former run's leftovers that cannot be judged or stopped; the message says what to do."""
 
 

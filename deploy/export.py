@@ -22,6 +22,7 @@ from aiokafka import ConsumerRecord
 from tqdm import tqdm
 
 from runtime import kafka
+from runtime.errors import BadInput
 from runtime.settings import Settings
 from schemas import logmarks
 from schemas.topics import Topics
@@ -49,7 +50,7 @@ PARQUET_ROWS_PER_GROUP = 10_000
 Record: TypeAlias = ConsumerRecord[bytes, bytes]
 
 
-class ExportError(Exception):
+class ExportError(BadInput):
     pass
 
 

@@ -58,6 +58,7 @@ from deploy.embedded import (
     stop_together,
     wait_ready,
 )
+from runtime.errors import CouponsError
 
 log = logging.getLogger(__name__)
 
@@ -84,7 +85,7 @@ STARTED = b"Kafka Server started"  # KafkaRaftServer's line once it serves clien
 METADATA_TOPIC = "__cluster_metadata"  # the controllers' Raft log: its leader is active
 
 
-class KafkaUnavailable(RuntimeError):
+class KafkaUnavailable(CouponsError):
     """Apache Kafka cannot be run here: what is missing, in one line."""
 
 

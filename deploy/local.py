@@ -12,6 +12,8 @@ import time
 from collections.abc import MutableMapping
 from pathlib import Path
 
+from runtime.errors import BadInput
+
 FILE_NAME = "stack.env"
 DATA_DIR = ".data"
 # Where the first allocator answers (/partitions, /metrics): for operators and scrapers; no
@@ -24,8 +26,8 @@ SAYS = (
 )  # fmt: skip
 
 
-class StackFileError(Exception):
-    pass
+class StackFileError(BadInput):
+    """The settings file named, or found, cannot be read as NAME=value lines."""
 
 
 def write(data_dir: Path, env: dict[str, str]) -> Path:
@@ -56,8 +58,12 @@ def find(data_dir: str = DATA_DIR) -> Path | None:
 
 
 def read(path: Path) -> dict[str, str]:
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise StackFileError(f"{path}: {error.strerror or error}") from error
     values = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
+    for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.startswith("#"):
             continue
         name, sep, value = line.partition("=")

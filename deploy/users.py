@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 import asyncpg
 
+from runtime.errors import BadInput
 from runtime.requests import BrokenCsv, strict_csv
 from schemas.storable import text_fault, user_id_fault
 
@@ -34,7 +35,7 @@ USERS_IMPORT_ROWS_MAX = 1_000_000
 Row = tuple[int, str, str]  # the line it was read from, id, display name
 
 
-class BadFile(ValueError):
+class BadFile(BadInput):
     """The file is not a users CSV, or is past its bounds; nothing was imported."""
 
 

@@ -11,11 +11,9 @@ import asyncpg
 from aiokafka import errors as kafka
 from aiokafka.errors import KafkaError
 
-
-class CouponsError(Exception):
-    """The root of our failures."""
-
-    retriable: bool = False  # the same operation, tried again later, may succeed
+# The root, and what a person must correct, live in schemas/ (the lowest layer raises them too).
+from schemas.errors import BadInput as BadInput
+from schemas.errors import CouponsError as CouponsError
 
 
 class Unavailable(CouponsError):

@@ -15,6 +15,7 @@ import orjson
 from aiohttp import web
 
 from runtime import connections
+from runtime.errors import BadInput
 from runtime.http import Problem
 from schemas import storable
 
@@ -82,7 +83,7 @@ async def csv_column(
     return [value for _, value in column]
 
 
-class BrokenCsv(ValueError):
+class BrokenCsv(BadInput):
     """A CSV that cannot be read as one: `line` is where the row at fault starts."""
 
     def __init__(self, line: int, why: str) -> None:

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 from runtime.auth import LEEWAY_S_DEFAULT, Verifier
 from runtime.connections import ConnectionBounds
 from runtime.environment import read, variable
+from runtime.errors import BadInput
 from runtime.jwks import KeySet
 from runtime.limits import Limits, parse_networks
 
@@ -21,8 +22,8 @@ from runtime.limits import Limits, parse_networks
 COMMAND_PARTITIONS = 4
 
 
-class SettingsError(ValueError):
-    pass
+class SettingsError(BadInput):
+    """A setting missing, malformed, or at odds with another: the process does not start."""
 
 
 @dataclass(frozen=True)

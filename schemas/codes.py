@@ -14,6 +14,8 @@ import hmac
 import re
 from dataclasses import dataclass
 
+from schemas.errors import BadInput
+
 CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"  # no I, L, O, U: survives being read aloud
 
 
@@ -36,8 +38,10 @@ HALF_BITS_MAX = 32
 ROUNDS = 8
 
 
-class InvalidFormat(ValueError):
-    """A pattern or alphabet no code can be made from."""
+class InvalidFormat(BadInput, ValueError):
+    """A pattern or alphabet no code can be made from. Also a ValueError: the allocator
+    takes a ValueError out of deciding a batch as the batch's own fault (runtime/errors.py's
+    ENCODING, allocator/isolation.py), and a stored pattern that no longer parses is one."""
 
 
 @dataclass(frozen=True, slots=True)
