@@ -14,6 +14,7 @@ COPY schemas schemas
 COPY runtime runtime
 COPY deploy deploy
 COPY bench bench
+COPY cli cli
 RUN pip install --no-cache-dir --no-deps . && useradd --uid 10001 --no-create-home coupons
 USER 10001
 # Listen on every interface inside the container (the default is 127.0.0.1).

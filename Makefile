@@ -55,7 +55,7 @@ lock:
 # PYTHONDONTWRITEBYTECODE is set (as on the CI machines) each would compile every module
 # again (0.3-0.5 CPU-s a start).
 compiled: install
-	@$(BIN)/python -m compileall -q -j 0 gateway allocator notifier runtime schemas deploy bench
+	@$(BIN)/python -m compileall -q -j 0 cli gateway allocator notifier runtime schemas deploy bench
 
 # Debian's packages the tests drive, each a command: chromium (the browser tests; Playwright's
 # own browser download is not used), promtool (the prometheus package: the alert rules'
@@ -141,7 +141,7 @@ lint: install node
 	node_modules/.bin/eslint --max-warnings=0 gateway/web eslint.config.js
 
 types: install
-	$(BIN)/mypy gateway allocator notifier schemas runtime deploy bench tests
+	$(BIN)/mypy cli gateway allocator notifier schemas runtime deploy bench tests
 
 # The noon burst, sustained grants and replay, against the baseline and the ceiling;
 # the report goes to bench/results/. BENCH_ARGS passes options: make bench BENCH_ARGS='--users 20000'

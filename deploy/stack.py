@@ -56,16 +56,16 @@ def start_part(
     port: int,
     log_dir: Path,
     label: str | None = None,
-    module: str = "deploy.cli",
+    module: str = "cli",
     wait: bool = True,
     coupons: list[str] | None = None,
 ) -> Part:
     """Run `coupons <name>` (or `python -m <module>`) as a child process and wait until its
     /readyz answers 200 (with `wait=False`, not: `wait_part` does). `coupons`: the command
-    to run instead of this Python's deploy.cli, such as an installed entry point."""
+    to run instead of this Python's `python -m cli`, such as an installed entry point."""
     label = label or name
     log_dir.mkdir(parents=True, exist_ok=True)
-    argv = [sys.executable, "-m", module] + ([name] if module == "deploy.cli" else [])
+    argv = [sys.executable, "-m", module] + ([name] if module == "cli" else [])
     if coupons is not None:
         argv = [*coupons, name]
     process = spawn(

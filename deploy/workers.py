@@ -46,7 +46,7 @@ async def _worker(index: int, stop: asyncio.Event, metrics_dir: str) -> None:
         process = await asyncio.create_subprocess_exec(
             sys.executable,
             "-m",
-            "deploy.cli",
+            "cli",
             "gateway",
             env=worker_env(dict(os.environ), index, metrics_dir),
         )

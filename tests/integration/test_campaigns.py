@@ -190,7 +190,7 @@ async def test_users_imported_from_csv_show_in_the_grant_list(stack: Stack, tmp_
     results = []
     for path in (csv_file, bad_file):
         process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "deploy.cli", "users", "import", str(path),
+            sys.executable, "-m", "cli", "users", "import", str(path),
             env=env, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, err = await asyncio.wait_for(process.communicate(), timeout=60)

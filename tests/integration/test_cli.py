@@ -18,7 +18,7 @@ RUN_TIMEOUT_S = 60
 
 def coupons(stack: Stack, *args: str, url: str | None = None) -> tuple[int, str]:
     env = {**os.environ, "COUPONS_JWT_SECRET": SECRET}
-    argv = [sys.executable, "-m", "deploy.cli", *args, "--url", url or stack.gateway_url]
+    argv = [sys.executable, "-m", "cli", *args, "--url", url or stack.gateway_url]
     done = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=RUN_TIMEOUT_S)
     return done.returncode, done.stdout + done.stderr
 

@@ -124,7 +124,7 @@ def running_dev(port: int, data_dir: Path, broker: str = "tansu") -> Iterator[De
     """`coupons dev` on `port` and `data_dir`; at the end stopped, and whatever it started
     and left behind killed, by PID."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "deploy.cli", "dev", "--port", str(port), "--data-dir",
+        [sys.executable, "-m", "cli", "dev", "--port", str(port), "--data-dir",
          str(data_dir), "--broker", broker],
         env={**os.environ, "COUPONS_JWT_SECRET": SECRET},
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -298,7 +298,7 @@ def test_dev_started_again_keeps_its_answers_and_replay_proves_them(
 def test_dev_on_kafka_without_java_says_what_is_missing_in_one_line(tmp_path: Path) -> None:
     hidden = {**os.environ, "PATH": str(tmp_path / "empty")}  # no `java` (nor anything) found
     hidden.pop("KAFKA_BOOTSTRAP_SERVERS", None)
-    argv = [sys.executable, "-m", "deploy.cli", "dev", "--broker", "kafka", "--data-dir",
+    argv = [sys.executable, "-m", "cli", "dev", "--broker", "kafka", "--data-dir",
             str(tmp_path / local.DATA_DIR), "--port", str(_three_free_ports())]  # fmt: skip
     done = subprocess.run(argv, env=hidden, capture_output=True, text=True, timeout=WAIT_S)
     said = done.stdout + done.stderr

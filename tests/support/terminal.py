@@ -22,7 +22,7 @@ def stack_folder(stack: Stack, folder: Path, **changed: str) -> Path:
 def coupons_in(folder: Path, *args: str) -> tuple[int, str, str]:
     """Exit status, standard output and standard error of `coupons ARGS` run in `folder`."""
     env = {k: v for k, v in os.environ.items() if k not in local.SAYS and k != "COUPONS_STACK_FILE"}
-    argv = [sys.executable, "-m", "deploy.cli", *args]
+    argv = [sys.executable, "-m", "cli", *args]
     done = subprocess.run(argv, cwd=folder, env=env, capture_output=True, text=True,
                           timeout=RUN_TIMEOUT_S)  # fmt: skip
     return done.returncode, done.stdout, done.stderr

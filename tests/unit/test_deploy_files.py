@@ -20,7 +20,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY
 
-from deploy.cli import subcommands
+from cli.main import subcommands
 from runtime.http import BOUNDS
 from runtime.settings import Settings
 

@@ -1,4 +1,4 @@
-"""What went wrong, in one line, for a person at a terminal (deploy/cli.py prints it).
+"""What went wrong, in one line, for a person at a terminal (cli/main.py prints it).
 
 Each dependency's failure is named with where the command looked for it and where that
 setting came from (the environment, or the local stack's settings file)."""

@@ -395,7 +395,8 @@ def main(argv: list[str] | None = None) -> int:
 def _one_line_on_failure(args: argparse.Namespace) -> int:
     """A command for people at a terminal: a failure is one line and a non-zero exit,
     never a traceback (COUPONS_DEBUG=1 shows it)."""
-    from deploy import client, failures
+    from cli import failures
+    from deploy import client
 
     # The libraries' own complaints (a broker it cannot reach, say) are this line's to say.
     logging.getLogger().setLevel(logging.WARNING)
@@ -427,6 +428,3 @@ HANDLERS: dict[str, Callable[[argparse.Namespace], int]] = {
     "export": _export,
     "report": _report,
 }
-
-if __name__ == "__main__":
-    sys.exit(main())
