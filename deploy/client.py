@@ -9,14 +9,16 @@ Exit status: 0 done (granted, applied, listed), 1 refused (a 409 with its reason
 import argparse
 import json
 import os
-import sys
 import time
 import urllib.error
 import urllib.request
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from runtime.errors import CouponsError
 
 DONE, REFUSED, BAD, PENDING, UNAVAILABLE = 0, 1, 2, 3, 4
 TIMEOUT_S = 30.0
@@ -30,20 +32,45 @@ class Reply:
     headers: dict[str, str]
 
 
-def add_arguments(commands: Any) -> None:
-    """The client's subcommands, on the `coupons` parser's subparsers."""
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--url", default=os.environ.get("COUPONS_URL", "http://127.0.0.1:8080"),
-                        help="the gateway (default $COUPONS_URL or the local stack)")  # fmt: skip
-    common.add_argument("--token", default=os.environ.get("COUPONS_TOKEN"),
-                        help="a bearer token (default $COUPONS_TOKEN)")  # fmt: skip
-    common.add_argument("--as", dest="user", default=os.environ.get("USER", "someone"),
-                        help="with no token: mint one for this user (local secret)")  # fmt: skip
-    common.add_argument("--admin", action="store_true", help="the minted token is an admin's")
-    common.add_argument("--data-dir", default=".data", help="the local stack's data folder")
-    common.add_argument("--json", action="store_true", help="print the API's JSON as it came")
+Ask = Callable[[argparse.Namespace], Reply]  # one request (or a poll), its reply
 
-    create = commands.add_parser("create", parents=[common], help="create a coupon (admin)")
+
+class Unreachable(CouponsError):
+    """No answer from the service (no connection): exit status UNAVAILABLE, try again later."""
+
+    retriable = True
+
+
+def run(ask: Ask, args: argparse.Namespace) -> int:
+    """One of the commands below (`create`, `listing`, …): its reply printed, and the exit
+    status that says what it was."""
+    try:
+        reply = ask(args)
+    except (urllib.error.URLError, OSError) as error:
+        raise Unreachable(f"cannot reach the service: {error}") from error
+    if args.json:
+        print(json.dumps(reply.body, indent=2, ensure_ascii=False))
+    else:
+        print(describe(args.command, reply))
+    return exit_status(reply)
+
+
+# The arguments of each command, beside its --data-dir (cli/main.py's table adds that).
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("COUPONS_URL", "http://127.0.0.1:8080"),
+                        help="the gateway (default $COUPONS_URL or the local stack)")  # fmt: skip
+    parser.add_argument("--token", default=os.environ.get("COUPONS_TOKEN"),
+                        help="a bearer token (default $COUPONS_TOKEN)")  # fmt: skip
+    parser.add_argument("--as", dest="user", default=os.environ.get("USER", "someone"),
+                        help="with no token: mint one for this user (local secret)")  # fmt: skip
+    parser.add_argument("--admin", action="store_true", help="the minted token is an admin's")
+    parser.add_argument("--json", action="store_true", help="print the API's JSON as it came")
+
+
+def create_arguments(create: argparse.ArgumentParser) -> None:
+    _common(create)
     create.add_argument("--code", required=True, help="the coupon's name, e.g. FREE-IPHONE")
     create.add_argument("--message", required=True, help="what people are offered")
     create.add_argument("--count", type=int, required=True, help="units to give")
@@ -55,45 +82,31 @@ def add_arguments(commands: Any) -> None:
     create.add_argument("--no-daily-limit", action="store_true",
                         help="people may also get other coupons the same day")  # fmt: skip
 
-    listing = commands.add_parser("list", parents=[common], help="list coupons")
+
+def listing_arguments(listing: argparse.ArgumentParser) -> None:
+    _common(listing)
     listing.add_argument("--live", action="store_true", help="only coupons live now")
 
-    claim = commands.add_parser("claim", parents=[common], help="claim a coupon")
+
+def claim_arguments(claim: argparse.ArgumentParser) -> None:
+    _common(claim)
     claim.add_argument("coupon", help="the coupon id")
     claim.add_argument("--for", dest="for_user", help="claim for this user (admin)")
     claim.add_argument("--wait", type=float, default=2.0, help="seconds to wait for a decision")
     claim.add_argument("--key", default=None, help="Idempotency-Key (default: a new one)")
 
-    poll = commands.add_parser("poll", parents=[common], help="look at a ticket")
+
+def poll_arguments(poll: argparse.ArgumentParser) -> None:
+    _common(poll)
     poll.add_argument("ticket", help="the ticket URL a claim gave (or the ticket alone)")
     poll.add_argument("--notifier", default=None, help="the notifier (default: gateway port+1)")
     poll.add_argument("--wait", type=float, default=0.0,
                       help="poll until decided, at most this many seconds")  # fmt: skip
 
-    redeem = commands.add_parser("redeem", parents=[common], help="redeem one of your grants")
+
+def redeem_arguments(redeem: argparse.ArgumentParser) -> None:
+    _common(redeem)
     redeem.add_argument("grant", help="the grant id")
-
-
-COMMANDS = ("create", "list", "claim", "poll", "redeem")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        reply = {
-            "create": _create,
-            "list": _list,
-            "claim": _claim,
-            "poll": _poll,
-            "redeem": _redeem,
-        }[args.command](args)
-    except (urllib.error.URLError, OSError) as error:
-        print(f"coupons: cannot reach the service: {error}", file=sys.stderr)
-        return UNAVAILABLE
-    if args.json:
-        print(json.dumps(reply.body, indent=2, ensure_ascii=False))
-    else:
-        print(describe(args.command, reply))
-    return exit_status(reply)
 
 
 def exit_status(reply: Reply) -> int:
@@ -151,7 +164,7 @@ def _ticket_line(body: dict[str, Any], location: str | None) -> str:
     return f"pending{position}: coupons poll {where} --wait 30"
 
 
-def _create(args: argparse.Namespace) -> Reply:
+def create(args: argparse.Namespace) -> Reply:
     start = datetime.now(UTC) if args.start == "now" else datetime.fromisoformat(args.start)
     body = {
         "code": args.code,
@@ -166,18 +179,18 @@ def _create(args: argparse.Namespace) -> Reply:
     return _call(args, "POST", f"{args.url}/v1/coupons", body, {"Prefer": "wait=10"})
 
 
-def _list(args: argparse.Namespace) -> Reply:
+def listing(args: argparse.Namespace) -> Reply:
     query = "?live=true" if args.live else ""
     return _call(args, "GET", f"{args.url}/v1/coupons{query}")
 
 
-def _claim(args: argparse.Namespace) -> Reply:
+def claim(args: argparse.Namespace) -> Reply:
     body = {"user_id": args.for_user} if args.for_user else {}
     headers = {"Prefer": f"wait={args.wait:g}", "Idempotency-Key": args.key or str(uuid.uuid4())}
     return _call(args, "POST", f"{args.url}/v1/coupons/{args.coupon}/claims", body, headers)
 
 
-def _poll(args: argparse.Namespace) -> Reply:
+def poll(args: argparse.Namespace) -> Reply:
     url = args.ticket
     if "://" not in url:
         url = f"{args.notifier or _notifier_of(args.url)}/v1/tickets/{url}"
@@ -190,7 +203,7 @@ def _poll(args: argparse.Namespace) -> Reply:
         time.sleep(min(POLL_INTERVAL_S, max(0.0, deadline - time.monotonic())))
 
 
-def _redeem(args: argparse.Namespace) -> Reply:
+def redeem(args: argparse.Namespace) -> Reply:
     url = f"{args.url}/v1/grants/{args.grant}/redeem"
     return _call(args, "POST", url, {}, {"Prefer": "wait=10"})
 

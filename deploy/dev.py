@@ -19,7 +19,6 @@ import json
 import os
 import secrets
 import signal
-import sys
 import threading
 import time
 import urllib.request
@@ -30,7 +29,6 @@ from types import FrameType
 
 from deploy import local
 from deploy.embedded import (
-    LeftBehindError,
     Process,
     start_postgres,
     stop_left_behind_broker,
@@ -41,6 +39,7 @@ from deploy.kafka_broker import KafkaUnavailable, missing
 from deploy.stack import BROKERS, Stack, build_stack, stack_env, start_broker_of
 from runtime.auth import mint_token
 from runtime.db import migrate
+from runtime.errors import CouponsError
 
 STOP_GRACE_S = 3.0  # the parts' time to stop after SIGTERM, then the broker's and PostgreSQL's
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -93,6 +92,10 @@ def create_demo_coupon(gateway_url: str, jwt_secret: str) -> dict[str, object]:
         return created
 
 
+class DidNotStart(CouponsError):
+    """Why `coupons dev` started no stack, in one line (the command line says it)."""
+
+
 def run_dev(
     port: int,
     data_dir: str,
@@ -103,19 +106,13 @@ def run_dev(
     assert broker in BROKERS, broker
     why = _cannot_start(broker)
     if why is not None:
-        print(f"coupons: --broker {broker}: {why}", file=sys.stderr)
-        return 1
+        raise DidNotStart(f"--broker {broker}: {why}")
     root = Path(data_dir).resolve()
     with _only_run_on(root) as alone:
         if not alone:
-            print(f"coupons: `coupons dev` already runs on {root}: stop it first, or give"
-                  " another --data-dir", file=sys.stderr)  # fmt: skip
-            return 1
-        try:
-            _clear_former_run(root)
-        except LeftBehindError as error:
-            print(f"coupons: {error}", file=sys.stderr)
-            return 1
+            raise DidNotStart(f"`coupons dev` already runs on {root}: stop it first, or give"
+                              " another --data-dir")  # fmt: skip
+        _clear_former_run(root)  # a LeftBehindError says what to do
         return _run_stack(root, port, demo, stop_grace_s, broker)
 
 
@@ -222,15 +219,10 @@ def _run_stack(root: Path, port: int, demo: bool, stop_grace_s: float, kind: str
         print(f"logs in {logs}; Ctrl-C stops everything", flush=True)
         return _supervise(stack, infra)
     except KafkaUnavailable as error:  # Maven could not fetch the jars, say
-        print(f"coupons: --broker kafka: {error}", file=sys.stderr)
-        return 1
+        raise DidNotStart(f"--broker kafka: {error}") from error
     except (RuntimeError, TimeoutError, OSError) as error:  # a server or part would not start
-        if os.environ.get("COUPONS_DEBUG"):
-            raise
         first = (str(error).splitlines() or [type(error).__name__])[0].rstrip(":")
-        print(f"coupons: the stack did not start: {first} (logs in {root / 'logs'})",
-              file=sys.stderr)  # fmt: skip
-        return 1
+        raise DidNotStart(f"the stack did not start: {first} (logs in {root / 'logs'})") from error
     finally:
         if settings_file is not None:
             local.remove(settings_file)

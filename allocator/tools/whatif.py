@@ -20,7 +20,7 @@ from typing import Any
 from allocator.core.state import CoreConfig
 from allocator.tools.simulation import Cluster
 from runtime import kafka
-from runtime.errors import CouponsError
+from runtime.errors import BadInput
 from runtime.settings import Settings
 from schemas.messages import (
     Command,
@@ -47,8 +47,8 @@ DRAIN_BATCH_MAX = 1000
 PEOPLE_SHOWN = 10
 
 
-class WhatIfError(CouponsError):
-    pass
+class WhatIfError(BadInput):
+    """A change that cannot be tried: malformed, or of a coupon the log never created."""
 
 
 @dataclass(frozen=True, slots=True)
