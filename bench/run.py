@@ -13,7 +13,7 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import noon, report, scenarios, systems
+from bench import noon, scenarios, systems, tables
 
 Plotted = dict[str, list[scenarios.Run]]  # a plot each, by name
 
@@ -45,9 +45,9 @@ def run(args: argparse.Namespace) -> int:
 
         figures, plotted, replayed = _measure(args, fresh, wanted, console, log)
     settings: dict[str, Any] = {k: v for k, v in vars(args).items() if k != "handler"}
-    path = report.write(out, stamp, settings, figures, replayed, console)
+    path = tables.write(out, stamp, settings, figures, replayed, console)
     for name, runs in plotted.items():
-        report.plot(runs, out / f"bench-{stamp}-{name}.png", name)
+        tables.plot(runs, out / f"bench-{stamp}-{name}.png", name)
     ok = all(f["checks"].get("ok", True) for f in figures)
     ok = ok and (replayed is None or replayed["checks"]["ok"])
     log(f"report: {path} ({'all checks passed' if ok else 'CHECKS FAILED'})")

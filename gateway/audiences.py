@@ -1,6 +1,6 @@
 """Saved audiences (admins only): named lists of people to distribute a coupon to.
 
-Written straight to PostgreSQL, not through the log (schemas/audiences.py says why).
+Written straight to PostgreSQL, not through the log (schemas/saved_audiences.py says why).
 Every answer carries the audience's version as its ETag; `If-Match` saves or deletes only
 over that version, `If-None-Match: *` saves only a new name.
 """
@@ -14,10 +14,10 @@ from gateway.pipeline import GATEWAY, Gateway
 from runtime import requests
 from runtime.auth import Caller, admin
 from runtime.http import Problem, Refused, json_response
-from schemas import audiences
-from schemas.coupons import rfc3339
+from schemas import saved_audiences
 from schemas.readmodel import dt_to_ms
 from schemas.storable import USER_ID, user_ids_fault
+from schemas.views import rfc3339
 
 
 async def _admin(request: web.Request, doing: str) -> tuple[Gateway, Caller]:
@@ -30,7 +30,7 @@ def _name(request: web.Request) -> str:
 
 
 def _checked(name: str) -> str:
-    fault = audiences.name_fault(name)
+    fault = saved_audiences.name_fault(name)
     if fault is not None:
         raise requests.invalid(fault)
     return name
@@ -80,14 +80,14 @@ def _summary(row: Mapping[str, Any], size: int) -> dict[str, Any]:
 
 async def list_audiences(request: web.Request) -> web.Response:
     gateway, _ = await _admin(request, "read audiences")
-    rows = await gateway.pool.fetch(audiences.LIST)
+    rows = await gateway.pool.fetch(saved_audiences.LIST)
     return json_response({"items": [_summary(r, r["size"]) for r in rows]})
 
 
 async def get_audience(request: web.Request) -> web.Response:
     gateway, _ = await _admin(request, "read audiences")
     name = _name(request)
-    row = await gateway.pool.fetchrow(audiences.BY_NAME, name)
+    row = await gateway.pool.fetchrow(saved_audiences.BY_NAME, name)
     if row is None:
         raise _unknown(name)
     members = list(row["members"])
@@ -108,7 +108,7 @@ async def _members(request: web.Request) -> tuple[tuple[str, ...], int]:
     if not isinstance(raw, list):
         raise requests.invalid("members must be a list of user ids")
     try:
-        return audiences.members(raw)
+        return saved_audiences.members(raw)
     except ValueError as error:
         raise requests.invalid(str(error)) from error
 
@@ -120,11 +120,13 @@ async def save(request: web.Request) -> web.Response:
     create_only = _if_none_match(request)
     members, dropped = await _members(request)
     if expected is not None:
-        row = await gateway.pool.fetchrow(audiences.REPLACE, name, members, who.user_id, expected)
+        row = await gateway.pool.fetchrow(
+            saved_audiences.REPLACE, name, members, who.user_id, expected
+        )
     elif create_only:
-        row = await gateway.pool.fetchrow(audiences.CREATE, name, members, who.user_id)
+        row = await gateway.pool.fetchrow(saved_audiences.CREATE, name, members, who.user_id)
     else:
-        row = await gateway.pool.fetchrow(audiences.SAVE, name, members, who.user_id)
+        row = await gateway.pool.fetchrow(saved_audiences.SAVE, name, members, who.user_id)
     if row is None:
         raise _stale(name, expected)  # If-Match, or else If-None-Match: *
     saved = {**dict(row), "name": name, "saved_by": who.user_id}
@@ -139,9 +141,9 @@ async def delete(request: web.Request) -> web.Response:
     gateway, _ = await _admin(request, "delete audiences")
     name = _name(request)
     expected = _if_match(request)
-    gone = await gateway.pool.fetchval(audiences.DELETE, name, expected)
+    gone = await gateway.pool.fetchval(saved_audiences.DELETE, name, expected)
     if gone is None:
-        if expected is None or await gateway.pool.fetchval(audiences.BY_NAME, name) is None:
+        if expected is None or await gateway.pool.fetchval(saved_audiences.BY_NAME, name) is None:
             raise _unknown(name)
         raise _stale(name, expected)
     return web.Response(status=204)
@@ -150,7 +152,7 @@ async def delete(request: web.Request) -> web.Response:
 async def members_of(gateway: Gateway, name: str, version: int | None) -> tuple[int, list[str]]:
     """An audience's version and members, for a distribution; 404 when there is none, 409
     when `version` is given and the audience has been saved since."""
-    row = await gateway.pool.fetchrow(audiences.BY_NAME, _checked(name))
+    row = await gateway.pool.fetchrow(saved_audiences.BY_NAME, _checked(name))
     if row is None:
         raise _unknown(name)
     unfit = user_ids_fault(row["members"], "members")

@@ -11,8 +11,7 @@ from gateway.pipeline import GATEWAY, Gateway, Render, rejection, unless_rejecte
 from runtime import requests
 from runtime.auth import Caller, admin
 from runtime.http import Problem, json_response
-from schemas import audiences, readmodel, storable
-from schemas.coupons import coupon_view, grant_view
+from schemas import readmodel, saved_audiences, storable
 from schemas.messages import (
     AddCodes,
     AssignCode,
@@ -30,6 +29,7 @@ from schemas.storable import (
     SEED_CHARS_MAX,
     USERS_PER_DISTRIBUTION_MAX,
 )
+from schemas.views import coupon_view, grant_view
 
 STRATEGIES = ("fcfs", "random", "equal")
 
@@ -169,7 +169,7 @@ async def _people(
     if ("users" in body) == ("audience" in body):
         raise requests.invalid("name either users or a saved audience")
     if "audience" in body:
-        name = requests.text(body, "audience", audiences.NAME_CHARS_MAX)
+        name = requests.text(body, "audience", saved_audiences.NAME_CHARS_MAX)
         asked = body.get("audience_version")
         if asked is not None:
             asked = requests.integer(body, "audience_version", 1, 2**63 - 1)

@@ -12,9 +12,9 @@ from runtime import requests
 from runtime.auth import caller
 from runtime.http import Problem, json_response, labelled, refusal
 from schemas import readmodel
-from schemas.coupons import EDGE_REASONS, State, grant_view, state_at
 from schemas.messages import Claim, CouponStatus, Grant
 from schemas.reasons import Reason
+from schemas.views import EDGE_REASONS, State, grant_view, state_at
 
 CLAIMS = Counter("coupons_claims_total", "Claims answered, by outcome", ["outcome"])
 CLAIM_SECONDS = Histogram(

@@ -12,9 +12,9 @@ from runtime.docs import document
 from runtime.http import Problem, json_response
 from schemas import readmodel
 from schemas.codes import DEFAULT_ALPHABET, DEFAULT_PATTERN, CodeFormat, InvalidFormat
-from schemas.coupons import coupon_view, grant_view
 from schemas.messages import CouponSpec, CreateCoupon, Decision
 from schemas.storable import CODE_CHARS_MAX, DOCUMENTED, SPEC_RULES
+from schemas.views import coupon_view, grant_view
 
 # Codes must be sparse: a made-up code is a real one at most once in this many tries.
 CODE_SPACE_PER_UNIT_MIN = 10_000

@@ -14,9 +14,9 @@ from runtime import requests
 from runtime.auth import Caller, caller
 from runtime.http import Problem, json_response
 from schemas import readmodel
-from schemas.coupons import grant_view, rfc3339
 from schemas.messages import Action, Decision, Grant, GrantAction
 from schemas.storable import LOCK_ID_CHARS_MAX
+from schemas.views import grant_view, rfc3339
 
 ACTIONS: frozenset[str] = frozenset({"confirm", "cancel", "lock", "unlock", "redeem"})
 

@@ -34,8 +34,8 @@ import asyncpg
 from prometheus_client import Counter, Gauge
 
 from schemas import readmodel
-from schemas.coupons import State
 from schemas.messages import CouponStatus, Grant
+from schemas.views import State
 
 log = logging.getLogger(__name__)
 

@@ -27,8 +27,8 @@ from runtime import errors
 from runtime.http import Problem
 from runtime.statuses import Statuses
 from schemas import readmodel
-from schemas.coupons import coupon_view, state_at
 from schemas.messages import CouponStatus
+from schemas.views import coupon_view, state_at
 
 log = logging.getLogger(__name__)
 

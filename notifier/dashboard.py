@@ -27,8 +27,8 @@ from runtime import errors
 from runtime.figures import ms
 from runtime.http import Problem
 from schemas import readmodel
-from schemas.coupons import coupon_view
 from schemas.topics import Topics
+from schemas.views import coupon_view
 
 log = logging.getLogger(__name__)
 

@@ -24,8 +24,8 @@ import asyncpg
 from notifier import sse
 from runtime import errors
 from schemas import readmodel
-from schemas.coupons import grant_view, rfc3339
 from schemas.messages import Grant
+from schemas.views import grant_view, rfc3339
 
 log = logging.getLogger(__name__)
 

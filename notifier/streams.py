@@ -25,9 +25,9 @@ from runtime.auth import Verifier, caller
 from runtime.http import Problem
 from runtime.produce import send_all
 from schemas import readmodel
-from schemas.coupons import grant_view
 from schemas.messages import GrantAction, encode
 from schemas.topics import Topics, coupon_key
+from schemas.views import grant_view
 
 log = logging.getLogger(__name__)
 

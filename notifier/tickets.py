@@ -12,10 +12,10 @@ from runtime import errors, kafka
 from runtime.http import Problem, json_response
 from runtime.statuses import Statuses
 from schemas import readmodel, reasons
-from schemas.coupons import EDGE_REASONS, grant_view, state_at
 from schemas.messages import decode_command
 from schemas.tickets import open_ticket
 from schemas.topics import Topics, partition_of
+from schemas.views import EDGE_REASONS, grant_view, state_at
 
 POOL = web.AppKey("pool", asyncpg.Pool)
 TICKET_SECRET = web.AppKey("ticket_secret", bytes)

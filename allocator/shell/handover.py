@@ -26,8 +26,8 @@ from prometheus_client import Counter, Gauge
 
 from allocator.core.decide import PartitionCore
 from allocator.shell import outbox, which_log
-from allocator.shell.held_partition import Owned
-from allocator.shell.store import FENCED, Fenced, Ownership, PartitionStore
+from allocator.shell.held_partition import HeldPartition
+from allocator.shell.store import FENCED, Fenced, PartitionRow, PartitionStore
 from runtime import errors
 from runtime.produce import Message
 from schemas.topics import Topics
@@ -45,7 +45,7 @@ TAKE_AGAIN_S = 1.0  # a partition the database would not let us take is tried ag
 class Membership(ConsumerRebalanceListener):  # type: ignore[misc]
     """The group's word on what this allocator decides, passed to it."""
 
-    def __init__(self, owning: "Owning") -> None:
+    def __init__(self, owning: "Handover") -> None:
         self.owning = owning
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -55,14 +55,14 @@ class Membership(ConsumerRebalanceListener):  # type: ignore[misc]
         await self.owning.given(assigned)
 
 
-class Owning(which_log.LogWatch):
+class Handover(which_log.LogWatch):
     """The allocator's partitions: taken, kept, let go. Mixed into the allocator."""
 
     pool: asyncpg.Pool | None
     topics: Topics
     deciding_lock: asyncio.Lock  # held while a batch is in hand
     waiting: dict[TopicPartition, float]  # assigned, not taken yet: when to try again
-    leaving: dict[TopicPartition, Owned]  # revoked; kept if given straight back
+    leaving: dict[TopicPartition, HeldPartition]  # revoked; kept if given straight back
     broken: BaseException | None  # what a group callback met that it could not handle
 
     @property
@@ -160,7 +160,7 @@ class Owning(which_log.LogWatch):
         assert self.pool and self.consumer
         store = PartitionStore(self.pool, tp.topic, tp.partition, self.settings.allocator_id)
         ownership = await store.acquire()
-        owned = Owned(
+        owned = HeldPartition(
             tp, store, PartitionCore(self.config), ownership.epoch, ownership.next_offset,
             base=ownership.log_base, log_id=ownership.log_id, log_mark=ownership.log_mark,
         )  # fmt: skip
@@ -174,7 +174,7 @@ class Owning(which_log.LogWatch):
             ownership.next_offset,
         )  # fmt: skip
 
-    async def _resume(self, owned: Owned, ownership: Ownership) -> None:
+    async def _resume(self, owned: HeldPartition, ownership: PartitionRow) -> None:
         """Carry on from the partition row as stored: publish its outbox (consumers take
         repeats), forget what the core held, read on from the row's offset."""
         assert self.consumer
@@ -184,7 +184,7 @@ class Owning(which_log.LogWatch):
         owned.next_offset = ownership.next_offset
         self._seek(owned, ownership.next_offset - owned.base)
 
-    def _fenced_out(self, owned: Owned, fenced: Fenced) -> None:
+    def _fenced_out(self, owned: HeldPartition, fenced: Fenced) -> None:
         """Another allocator took the partition: never write to it again at this epoch. In
         a group, it is taken again after a session's time if the group still says it is
         ours (the other was a member the group had dropped, and now knows it)."""

@@ -36,7 +36,7 @@ MOVES = {
 
 
 @dataclass(slots=True)
-class Owned:
+class HeldPartition:
     """A partition this allocator holds: its core, store, epoch and committed position."""
 
     tp: TopicPartition

@@ -24,8 +24,8 @@ from allocator.core.decide import PartitionCore
 from allocator.core.effects import Effects, Record
 from allocator.core.state import CoreConfig
 from allocator.shell import isolation, outbox, which_log
-from allocator.shell.handover import LAG, Owning
-from allocator.shell.held_partition import Owned, Phase
+from allocator.shell.handover import LAG, Handover
+from allocator.shell.held_partition import HeldPartition, Phase
 from allocator.shell.isolation import Batch
 from allocator.shell.store import Fenced, Landed
 from runtime import db, errors, hops, kafka, leaders
@@ -80,12 +80,12 @@ FORGET_EVERY_S = 5.0
 LANE_STOP_S = 5.0  # at stop, how long a batch in hand may take to finish
 
 
-class Allocator(Owning):
+class Allocator(Handover):
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.config = CoreConfig(settings.code_secret.encode(), settings.day_zone)
-        self.owned: dict[TopicPartition, Owned] = {}
+        self.owned: dict[TopicPartition, HeldPartition] = {}
         self.pool: asyncpg.Pool | None = None
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -95,7 +95,7 @@ class Allocator(Owning):
         self.checker = which_log.Checker(settings)
         self.deciding_lock = asyncio.Lock()
         self.waiting: dict[TopicPartition, float] = {}
-        self.leaving: dict[TopicPartition, Owned] = {}
+        self.leaving: dict[TopicPartition, HeldPartition] = {}
         self.broken: BaseException | None = None
 
     async def start(self) -> None:
@@ -141,7 +141,7 @@ class Allocator(Owning):
         """Each partition is decided in a lane of its own (`_lane`), so one whose batch is
         slow (a big command, a failing statement) holds no other. This loop starts a lane
         for each partition taken, and every tick does what spans partitions."""
-        lanes: dict[TopicPartition, tuple[Owned, asyncio.Task[None]]] = {}
+        lanes: dict[TopicPartition, tuple[HeldPartition, asyncio.Task[None]]] = {}
         try:
             while not stop.is_set():
                 if self.broken is not None:
@@ -164,7 +164,9 @@ class Allocator(Owning):
             await _end_lanes([task for _, task in lanes.values()])
 
     def _start_lanes(
-        self, lanes: dict[TopicPartition, tuple[Owned, asyncio.Task[None]]], stop: asyncio.Event
+        self,
+        lanes: dict[TopicPartition, tuple[HeldPartition, asyncio.Task[None]]],
+        stop: asyncio.Event,
     ) -> None:
         """A lane for each partition decided now; a lane that failed fails the allocator."""
         for tp, (_, task) in list(lanes.items()):
@@ -176,7 +178,7 @@ class Allocator(Owning):
             if tp not in lanes:  # one lane per partition: a lane of an owner let go ends first
                 lanes[tp] = (owned, asyncio.create_task(self._lane(owned, stop)))
 
-    async def _lane(self, owned: Owned, stop: asyncio.Event) -> None:
+    async def _lane(self, owned: HeldPartition, stop: asyncio.Event) -> None:
         """Read and decide this partition's batches while it is ours."""
         assert self.consumer
         tp = owned.tp
@@ -235,13 +237,13 @@ class Allocator(Owning):
             TICKS.inc(len(due))
             await self._publish(due)
 
-    def _owns(self, owned: Owned) -> Callable[[str], bool]:
+    def _owns(self, owned: HeldPartition) -> Callable[[str], bool]:
         """Whether a coupon's commands go to this partition."""
         assert self.consumer
         partitions = len(self.consumer.partitions_for_topic(owned.tp.topic) or {0})
         return lambda coupon_id: partition_of(coupon_id, partitions) == owned.tp.partition
 
-    async def _warm(self, owned: Owned) -> bool:
+    async def _warm(self, owned: HeldPartition) -> bool:
         """Load this partition's coupons that have deadlines, so their timers run."""
         assert self.consumer
         try:
@@ -271,7 +273,7 @@ class Allocator(Owning):
             if not owned.lock.locked():  # a batch in hand counts on what its core loaded
                 FORGOTTEN.inc(owned.core.forget_idle(now, idle_s))
 
-    def lag(self, owned: Owned) -> int | None:
+    def lag(self, owned: HeldPartition) -> int | None:
         """Records of this partition not decided yet, as far as the broker last said."""
         highwater = self.consumer.highwater(owned.tp) if self.consumer else None
         return None if highwater is None else max(highwater + owned.base - owned.next_offset, 0)
@@ -282,7 +284,9 @@ class Allocator(Owning):
             if lag is not None:
                 LAG.labels(str(tp.partition)).set(lag)
 
-    async def _handle(self, owned: Owned, messages: list[ConsumerRecord[bytes, bytes]]) -> None:
+    async def _handle(
+        self, owned: HeldPartition, messages: list[ConsumerRecord[bytes, bytes]]
+    ) -> None:
         if not owned.deciding:
             # Fetched before the pause (the mark check runs beside this loop): these records
             # were handed over, so the consumer is past them. Go back, to read them again
@@ -337,7 +341,7 @@ class Allocator(Owning):
             UNSTORABLE.inc()
             log.error("refused the command at %d: %s", record.offset, record.fault)
 
-    async def _failed(self, owned: Owned, error: BaseException) -> None:
+    async def _failed(self, owned: HeldPartition, error: BaseException) -> None:
         """Nothing was committed: forget what the core decided and read the batch again,
         after a backoff. A batch that fails in a row while the database answers is split
         on its next try, as one it refuses for what it holds (`_commit`)."""
@@ -356,7 +360,7 @@ class Allocator(Owning):
         await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2 * 2 ** min(owned.failures, 4)))
 
     async def _commit(
-        self, owned: Owned, records: list[Record], next_offset: int, isolating: bool = False
+        self, owned: HeldPartition, records: list[Record], next_offset: int, isolating: bool = False
     ) -> Batch | Landed:
         """Decide and commit a batch; one PostgreSQL refuses for what it holds is committed
         without the records at fault (allocator/shell/isolation.py), never retried as it is. So
@@ -385,7 +389,7 @@ class Allocator(Owning):
 
     async def _decide(
         self,
-        owned: Owned,
+        owned: HeldPartition,
         core: PartitionCore,
         records: list[Record],
         next_offset: int,

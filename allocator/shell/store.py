@@ -31,14 +31,14 @@ class Landed:
     connection died before its answer), so the row is still ours but further on, and this
     one wrote nothing. Carry on from where the row stands."""
 
-    ownership: "Ownership"
+    ownership: "PartitionRow"
 
     def __str__(self) -> str:
         return f"the partition row is at {self.ownership.next_offset}"
 
 
 @dataclass(frozen=True, slots=True)
-class Ownership:
+class PartitionRow:
     """The partition row: offsets here are positions (log offset + `log_base`)."""
 
     epoch: int
@@ -105,7 +105,7 @@ class PartitionStore:
         self.partition = partition
         self.owner = owner
 
-    async def acquire(self) -> Ownership:
+    async def acquire(self) -> PartitionRow:
         """Take the partition: a new epoch fences out whoever had it before."""
         row = await self.pool.fetchrow(
             """
@@ -121,7 +121,7 @@ class PartitionStore:
         )
         assert row is not None
         log_id = str(row["log_id"]) if row["log_id"] is not None else None
-        return Ownership(
+        return PartitionRow(
             row["epoch"], row["next_offset"], row["outbox"], log_id, row["log_mark"],
             row["log_base"],
         )  # fmt: skip
@@ -292,7 +292,7 @@ class PartitionStore:
                 self.partition,
             )
             if row is not None and row["epoch"] == epoch:
-                return Landed(Ownership(epoch, row["next_offset"], row["outbox"]))
+                return Landed(PartitionRow(epoch, row["next_offset"], row["outbox"]))
             raise Fenced(f"{self.topic}[{self.partition}] epoch {epoch} is no longer ours")
         await write(conn, effects, self.partition)
         return None

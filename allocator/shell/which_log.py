@@ -25,7 +25,7 @@ from prometheus_client import Counter
 
 from allocator.core.decide import PartitionCore
 from allocator.core.state import CoreConfig, day_of
-from allocator.shell.held_partition import Owned, Phase
+from allocator.shell.held_partition import HeldPartition, Phase
 from allocator.shell.store import Fenced
 from runtime import errors, kafka
 from runtime.produce import Message
@@ -125,28 +125,28 @@ class LogWatch:
     settings: Settings
     topics: Topics
     config: CoreConfig
-    owned: dict[TopicPartition, Owned]
+    owned: dict[TopicPartition, HeldPartition]
     consumer: AIOKafkaConsumer | None
     producer: AIOKafkaProducer | None
     checker: Checker
     problem: str | None
 
-    def _owns(self, owned: Owned) -> Callable[[str], bool]:
+    def _owns(self, owned: HeldPartition) -> Callable[[str], bool]:
         raise NotImplementedError
 
-    def _fenced_out(self, owned: Owned, fenced: Fenced) -> None:
+    def _fenced_out(self, owned: HeldPartition, fenced: Fenced) -> None:
         raise NotImplementedError
 
     async def _publish(self, messages: list[Message]) -> None:
         raise NotImplementedError
 
-    def _seek(self, owned: Owned, offset: int) -> None:
+    def _seek(self, owned: HeldPartition, offset: int) -> None:
         """Read the partition on from log offset `offset`: records read before are stale."""
         assert self.consumer
         owned.seeks += 1
         self.consumer.seek(owned.tp, offset)
 
-    def _suspect(self, owned: Owned) -> None:
+    def _suspect(self, owned: HeldPartition) -> None:
         """Stop deciding this partition until its log is known to be the position's."""
         assert self.consumer
         if owned.deciding:
@@ -177,7 +177,7 @@ class LogWatch:
                 if verdict is Verdict.NEW and self.owned.get(owned.tp) is owned:
                     self._suspect(owned)  # the loop looks again, with the mark it has now
 
-    async def _check_log(self, owned: Owned) -> None:
+    async def _check_log(self, owned: HeldPartition) -> None:
         assert self.consumer
         owned.checked_at = time.monotonic()
         try:
@@ -202,7 +202,7 @@ class LogWatch:
         self.consumer.resume(owned.tp)
         owned.problem = None
 
-    async def _new_log(self, owned: Owned) -> None:
+    async def _new_log(self, owned: HeldPartition) -> None:
         """The broker holds a new log: go on from its first record. What the old log held
         beyond the position is gone; positions go on growing from where they were."""
         assert self.consumer
@@ -218,7 +218,7 @@ class LogWatch:
         self._seek(owned, start)
         await self._ask_days_again(owned)
 
-    async def _mark(self, owned: Owned, base: int) -> None:
+    async def _mark(self, owned: HeldPartition, base: int) -> None:
         assert self.producer
         log_id, payload = new_mark()
         tp = owned.tp
@@ -226,7 +226,7 @@ class LogWatch:
         await owned.store.mark_log(owned.epoch, log_id, sent.offset, base)
         owned.log_id, owned.log_mark, owned.base = log_id, sent.offset, base
 
-    async def _ask_days_again(self, owned: Owned) -> None:
+    async def _ask_days_again(self, owned: HeldPartition) -> None:
         """Claims waiting for a person's day asked for it in a log that is gone: ask again.
         The person's partition answers the same request the same way, so asking twice is
         safe."""

@@ -8,8 +8,8 @@ from hypothesis import strategies as st
 from allocator.core.decide import PartitionCore
 from allocator.core.effects import Record
 from allocator.core.state import CoreConfig, day_of
-from schemas.coupons import really_gone
 from schemas.messages import Claim, Command, DayReserved, ReserveDay
+from schemas.views import really_gone
 from tests.support.simulation import (
     DAY_MS,
     NOON,
