@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed
 LOCK := requirements-dev.lock
 RUNTIME_LOCK := requirements.lock
 
-.PHONY: all install node lock compiled debs browser promtool kcat run test test-kafka cluster unit integration faults lint types bench soak clean
+.PHONY: all install node lock configuration compiled debs browser promtool kcat run test test-kafka cluster unit integration faults lint types bench soak clean
 
 all: lint types test
 
@@ -50,6 +50,10 @@ lock:
 	$(UV_COMPILE) $(LOCK_ARGS) --extra dev --extra bench -o $(LOCK)
 	$(UV_COMPILE) $(LOCK_ARGS) --constraint $(LOCK) -o $(RUNTIME_LOCK)
 	@! grep -n '://' $(LOCK) $(RUNTIME_LOCK) || { echo "make lock: an address in a lock"; exit 1; }
+
+# docs/configuration.md from the settings' declarations (a unit test fails while it differs).
+configuration: install
+	$(BIN)/python -m deploy.configuration > docs/configuration.md
 
 # Our modules compiled once: a test run starts some 400 processes, and where
 # PYTHONDONTWRITEBYTECODE is set (as on the CI machines) each would compile every module

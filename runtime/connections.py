@@ -57,10 +57,32 @@ _HEADERS = CONNECTIONS.labels("reading_headers")
 
 @dataclass(frozen=True)
 class ConnectionBounds:
-    headers_s: float = variable("HTTP_HEADERS_S", 5.0)
-    body_s: float = variable("HTTP_BODY_S", 10.0)
-    idle_s: float = variable("HTTP_IDLE_S", 15.0)
-    connections_max: int = variable("HTTP_CONNECTIONS_MAX", 20_000)
+    headers_s: float = variable(
+        "HTTP_HEADERS_S",
+        5.0,
+        "a request's headers must arrive within this from its first byte; past it the connection "
+        "is closed (`runtime/connections.py`)",
+    )
+    body_s: float = variable(
+        "HTTP_BODY_S",
+        10.0,
+        "a request's body must arrive within this of its headers; past it, `408` and the "
+        "connection closes. A body is read before the request counts in flight, so slow senders "
+        "never fill `COUPONS_IN_FLIGHT_MAX`",
+    )
+    idle_s: float = variable(
+        "HTTP_IDLE_S",
+        15.0,
+        "a kept-alive connection with no request, and a new one that sends nothing, is closed "
+        "after this",
+    )
+    connections_max: int = variable(
+        "HTTP_CONNECTIONS_MAX",
+        20_000,
+        "open connections per process; a new one past it is closed at once. Never more than the "
+        "descriptors allow (their soft limit is raised to the hard one at start, 256 kept for the "
+        "broker, PostgreSQL and logs)",
+    )
 
     def __post_init__(self) -> None:
         for name in ("headers_s", "body_s", "idle_s"):

@@ -1,5 +1,6 @@
 """Settings declared once: each field names its environment variable beside its default
-(`variable`), and `read` builds the dataclass from an environment by those names."""
+and what it means (`variable`), and `read` builds the dataclass from an environment by
+those names. `declared` lists them, for docs/configuration.md (deploy/configuration.py)."""
 
 from collections.abc import Mapping
 from dataclasses import MISSING, field, fields
@@ -7,12 +8,23 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 VARIABLE = "environment variable"
+MEANING = "meaning"
 
 
-def variable(name: str, default: T) -> T:
-    """A field read from the environment variable `name`; `default` when it is unset."""
-    found: T = field(default=default, metadata={VARIABLE: name})
+def variable(name: str, default: T, meaning: str = "") -> T:
+    """A field read from the environment variable `name`; `default` when it is unset.
+    `meaning`, one line for operators, is what docs/configuration.md says of it."""
+    found: T = field(default=default, metadata={VARIABLE: name, MEANING: meaning})
     return found
+
+
+def declared(cls: type) -> list[tuple[str, Any, str]]:
+    """Each variable `cls` declares: its name, its default and its meaning."""
+    return [
+        (each.metadata[VARIABLE], each.default, each.metadata.get(MEANING, ""))
+        for each in fields(cls)
+        if VARIABLE in each.metadata
+    ]
 
 
 def read(cls: type[T], env: Mapping[str, str], **given: Any) -> T:

@@ -97,16 +97,37 @@ def overloaded() -> web.Response:
 
 @dataclass(frozen=True)
 class Limits:
-    user_per_s: float = variable("RATE_LIMIT_USER_PER_S", 10.0)  # 0: no limit
-    user_burst: float = variable("RATE_LIMIT_USER_BURST", 20.0)
+    user_per_s: float = variable(
+        "RATE_LIMIT_USER_PER_S",
+        10.0,
+        "token bucket per person (by token `sub`), per process: its rate; 0 turns it off",
+    )
+    user_burst: float = variable("RATE_LIMIT_USER_BURST", 20.0, "the per-person bucket's size")
     # Off unless set: behind a load balancer whose address is not among the trusted
     # proxies, every person shares that one address, and its bucket would throttle the site.
-    address_per_s: float = variable("RATE_LIMIT_ADDRESS_PER_S", 0.0)
-    address_burst: float = variable("RATE_LIMIT_ADDRESS_BURST", 1000.0)
+    address_per_s: float = variable(
+        "RATE_LIMIT_ADDRESS_PER_S",
+        0.0,
+        "token bucket per client address, per process: its rate; off (0) unless set, because "
+        "behind a load balancer that is not in `COUPONS_TRUSTED_PROXIES` every person shares its "
+        "address (each part logs the limits in force as it starts, and warns of that case)",
+    )
+    address_burst: float = variable(
+        "RATE_LIMIT_ADDRESS_BURST", 1000.0, "the per-address bucket's size"
+    )
     trusted_proxies: tuple[Network, ...] = ()  # COUPONS_TRUSTED_PROXIES
-    in_flight_max: int = variable("COUPONS_IN_FLIGHT_MAX", 10_000)
+    in_flight_max: int = variable(
+        "COUPONS_IN_FLIGHT_MAX",
+        10_000,
+        "requests one process handles at once; past it, `503` + `Retry-After` at once",
+    )
     # People (and addresses) each process keeps a bucket for.
-    keys_max: int = variable("RATE_LIMIT_KEYS_MAX", 100_000)
+    keys_max: int = variable(
+        "RATE_LIMIT_KEYS_MAX",
+        100_000,
+        "buckets each process keeps per kind (people, addresses); the least recently used goes "
+        "first",
+    )
 
     def __post_init__(self) -> None:
         for per_s, burst in ((self.user_per_s, self.user_burst),

@@ -33,60 +33,145 @@ class Settings:
     jwt: Verifier
     code_secret: str = field(repr=False)
     ticket_key: str = field(repr=False, default="")
-    environment: str = variable("COUPONS_ENV", "development")
-    topic_prefix: str = variable("COUPONS_TOPIC_PREFIX", "")
-    commands_partitions: int = variable("COUPONS_COMMAND_PARTITIONS", COMMAND_PARTITIONS)
-    day_zone_name: str = variable("COUPONS_DAY_TIMEZONE", "UTC")
-    host: str = variable("COUPONS_HOST", "127.0.0.1")
-    gateway_port: int = variable("GATEWAY_PORT", 8080)
-    notifier_port: int = variable("NOTIFIER_PORT", 8081)
-    allocator_port: int = variable("ALLOCATOR_PORT", 8082)
+    environment: str = variable(
+        "COUPONS_ENV",
+        "development",
+        "`production` refuses to start unless the JWT, code and ticket secrets are each set, 32+ "
+        "characters, not placeholders and all different; else `development`",
+    )
+    topic_prefix: str = variable("COUPONS_TOPIC_PREFIX", "", "prefix of every topic name")
+    commands_partitions: int = variable(
+        "COUPONS_COMMAND_PARTITIONS",
+        COMMAND_PARTITIONS,
+        "partitions of `coupon.commands` when created",
+    )
+    day_zone_name: str = variable(
+        "COUPONS_DAY_TIMEZONE", "UTC", "time zone of the one-per-day rule"
+    )
+    host: str = variable("COUPONS_HOST", "127.0.0.1", "the address each part listens on")
+    gateway_port: int = variable("GATEWAY_PORT", 8080, "the gateway's HTTP port")
+    notifier_port: int = variable(
+        "NOTIFIER_PORT", 8081, "the notifier's HTTP port (and the default `NOTIFIER_PUBLIC_URL`'s)"
+    )
+    allocator_port: int = variable(
+        "ALLOCATOR_PORT", 8082, "the allocator's HTTP port (`/partitions`, `/metrics`)"
+    )
     notifier_public_url: str = "http://127.0.0.1:8081"  # NOTIFIER_PUBLIC_URL, or its port's
     # ALLOCATOR_PARTITIONS: "0,1" or "all" (static ownership); unset: a consumer group
     allocator_partitions: tuple[int, ...] | None = None
     allocator_group: str = "coupons-allocators"  # ALLOCATOR_GROUP, or the prefix's own
-    allocator_session_timeout_ms: int = variable("ALLOCATOR_SESSION_TIMEOUT_MS", 6000)
+    allocator_session_timeout_ms: int = variable(
+        "ALLOCATOR_SESSION_TIMEOUT_MS",
+        6000,
+        "a member silent this long is dropped from the allocators' group and its partitions move "
+        "(heartbeats every sixth of it); at least 1000",
+    )
     allocator_id: str = "allocator"  # ALLOCATOR_ID, or one with the host name and process id
     # A static member of the group (KIP-345) under ALLOCATOR_ID: started again under the same
     # id within the session, it takes its partitions back at once instead of after the
     # session; but stopping never leaves the group, so its partitions wait out the session.
-    allocator_static_member: bool = variable("ALLOCATOR_STATIC_MEMBER", False)
+    allocator_static_member: bool = variable(
+        "ALLOCATOR_STATIC_MEMBER",
+        False,
+        "`1`: a static member of the group under `ALLOCATOR_ID` (KIP-345): killed and started "
+        "again under the same id, it takes its partitions back at once instead of after a session;"
+        " but a static member never leaves, so when stopped for good its partitions wait out the "
+        "session. Needs `ALLOCATOR_ID` set. For allocators restarted in place under a stable name "
+        "(a crash-looping container in its pod); not for rolling updates that rename pods",
+    )
     allocator_id_given: bool = False  # ALLOCATOR_ID set, not made up from the process id
-    gateway_id: str = variable("GATEWAY_ID", "")
-    gateway_workers: int = variable("GATEWAY_WORKERS", 1)
-    gateway_reuse_port: bool = variable("GATEWAY_REUSE_PORT", False)
-    event_loop: str = variable("COUPONS_EVENT_LOOP", "uvloop")
+    gateway_id: str = variable(
+        "GATEWAY_ID",
+        "",
+        "names the gateway's reply topic (workers add `-w<n>`); empty: `gw-<pid>-<random>`",
+    )
+    gateway_workers: int = variable(
+        "GATEWAY_WORKERS", 1, "gateway processes sharing the port (`coupons gateway --workers N`)"
+    )
+    gateway_reuse_port: bool = variable(
+        "GATEWAY_REUSE_PORT",
+        False,
+        "listen with SO_REUSEPORT beside other processes (what `--workers` sets)",
+    )
+    event_loop: str = variable("COUPONS_EVENT_LOOP", "uvloop", "`uvloop` or `asyncio`")
     # How long the broker may hold a consumer's fetch when nothing is new. Apache Kafka
     # answers as soon as a record arrives, so a wait costs no latency there and keeps idle
     # readers quiet (10 fetches a second each). It is 100, not Kafka's 500: a reader that
     # must know it reached the log's end (the notifier's tail read for a pending ticket)
     # learns it from an empty fetch, so waits that long. Tansu holds every fetch until the
     # wait runs out: stacks on Tansu set 10 (deploy/stack.py's TANSU_ENV).
-    kafka_fetch_wait_ms: int = variable("KAFKA_FETCH_WAIT_MS", 100)
+    kafka_fetch_wait_ms: int = variable(
+        "KAFKA_FETCH_WAIT_MS",
+        100,
+        "how long the broker may hold a consumer's fetch when nothing is new: Apache Kafka answers"
+        " as soon as a record arrives; a reader learns it reached the log's end from an empty "
+        "fetch, so not Kafka's 500; Tansu answers only when the wait runs out, so stacks on Tansu "
+        "(`coupons dev`, the bench, the tests) set 10",
+    )
     # The topics the parts create: copies of each partition, and how many must have a
     # write before it is acknowledged (acks=all). 1 and 1 for a one-node broker; on a
     # cluster, 3 and 2: one node may die and nothing acknowledged is lost.
-    kafka_replication_factor: int = variable("KAFKA_REPLICATION_FACTOR", 1)
-    kafka_min_insync_replicas: int = variable("KAFKA_MIN_INSYNC_REPLICAS", 1)
+    kafka_replication_factor: int = variable(
+        "KAFKA_REPLICATION_FACTOR",
+        1,
+        "copies of each partition of the topics the parts create (a topic that exists is left as "
+        "it is); 3 in `deploy/compose.yaml` and `deploy/k8s`",
+    )
+    kafka_min_insync_replicas: int = variable(
+        "KAFKA_MIN_INSYNC_REPLICAS",
+        1,
+        "the topics' `min.insync.replicas`: with `acks=all`, how many copies a write needs before "
+        "it is acknowledged; 2 with three nodes",
+    )
     # Producers that the broker deduplicates on a retry and keeps in order: Apache Kafka
     # has them; Tansu refuses them (InitProducerId fails), so it is off unless set.
-    kafka_idempotence: bool = variable("KAFKA_ENABLE_IDEMPOTENCE", False)
-    batch_records_max: int = variable("ALLOCATOR_BATCH_RECORDS_MAX", 2000)
-    forget_idle_s: float = variable("ALLOCATOR_FORGET_IDLE_S", 60.0)
-    claim_wait_s_default: float = variable("CLAIM_WAIT_S_DEFAULT", 2.0)
-    claim_wait_s_max: float = variable("CLAIM_WAIT_S_MAX", 10.0)
+    kafka_idempotence: bool = variable(
+        "KAFKA_ENABLE_IDEMPOTENCE",
+        False,
+        "idempotent producers (a retried produce never written twice); Tansu refuses them "
+        "(`InitProducerId` fails), Apache Kafka has them; on in `deploy/k8s`",
+    )
+    batch_records_max: int = variable("ALLOCATOR_BATCH_RECORDS_MAX", 2000, "records per batch")
+    forget_idle_s: float = variable(
+        "ALLOCATOR_FORGET_IDLE_S",
+        60.0,
+        "coupons (with nothing timed and nobody in line) and people no command named for this long"
+        " are dropped from memory and read back from PostgreSQL when named again",
+    )
+    claim_wait_s_default: float = variable(
+        "CLAIM_WAIT_S_DEFAULT",
+        2.0,
+        "how long a request waits for its decision without `Prefer: wait`",
+    )
+    claim_wait_s_max: float = variable(
+        "CLAIM_WAIT_S_MAX",
+        10.0,
+        "how long a request waits for its decision at most, with `Prefer: wait`",
+    )
     produce_timeout_s: float = 5.0
-    db_pool_size_max: int = variable("DB_POOL_SIZE_MAX", 10)
+    db_pool_size_max: int = variable("DB_POOL_SIZE_MAX", 10, "PostgreSQL connections per process")
     limits: Limits = field(default_factory=Limits)
     connections: ConnectionBounds = field(default_factory=ConnectionBounds)
-    produce_queue_max: int = variable("GATEWAY_PRODUCE_QUEUE_MAX", 20_000)
+    produce_queue_max: int = variable(
+        "GATEWAY_PRODUCE_QUEUE_MAX",
+        20_000,
+        "commands waiting for the broker in one gateway; past it, `503`",
+    )
     # COUPONS_WEB_ORIGINS: where the web app is served from, allowed to read the notifier
     # from a browser; unset: any origin in development, none in production.
     web_origins: tuple[str, ...] = ()
     # The web app's sign-in at an OpenID Connect provider (authorization code with PKCE):
     # its client id there; the provider is COUPONS_JWT_ISSUER, its keys COUPONS_JWT_JWKS_URL.
-    oidc_client_id: str = variable("COUPONS_OIDC_CLIENT_ID", "")
-    oidc_scope: str = variable("COUPONS_OIDC_SCOPE", "openid profile")
+    oidc_client_id: str = variable(
+        "COUPONS_OIDC_CLIENT_ID",
+        "",
+        "the web app's client id at the OpenID Connect provider `COUPONS_JWT_ISSUER` names:"
+        " people sign in there (authorization code with PKCE; needs `COUPONS_JWT_JWKS_URL`;"
+        ' docs/runbook.md, "Tokens from an identity provider"); empty: no provider sign-in',
+    )
+    oidc_scope: str = variable(
+        "COUPONS_OIDC_SCOPE", "openid profile", "the scopes the web app asks the provider for"
+    )
 
     @property
     def day_zone(self) -> tzinfo:
