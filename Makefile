@@ -63,7 +63,7 @@ compiled: install
 
 # Debian's packages the tests drive, each a command: chromium (the browser tests; Playwright's
 # own browser download is not used), promtool (the prometheus package: the alert rules'
-# tests) and kcat (the Kafka half reads the local stack's log as README's analysts do).
+# tests) and kcat (the Kafka half reads the local stack's log as docs/features.md's analysts do).
 # What is missing is installed in one apt-get (two at once, as make -j2 would run them,
 # would fight over its lock), which needs root.
 DEBS := chromium:chromium promtool:prometheus kcat:kcat

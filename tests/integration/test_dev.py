@@ -285,7 +285,7 @@ def test_dev_started_again_keeps_its_answers_and_replay_proves_them(
     if broker == "kafka":  # the same log: every decision, from both runs, is compared
         assert prefixes[0] == prefixes[1]
         assert "compared 6 decisions: 6 match" in proved and "begins after" not in proved
-        assert claims == ["alice", "alice", "bob", "alice"]  # README's kcat, both runs' claims
+        assert claims == ["alice", "alice", "bob", "alice"]  # docs/features.md's kcat, both runs
     else:  # a new log: what it holds (the coupon made after, and its two claims) is compared
         assert prefixes[0] != prefixes[1]
         assert "compared 3 decisions: 3 match" in proved
@@ -308,7 +308,7 @@ def test_dev_on_kafka_without_java_says_what_is_missing_in_one_line(tmp_path: Pa
 
 
 def _claims_kcat_reads(settings: dict[str, str]) -> list[str]:
-    """Who claimed, in log order, as Debian's kcat reads the command log (README, "For
+    """Who claimed, in log order, as Debian's kcat reads the command log (docs/features.md, "For
     analysts"): the broker and the topic prefix from the settings file."""
     kcat = shutil.which("kcat")
     assert kcat, "kcat is not installed: `make kcat` (as root: apt-get install kcat)"
