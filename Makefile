@@ -148,7 +148,8 @@ types: install
 	$(BIN)/mypy cli gateway allocator notifier schemas runtime deploy bench tests
 
 # The noon burst, sustained grants and replay, against the baseline and the ceiling;
-# the report goes to bench/results/. BENCH_ARGS passes options: make bench BENCH_ARGS='--users 20000'
+# the report goes to bench/results/, and a full run's figures to docs/benchmark.md.
+# BENCH_ARGS passes options: make bench BENCH_ARGS='--users 20000'
 bench: install
 	$(BIN)/coupons bench $(BENCH_ARGS)
 

@@ -3,6 +3,7 @@ baseline and the ceiling, on this machine, in one run."""
 
 import argparse
 import itertools
+import json
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -13,7 +14,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from bench import noon, scenarios, systems, tables
+from bench import markdown, noon, scenarios, systems, tables
+from bench.options import SCENARIOS
 
 Plotted = dict[str, list[scenarios.Run]]  # a plot each, by name
 
@@ -34,7 +36,8 @@ def run(args: argparse.Namespace) -> int:
         @contextmanager
         def fresh(compared: bool = True) -> Iterator[systems.Systems]:
             """Everything started anew, on empty logs and databases: the embedded broker
-            slows as its logs grow (README, Soak), so no scenario pays for the ones before."""
+            slows as its logs grow (docs/benchmark.md, Soak), so no scenario pays for the ones
+            before."""
             root = Path(tmp) / f"run{next(made)}"
             root.mkdir()
             stack = systems.start(root, log, args.workers, compared, broker=args.broker)
@@ -51,6 +54,8 @@ def run(args: argparse.Namespace) -> int:
     ok = all(f["checks"].get("ok", True) for f in figures)
     ok = ok and (replayed is None or replayed["checks"]["ok"])
     log(f"report: {path} ({'all checks passed' if ok else 'CHECKS FAILED'})")
+    if ok and wanted == set(SCENARIOS):  # a shorter run's figures do not stand for the bench's
+        log(f"figures: {markdown.write(json.loads(path.read_text()))}")
     return 0 if ok else 1
 
 
