@@ -45,7 +45,7 @@ async def _serve(
     async def readiness() -> str | None:
         if deciding.done():
             return "allocator stopped"
-        return allocator.problem or allocator.partition_problem
+        return allocator.unready.first() or allocator.partition_problem
 
     def owned() -> dict[str, Any]:
         """What this allocator decides: each partition with its epoch (the fence it holds),

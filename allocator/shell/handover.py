@@ -25,8 +25,9 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from prometheus_client import Counter, Gauge
 
 from allocator.core.decide import PartitionCore
-from allocator.shell import outbox, which_log
+from allocator.shell import outbox, readiness, which_log
 from allocator.shell.held_partition import HeldPartition
+from allocator.shell.readiness import Unready
 from allocator.shell.store import FENCED, Fenced, PartitionRow, PartitionStore
 from runtime import errors
 from runtime.produce import Message
@@ -64,6 +65,7 @@ class Handover(which_log.LogWatch):
     waiting: dict[TopicPartition, float]  # assigned, not taken yet: when to try again
     leaving: dict[TopicPartition, HeldPartition]  # revoked; kept if given straight back
     broken: BaseException | None  # what a group callback met that it could not handle
+    unready: Unready  # why it is not ready, by source
 
     @property
     def grouped(self) -> bool:
@@ -74,19 +76,22 @@ class Handover(which_log.LogWatch):
         partitions = self.settings.allocator_partitions
         if partitions is None:
             consumer.subscribe([self.topics.commands], listener=Membership(self))
-            self.problem = f"joining the allocators' group {self.settings.allocator_group}"
+            group = self.settings.allocator_group
+            self.unready.clear(readiness.STARTING)
+            self.unready.say(readiness.GROUP, f"joining the allocators' group {group}")
             return
         tps = [TopicPartition(self.topics.commands, p) for p in partitions]
         consumer.assign(tps)
         for tp in tps:
             await self._take(tp)
-        self.problem = None
+        self.unready.clear(readiness.STARTING)
 
     async def let_go(self, revoked: set[TopicPartition]) -> None:
         """The group takes these back: once the batch in hand is done, decide no more."""
         async with self.deciding_lock:
             for tp in revoked:
                 self.waiting.pop(tp, None)
+                self.unready.clear(readiness.taking(tp.partition))
                 owned = self.owned.get(tp)
                 if owned is None:
                     continue
@@ -112,8 +117,7 @@ class Handover(which_log.LogWatch):
             finally:
                 self.leaving.clear()  # not given back: its next owner has it
             REBALANCES.labels("assigned").inc(len(assigned))
-            if not self.waiting:
-                self.problem = None
+            self.unready.clear(readiness.STARTING, readiness.GROUP)
             log.info(
                 "the group gives %s; deciding %s",
                 sorted(tp.partition for tp in assigned),
@@ -126,6 +130,7 @@ class Handover(which_log.LogWatch):
         try:
             if kept is not None and await kept.store.holds(kept.epoch):
                 self.owned[tp] = kept
+                self.unready.clear(readiness.taking(tp.partition))
                 OWNED.labels(str(tp.partition)).set(1)
                 # A new assignment forgets positions and pauses: set both again.
                 self._seek(kept, kept.next_offset - kept.base)
@@ -143,7 +148,7 @@ class Handover(which_log.LogWatch):
         self.owned.pop(tp, None)
         self.waiting[tp] = time.monotonic() + after_s
         self.consumer.pause(tp)
-        self.problem = why
+        self.unready.say(readiness.taking(tp.partition), why)
 
     async def take_waiting(self) -> None:
         """Between batches: try again to take what the group gave us but we could not take."""
@@ -152,8 +157,6 @@ class Handover(which_log.LogWatch):
             if now >= at:
                 del self.waiting[tp]
                 await self._keep_or_take(tp)
-        if not self.waiting and self.problem and self.problem.startswith("taking partition"):
-            self.problem = None
 
     async def _take(self, tp: TopicPartition) -> None:
         """Own a partition: fence out the last owner, republish its outbox, seek."""
@@ -165,6 +168,7 @@ class Handover(which_log.LogWatch):
             base=ownership.log_base, log_id=ownership.log_id, log_mark=ownership.log_mark,
         )  # fmt: skip
         self.owned[tp] = owned
+        self.unready.clear(readiness.taking(tp.partition))
         OWNED.labels(str(tp.partition)).set(1)
         await self._resume(owned, ownership)
         self._suspect(owned)  # not one record is decided before its log is known
@@ -199,7 +203,7 @@ class Handover(which_log.LogWatch):
             return
         self.consumer.pause(owned.tp)
         if not self.owned:
-            self.problem = "fenced out of every partition it was given"
+            self.unready.say(readiness.FENCED, "fenced out of every partition it was given")
 
     async def _publish(self, messages: list[Message]) -> None:
         raise NotImplementedError

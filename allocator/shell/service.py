@@ -23,10 +23,11 @@ from allocator.core import budget
 from allocator.core.decide import PartitionCore
 from allocator.core.effects import Effects, Record
 from allocator.core.state import CoreConfig
-from allocator.shell import isolation, outbox, which_log
+from allocator.shell import isolation, outbox, readiness, which_log
 from allocator.shell.handover import LAG, Handover
 from allocator.shell.held_partition import HeldPartition, Phase
 from allocator.shell.isolation import Batch
+from allocator.shell.readiness import Unready
 from allocator.shell.store import Fenced, Landed
 from runtime import db, errors, hops, kafka, leaders
 from runtime.http import labelled
@@ -89,7 +90,8 @@ class Allocator(Handover):
         self.pool: asyncpg.Pool | None = None
         self.producer: AIOKafkaProducer | None = None
         self.consumer: AIOKafkaConsumer | None = None
-        self.problem: str | None = "starting"
+        self.unready = Unready()
+        self.unready.say(readiness.STARTING, "starting")
         self.ticking: dict[str, float] = {}  # coupon id: when its Tick was sent
         self.forget_at = 0.0  # monotonic time of the next look for idle state
         self.checker = which_log.Checker(settings)
@@ -429,11 +431,10 @@ class Allocator(Handover):
                 if not errors.retriable(error):
                     raise
                 attempt += 1
-                self.problem = f"broker: {errors.said(error)}"
+                self.unready.say(readiness.BROKER, f"broker: {errors.said(error)}")
                 log.warning("publish failed (%s); attempt %d", errors.said(error), attempt)
                 await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.1 * attempt))
-        if attempt and self.problem is not None and self.problem.startswith("broker: "):
-            self.problem = None
+        self.unready.clear(readiness.BROKER)
 
 
 def _records(messages: list[ConsumerRecord[bytes, bytes]], base: int) -> list[Record]:
