@@ -1,11 +1,9 @@
 """A small HTTP client for the tests: what a person's app would send."""
 
 import asyncio
-import base64
 import json
 import tempfile
 import time
-import uuid
 from collections import Counter
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
@@ -15,7 +13,8 @@ from typing import Any
 
 import aiohttp
 
-from runtime.settings import COMMAND_PARTITIONS
+from runtime.settings import COMMAND_PARTITIONS, Settings
+from schemas.tickets import open_ticket
 from schemas.topics import partition_of
 from tests.support.stack import Stack
 from tests.support.terminal import coupons_in, stack_folder
@@ -126,20 +125,14 @@ async def step(
     return await post(session, url, stack.token(user, admin), body or {}, {"Prefer": "wait=10"})
 
 
-def request_id_of(ticket: str) -> str:
-    """The request a ticket names (schemas/tickets.py: coupon id, request id, tag)."""
-    raw = base64.urlsafe_b64decode(ticket + "=" * (-len(ticket) % 4))
-    return str(uuid.UUID(bytes=raw[16:32]))
-
-
 async def at_the_edge(stack: Stack, answers: list[Answer]) -> list[Answer]:
     """The refusals the gateway's edge gave: requests the log never decided (the edge's
     answer is the allocator's word for word, ticket and all, so only the log tells)."""
     rows = await stack.fetch("SELECT request_id::text FROM decisions")
     decided = {row["request_id"] for row in rows}
-    return [
-        a for a in answers if a.status == 409 and request_id_of(a.body["ticket"]) not in decided
-    ]
+    secret = Settings.from_env(stack.env).ticket_secret
+    opened = [(a, open_ticket(secret, a.body["ticket"])) for a in answers if a.status == 409]
+    return [a for a, ids in opened if ids is not None and ids[1] not in decided]
 
 
 async def poll_ticket(
