@@ -7,6 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
+from allocator.shell.partitions import HELD, Given
 from allocator.shell.service import Allocator
 from runtime import kafka
 from runtime.http import add_ops_routes, errors, json_response, serve
@@ -45,22 +46,17 @@ async def _serve(
     async def readiness() -> str | None:
         if deciding.done():
             return "allocator stopped"
-        return allocator.unready.first() or allocator.partition_problem
+        return allocator.unready.first() or allocator.table.unready()
 
     def owned() -> dict[str, Any]:
-        """What this allocator decides: each partition with its epoch (the fence it holds),
-        its position and its phase (allocator/shell/held_partition.py), and how it came to
-        own them."""
+        """Every partition given to this allocator and its phase (allocator/shell/partitions.py);
+        for those it holds, the epoch (the fence), its position and lag; and how it came to
+        be given them."""
         return {
             "allocator": settings.allocator_id,
             "ownership": f"group {settings.allocator_group}" if allocator.grouped else "static",
-            "partitions": [
-                {"topic": o.tp.topic, "partition": o.tp.partition, "epoch": o.epoch,
-                 "position": o.next_offset, "phase": o.phase.value,
-                 "lag": allocator.lag(o), "problem": o.problem}
-                for o in sorted(allocator.owned.values(), key=lambda o: o.tp.partition)
-            ],
-        }  # fmt: skip
+            "partitions": [_listed(allocator, given) for given in allocator.table.listed()],
+        }
 
     async def partitions(_: web.Request) -> web.Response:
         return json_response(owned())
@@ -73,5 +69,15 @@ async def _serve(
     if allocator.grouped:
         log.info("allocator %s joins group %s", settings.allocator_id, settings.allocator_group)
     else:
-        log.info("allocator %s owns %d partitions", settings.allocator_id, len(allocator.owned))
+        held = [h.tp.partition for h in allocator.table.held()]
+        log.info("allocator %s holds partitions %s", settings.allocator_id, held)
     return deciding
+
+
+def _listed(allocator: Allocator, given: Given) -> dict[str, Any]:
+    listed = {"topic": given.tp.topic, "partition": given.tp.partition}
+    listed |= {"phase": given.phase.value, "problem": given.problem}
+    held = given.held if given.phase in HELD else None
+    if held is None:
+        return listed | {"epoch": None, "position": None, "lag": None}
+    return listed | {"epoch": held.epoch, "position": held.next_offset, "lag": allocator.lag(held)}

@@ -9,7 +9,7 @@ wait in the coupon's line, so a unit freed by a refusal goes to the next person 
 from allocator.core import grant_log, line
 from allocator.core.book import CouponBook
 from allocator.core.effects import Cause, DayRow, Effects
-from allocator.core.state import Partition
+from allocator.core.state import CoreState
 from schemas.messages import (
     DayReserved,
     ReleaseDay,
@@ -17,7 +17,7 @@ from schemas.messages import (
 )
 
 
-def reserve_day(partition: Partition, effects: Effects, command: ReserveDay) -> None:
+def reserve_day(partition: CoreState, effects: Effects, command: ReserveDay) -> None:
     days = partition.user_days.setdefault(command.user_id, {})
     holder = days.get(command.day)
     if holder is None:
@@ -38,7 +38,7 @@ def reserve_day(partition: Partition, effects: Effects, command: ReserveDay) -> 
     )
 
 
-def release_day(partition: Partition, effects: Effects, command: ReleaseDay) -> None:
+def release_day(partition: CoreState, effects: Effects, command: ReleaseDay) -> None:
     days = partition.user_days.setdefault(command.user_id, {})
     for day, holder in sorted(days.items()):
         if holder == command.request_id:
@@ -48,7 +48,7 @@ def release_day(partition: Partition, effects: Effects, command: ReleaseDay) -> 
 
 
 def day_reserved(
-    partition: Partition,
+    partition: CoreState,
     effects: Effects,
     book: CouponBook,
     command: DayReserved,

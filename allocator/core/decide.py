@@ -19,7 +19,7 @@ from functools import partial
 from allocator.core import answers, days, line, steps, whole_coupons
 from allocator.core.book import CouponBook
 from allocator.core.effects import Cause, Effects, Loaded, Needs, Record
-from allocator.core.state import CoreConfig, Partition
+from allocator.core.state import CoreConfig, CoreState
 from schemas import storable
 from schemas.codes import codes_key
 from schemas.messages import (
@@ -57,7 +57,7 @@ class Named:
         self.people.clear()
 
 
-class PartitionCore(Partition):
+class PartitionCore(CoreState):
     """The state of one partition's coupons and people, and the rules that change it."""
 
     def __init__(self, config: CoreConfig) -> None:

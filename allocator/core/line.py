@@ -4,7 +4,7 @@ order; with the daily rule the head of the line first asks for the person's day.
 from allocator.core import answers, grant_log
 from allocator.core.book import CouponBook
 from allocator.core.effects import Cause, Effects, Waiting
-from allocator.core.state import Partition, day_of
+from allocator.core.state import CoreState, day_of
 from schemas.messages import (
     Claim,
     Grant,
@@ -14,7 +14,7 @@ from schemas.messages import (
 
 
 def join(
-    partition: Partition,
+    partition: CoreState,
     effects: Effects,
     book: CouponBook,
     offset: int,
@@ -34,7 +34,7 @@ def join(
     advance(partition, effects, book, cause)
 
 
-def advance(partition: Partition, effects: Effects, book: CouponBook, cause: Cause) -> None:
+def advance(partition: CoreState, effects: Effects, book: CouponBook, cause: Cause) -> None:
     """Give free units to the line in order; refuse everyone once nothing can free up."""
     while book.line:
         head = book.line[0]

@@ -13,7 +13,7 @@ class CoreConfig:
 
 
 @dataclass
-class Partition:
+class CoreState:
     """The coupons (one book each) and the people (their days) of one partition."""
 
     config: CoreConfig

@@ -4,14 +4,14 @@ lapses holds and locks whose deadline has come."""
 from allocator.core import answers, grant_log, line, redemption
 from allocator.core.book import LIVE, CouponBook
 from allocator.core.effects import Cause, Effects
-from allocator.core.state import Partition
+from allocator.core.state import CoreState
 from schemas.messages import (
     GrantAction,
 )
 
 
 def step(
-    partition: Partition,
+    partition: CoreState,
     effects: Effects,
     book: CouponBook,
     offset: int,
@@ -39,7 +39,7 @@ def step(
     answers.decide(effects, offset, command, "applied", None, cause.at_ms, grant=changed)
 
 
-def pass_time(partition: Partition, effects: Effects, book: CouponBook, cause: Cause) -> None:
+def pass_time(partition: CoreState, effects: Effects, book: CouponBook, cause: Cause) -> None:
     """Move the coupon's clock to `cause`: lapse what is due, close the line at expiry."""
     if cause.at_ms <= book.clock_ms:
         return

@@ -10,7 +10,7 @@ from allocator.core.effects import (
     CodeRow,
     Effects,
 )
-from allocator.core.state import Partition
+from allocator.core.state import CoreState
 from schemas.codes import InvalidFormat, codes_key
 from schemas.messages import (
     AddCodes,
@@ -25,7 +25,7 @@ from schemas.messages import (
 )
 
 
-def create(partition: Partition, effects: Effects, offset: int, command: CreateCoupon) -> None:
+def create(partition: CoreState, effects: Effects, offset: int, command: CreateCoupon) -> None:
     if command.coupon_id in partition.books:
         answers.decide(effects, offset, command, "rejected", "conflict", command.at_ms)
         return
@@ -90,7 +90,7 @@ def revoke_slice(effects: Effects, book: CouponBook, after_seq: int, cause: Caus
 
 
 def add_codes(
-    partition: Partition,
+    partition: CoreState,
     effects: Effects,
     book: CouponBook,
     offset: int,

@@ -4,14 +4,24 @@ Framed bytes (lengths, then topic, key and value), not JSON: values are JSON alr
 escaping a whole batch of them again cost more than deciding it.
 """
 
+import asyncio
+import logging
 import struct
 
+from aiokafka import AIOKafkaProducer
+
 from allocator.core.effects import Effects
-from runtime.produce import Message
+from allocator.shell import readiness
+from allocator.shell.readiness import Unready
+from runtime import errors
+from runtime.produce import Message, send_all
 from schemas.messages import ReleaseDay, ReserveDay, encode
 from schemas.topics import Topics, coupon_key, user_key
 
+log = logging.getLogger(__name__)
+
 FRAME = struct.Struct(">HII")
+PUBLISH_BACKOFF_S_MAX = 2.0
 
 
 def messages(effects: Effects, topics: Topics) -> list[Message]:
@@ -57,3 +67,29 @@ def unpack(stored: bytes) -> list[Message]:
         messages.append((topic, key, stored[at : at + value_len]))
         at += value_len
     return messages
+
+
+class Publisher:
+    """Publishes until the broker has every message; a crash meanwhile replays the outbox.
+    An outage is waited out (the allocator says it is not ready while it lasts); a refusal
+    of what a message is (none can be too large: schemas/messages.py bounds them) is raised,
+    never retried as an outage."""
+
+    def __init__(self, producer: AIOKafkaProducer, unready: Unready) -> None:
+        self.producer = producer
+        self.unready = unready
+
+    async def __call__(self, messages: list[Message]) -> None:
+        attempt = 0
+        while True:
+            try:
+                await send_all(self.producer, messages)
+                break
+            except Exception as error:
+                if not errors.retriable(error):
+                    raise
+                attempt += 1
+                self.unready.say(readiness.BROKER, f"broker: {errors.said(error)}")
+                log.warning("publish failed (%s); attempt %d", errors.said(error), attempt)
+                await asyncio.sleep(min(PUBLISH_BACKOFF_S_MAX, 0.1 * attempt))
+        self.unready.clear(readiness.BROKER)

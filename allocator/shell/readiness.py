@@ -1,7 +1,7 @@
-"""Why the allocator is not ready, kept by source: the group it joins, the broker it
-publishes to, each partition it could not take. Each source says and clears its own, so
-that one clearing never clears another's (a single string did: cleared by what it began
-with)."""
+"""Why the allocator is not ready, kept by source: starting, the group it joins, the
+broker it publishes to. Each source says and clears its own, so that one clearing never
+clears another's (a single string did: cleared by what it began with). A partition's own
+trouble is kept with it, in the table of partitions (allocator/shell/partitions.py)."""
 
 from dataclasses import dataclass, field
 
@@ -22,9 +22,4 @@ class Unready:
         return next(iter(self.by_source.values()), None)
 
 
-STARTING, GROUP, BROKER, FENCED = "starting", "group", "broker", "fenced"
-
-
-def taking(partition: int) -> str:
-    """The source of a partition given to us that we could not take yet."""
-    return f"taking {partition}"
+STARTING, GROUP, BROKER = "starting", "group", "broker"

@@ -9,11 +9,11 @@ between commit and publish loses nothing.
 
 import asyncio
 import collections
+import contextlib
 import logging
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Callable
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRecord, TopicPartition
@@ -24,14 +24,15 @@ from allocator.core.decide import PartitionCore
 from allocator.core.effects import Effects, Record
 from allocator.core.state import CoreConfig
 from allocator.shell import isolation, outbox, readiness, which_log
-from allocator.shell.handover import LAG, Handover
-from allocator.shell.held_partition import HeldPartition, Phase
+from allocator.shell.handover import Handover
 from allocator.shell.isolation import Batch
+from allocator.shell.outbox import Publisher
+from allocator.shell.partitions import DECIDING, LAG, HeldPartition, Partitions, Phase
 from allocator.shell.readiness import Unready
 from allocator.shell.store import Fenced, Landed
 from runtime import db, errors, hops, kafka, leaders
 from runtime.http import labelled
-from runtime.produce import Message, send_all
+from runtime.produce import Message
 from runtime.settings import Settings
 from schemas import logmarks
 from schemas.messages import (
@@ -42,7 +43,7 @@ from schemas.messages import (
     decode_command,
     encode,
 )
-from schemas.topics import Topics, coupon_key, partition_of
+from schemas.topics import Topics, coupon_key
 
 log = logging.getLogger(__name__)
 
@@ -81,55 +82,80 @@ FORGET_EVERY_S = 5.0
 LANE_STOP_S = 5.0  # at stop, how long a batch in hand may take to finish
 
 
-class Allocator(Handover):
+class Allocator:
+    """The process's parts, started and stopped together: the partitions' table, the
+    handover that fills it, the log watch, the publisher; and the loop that decides."""
+
+    # Made by `start`, with what they are handed.
+    pool: asyncpg.Pool
+    producer: AIOKafkaProducer
+    consumer: AIOKafkaConsumer
+    table: Partitions
+    publish: Publisher
+    logs: which_log.LogWatch
+    handover: Handover
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.topics = Topics(settings.topic_prefix)
         self.config = CoreConfig(settings.code_secret.encode(), settings.day_zone)
-        self.owned: dict[TopicPartition, HeldPartition] = {}
-        self.pool: asyncpg.Pool | None = None
-        self.producer: AIOKafkaProducer | None = None
-        self.consumer: AIOKafkaConsumer | None = None
         self.unready = Unready()
         self.unready.say(readiness.STARTING, "starting")
         self.ticking: dict[str, float] = {}  # coupon id: when its Tick was sent
         self.forget_at = 0.0  # monotonic time of the next look for idle state
         self.checker = which_log.Checker(settings)
-        self.deciding_lock = asyncio.Lock()
-        self.waiting: dict[TopicPartition, float] = {}
-        self.leaving: dict[TopicPartition, HeldPartition] = {}
-        self.broken: BaseException | None = None
+        self.parts = contextlib.AsyncExitStack()  # what `start` started, for `stop`
+
+    @property
+    def grouped(self) -> bool:
+        return self.settings.allocator_partitions is None
 
     async def start(self) -> None:
+        """Each part started is stopped by `stop`, and by a failure of a later one."""
         settings = self.settings
-        await kafka.ensure_topics(settings, kafka.core_topics(settings))
-        self.pool = await db.create_pool(settings.database_url, settings.db_pool_size_max)
-        self.producer = kafka.producer(settings)
-        await self.producer.start()
-        self.consumer = kafka.consumer(
-            settings,
-            group_id=settings.allocator_group if self.grouped else None,
-            max_records=settings.batch_records_max,
-            session_timeout_ms=settings.allocator_session_timeout_ms,
-            instance_id=settings.allocator_id if settings.allocator_static_member else None,
-        )
-        await self.consumer.start()
-        await self.own(self.consumer)
+        async with contextlib.AsyncExitStack() as parts:
+            await kafka.ensure_topics(settings, kafka.core_topics(settings))
+            self.pool = await db.create_pool(settings.database_url, settings.db_pool_size_max)
+            parts.push_async_callback(self.pool.close)
+            self.producer = kafka.producer(settings)
+            await self.producer.start()
+            parts.push_async_callback(self.producer.stop)
+            self.consumer = kafka.consumer(
+                settings,
+                group_id=settings.allocator_group if self.grouped else None,
+                max_records=settings.batch_records_max,
+                session_timeout_ms=settings.allocator_session_timeout_ms,
+                instance_id=settings.allocator_id if settings.allocator_static_member else None,
+            )
+            await self.consumer.start()
+            parts.push_async_callback(self.consumer.stop)
+            parts.push_async_callback(self.checker.stop)
+            self._assemble()
+            await self.handover.own(self.topics.commands)
+            self.parts = parts.pop_all()
+
+    def _assemble(self) -> None:
+        """The shell's components, each handed what it works with."""
+        grouped_session_s = self.settings.allocator_session_timeout_ms / 1000
+        self.table = Partitions(self.consumer, grouped_session_s if self.grouped else None)
+        self.publish = Publisher(self.producer, self.unready)
+        self.logs = which_log.LogWatch(
+            table=self.table, consumer=self.consumer, producer=self.producer,
+            publish=self.publish, config=self.config, topics=self.topics, checker=self.checker,
+        )  # fmt: skip
+        self.handover = Handover(
+            settings=self.settings, config=self.config, table=self.table,
+            consumer=self.consumer, pool=self.pool, logs=self.logs, publish=self.publish,
+            unready=self.unready,
+        )  # fmt: skip
 
     async def stop(self) -> None:
-        await self.checker.stop()
-        if self.consumer:
-            await self.consumer.stop()
-        if self.producer:
-            await self.producer.stop()
-        if self.pool:
-            await self.pool.close()
+        await self.parts.aclose()
 
     async def run(self, stop: asyncio.Event) -> None:
         """Decide batches until `stop` is set."""
-        assert self.consumer
         beside = [
-            asyncio.create_task(self._verify_marks()),
+            asyncio.create_task(self.logs.verify_marks()),
             asyncio.create_task(leaders.watch(self.consumer, "allocator")),
         ]
         try:
@@ -146,12 +172,12 @@ class Allocator(Handover):
         lanes: dict[TopicPartition, tuple[HeldPartition, asyncio.Task[None]]] = {}
         try:
             while not stop.is_set():
-                if self.broken is not None:
-                    raise self.broken
+                if self.handover.broken is not None:
+                    raise self.handover.broken
                 self._start_lanes(lanes, stop)
-                async with self.deciding_lock:  # the group's changes wait for these
-                    await self.take_waiting()
-                    await self._watch_logs()
+                async with self.handover.lock:  # the group's changes wait for these
+                    await self.handover.take_waiting()
+                    await self.logs.watch()
                     await self._tick()
                 self._forget_idle()
                 self._measure_lag()
@@ -176,58 +202,50 @@ class Allocator(Handover):
                 del lanes[tp]
                 if not task.cancelled() and task.exception() is not None:
                     raise task.exception()  # type: ignore[misc]
-        for tp, owned in self.owned.items():
-            if tp not in lanes:  # one lane per partition: a lane of an owner let go ends first
-                lanes[tp] = (owned, asyncio.create_task(self._lane(owned, stop)))
+        for held in self.table.held():
+            if held.tp not in lanes:  # one lane per partition: a lane let go of ends first
+                lanes[held.tp] = (held, asyncio.create_task(self._lane(held, stop)))
 
-    async def _lane(self, owned: HeldPartition, stop: asyncio.Event) -> None:
+    async def _lane(self, held: HeldPartition, stop: asyncio.Event) -> None:
         """Read and decide this partition's batches while it is ours."""
-        assert self.consumer
-        tp = owned.tp
-        while not stop.is_set() and self.owned.get(tp) is owned:
-            seeks = owned.seeks
+        tp = held.tp
+        while not stop.is_set() and self.table.holding(tp) is held:
+            seeks = held.seeks
             batches = await self.consumer.getmany(
                 tp, timeout_ms=TIMER_TICK_MS, max_records=self.settings.batch_records_max
             )
             messages = batches.get(tp)
             if not messages:
                 continue
-            async with owned.lock:
-                if self.owned.get(tp) is owned and owned.seeks == seeks:
-                    await self._handle(owned, messages)
+            async with held.lock:
+                if self.table.holding(tp) is held and held.seeks == seeks:
+                    await self._handle(held, messages)
                     continue
             await self._read_again(tp)
 
     async def _read_again(self, tp: TopicPartition) -> None:
         """Records read for a position that was set again meanwhile (or by an owner let
         go) are not decided: whoever decides the partition now reads on from its own."""
-        current = self.owned.get(tp)
+        current = self.table.holding(tp)
         if current is not None:
             async with current.lock:
-                self._seek(current, current.next_offset - current.base)
-
-    @property
-    def partition_problem(self) -> str | None:
-        """Why the first partition that is not deciding is not, or None."""
-        for owned in sorted(self.owned.values(), key=lambda o: o.tp.partition):
-            if owned.problem is not None:
-                return f"partition {owned.tp.partition}: {owned.problem}"
-        return None
+                self.table.seek(current, current.next_offset - current.base)
 
     async def _tick(self) -> None:
         """Append a Tick for each coupon whose deadline has come: the core reads no clock."""
         now_ms = int(time.time() * 1000)
         now = time.monotonic()
         due: list[Message] = []
-        for owned in list(self.owned.values()):
-            if owned.lock.locked():
+        for held in self.table.held():
+            if held.lock.locked():
                 continue  # a batch in hand: its deadlines are looked at next tick
-            async with owned.lock:
-                if not owned.deciding:
+            async with held.lock:
+                phase = self.table.phase(held)
+                if phase not in DECIDING:
                     continue
-                if owned.phase is Phase.COLD and not await self._warm(owned):
+                if phase is Phase.COLD and not await self._warm(held):
                     continue
-                coupons = owned.core.due(now_ms)
+                coupons = held.core.due(now_ms)
             for coupon_id in coupons:
                 sent = self.ticking.get(coupon_id)
                 if sent is not None and now - sent < TICK_RESEND_S:
@@ -237,32 +255,24 @@ class Allocator(Handover):
                 due.append((self.topics.commands, coupon_key(coupon_id), encode(tick)))
         if due:
             TICKS.inc(len(due))
-            await self._publish(due)
+            await self.publish(due)
 
-    def _owns(self, owned: HeldPartition) -> Callable[[str], bool]:
-        """Whether a coupon's commands go to this partition."""
-        assert self.consumer
-        partitions = len(self.consumer.partitions_for_topic(owned.tp.topic) or {0})
-        return lambda coupon_id: partition_of(coupon_id, partitions) == owned.tp.partition
-
-    async def _warm(self, owned: HeldPartition) -> bool:
+    async def _warm(self, held: HeldPartition) -> bool:
         """Load this partition's coupons that have deadlines, so their timers run."""
-        assert self.consumer
         try:
-            ids = await owned.store.timed_coupons()
-            mine = set(filter(self._owns(owned), ids))
-            needs = owned.core.needs([])
-            needs.coupon_ids = mine - set(owned.core.books)
-            loaded, _ = await owned.store.load(needs)
+            ids = await held.store.timed_coupons()
+            mine = set(filter(self.table.owns(held.tp), ids))
+            needs = held.core.needs([])
+            needs.coupon_ids = mine - set(held.core.books)
+            loaded, _ = await held.store.load(needs)
         except Exception as error:
             if not errors.known(error):
                 raise
-            owned.problem = f"database: {errors.said(error)}"
-            if self.pool:
-                await db.forget_connections(self.pool)
+            self.table.trouble(held, f"database: {errors.said(error)}")
+            await db.forget_connections(self.pool)
             return False
-        owned.core.load(loaded)
-        owned.move(Phase.WARM)
+        held.core.load(loaded)
+        self.table.warmed(held)
         return True
 
     def _forget_idle(self) -> None:
@@ -271,34 +281,33 @@ class Allocator(Handover):
         if now < self.forget_at:
             return
         self.forget_at = now + min(FORGET_EVERY_S, idle_s)
-        for owned in self.owned.values():
-            if not owned.lock.locked():  # a batch in hand counts on what its core loaded
-                FORGOTTEN.inc(owned.core.forget_idle(now, idle_s))
+        for held in self.table.held():
+            if not held.lock.locked():  # a batch in hand counts on what its core loaded
+                FORGOTTEN.inc(held.core.forget_idle(now, idle_s))
 
-    def lag(self, owned: HeldPartition) -> int | None:
+    def lag(self, held: HeldPartition) -> int | None:
         """Records of this partition not decided yet, as far as the broker last said."""
-        highwater = self.consumer.highwater(owned.tp) if self.consumer else None
-        return None if highwater is None else max(highwater + owned.base - owned.next_offset, 0)
+        highwater = self.consumer.highwater(held.tp)
+        return None if highwater is None else max(highwater + held.base - held.next_offset, 0)
 
     def _measure_lag(self) -> None:
-        for tp, owned in self.owned.items():
-            lag = self.lag(owned)
+        for held in self.table.held():
+            lag = self.lag(held)
             if lag is not None:
-                LAG.labels(str(tp.partition)).set(lag)
+                LAG.labels(str(held.tp.partition)).set(lag)
 
     async def _handle(
-        self, owned: HeldPartition, messages: list[ConsumerRecord[bytes, bytes]]
+        self, held: HeldPartition, messages: list[ConsumerRecord[bytes, bytes]]
     ) -> None:
-        if not owned.deciding:
+        if not self.table.deciding(held):
             # Fetched before the pause (the mark check runs beside this loop): these records
             # were handed over, so the consumer is past them. Go back, to read them again
             # once the log is known (a new log seeks to its start anyway).
-            assert self.consumer
-            self._seek(owned, owned.next_offset - owned.base)
+            self.table.seek(held, held.next_offset - held.base)
             return
         # Positions below the committed one were decided already (a seek raced a fetch).
-        base = owned.base
-        fresh = [m for m in messages if m.offset + base >= owned.next_offset]
+        base = held.base
+        fresh = [m for m in messages if m.offset + base >= held.next_offset]
         if not fresh:
             return
         records = _records(fresh, base)
@@ -306,32 +315,33 @@ class Allocator(Handover):
         left = budget.cut(records, {m.offset + base: len(m.value or b"") for m in fresh})
         if left is not None:  # the rest wait for the next batch
             records, next_offset = [r for r in records if r.offset < left], left
-        isolating = owned.failures >= BATCH_FAILURES_MAX
+        isolating = held.failures >= BATCH_FAILURES_MAX
         try:
-            done = await self._commit(owned, records, next_offset, isolating)
+            done = await self._commit(held, records, next_offset, isolating)
         except Fenced as fenced:
-            self._fenced_out(owned, fenced)
+            self.table.fenced(held, fenced)
             return
         except Exception as error:
             if not errors.retriable(error):
                 raise
-            await self._failed(owned, error)
+            await self._failed(held, error)
             return
         if isinstance(done, Landed):
             # Our last commit landed unheard: what it decided is durable; its messages are
             # in the outbox. Publish them, and go on from the row's offset with a cold core.
-            log.warning("%s[%d]: %s; resuming there", *owned.tp, done)
-            await self._resume(owned, done.ownership)
+            log.warning("%s[%d]: %s; resuming there", *held.tp, done)
+            await self.handover.resume(held, done.row)
             return
         effects, messages = done
-        owned.problem, owned.failures = None, 0
-        owned.next_offset = effects.next_offset
+        held.failures = 0
+        self.table.trouble(held, None)
+        held.next_offset = effects.next_offset
         if left is not None:
-            self._seek(owned, left - base)
+            self.table.seek(held, left - base)
         for coupon_id in effects.ticked:
             self.ticking.pop(coupon_id, None)
         started = time.perf_counter()
-        await self._publish(messages)
+        await self.publish(messages)
         hops.spent("allocator_publish", started)
         BATCHES.observe(len(records))
         decided = collections.Counter(
@@ -343,26 +353,27 @@ class Allocator(Handover):
             UNSTORABLE.inc()
             log.error("refused the command at %d: %s", record.offset, record.fault)
 
-    async def _failed(self, owned: HeldPartition, error: BaseException) -> None:
+    async def _failed(self, held: HeldPartition, error: BaseException) -> None:
         """Nothing was committed: forget what the core decided and read the batch again,
         after a backoff. A batch that fails in a row while the database answers is split
         on its next try, as one it refuses for what it holds (`_commit`)."""
         FAILURES.inc()
-        assert self.pool
         await db.forget_connections(self.pool)
         if await db.unreachable(self.pool) is None:
-            owned.failures += 1  # the database answers: the batch is the likely cause
+            held.failures += 1  # the database answers: the batch is the likely cause
         why = errors.said(error)
-        owned.problem = f"database: {why} (batch at {owned.next_offset}, {owned.failures} in a row)"
         log.warning(
-            "%s[%d]: batch at %d failed (%s); retrying", *owned.tp, owned.next_offset, why
+            "%s[%d]: batch at %d failed (%s); retrying", *held.tp, held.next_offset, why
         )  # fmt: skip
-        owned.reset(PartitionCore(self.config))
-        self._seek(owned, owned.next_offset - owned.base)
-        await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2 * 2 ** min(owned.failures, 4)))
+        self.table.reset(held, PartitionCore(self.config))
+        self.table.trouble(
+            held, f"database: {why} (batch at {held.next_offset}, {held.failures} in a row)"
+        )
+        self.table.seek(held, held.next_offset - held.base)
+        await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2 * 2 ** min(held.failures, 4)))
 
     async def _commit(
-        self, owned: HeldPartition, records: list[Record], next_offset: int, isolating: bool = False
+        self, held: HeldPartition, records: list[Record], next_offset: int, isolating: bool = False
     ) -> Batch | Landed:
         """Decide and commit a batch; one PostgreSQL refuses for what it holds is committed
         without the records at fault (allocator/shell/isolation.py), never retried as it is. So
@@ -370,28 +381,27 @@ class Allocator(Handover):
         by its timeout fails the same way however often it is tried."""
         refuses = isolation.repeating if isolating else isolation.refusing
         try:
-            return await self._decide(owned, owned.core, records, next_offset)
+            return await self._decide(held, held.core, records, next_offset)
         except Exception as refused:
             if not refuses(refused):
                 raise
             error = refused
-            log.error("batch at %d refused by PostgreSQL (%s); isolating", owned.next_offset, error)
-            if self.pool:
-                await db.forget_connections(self.pool)  # a COPY cut short: use fresh ones
+            log.error("batch at %d refused by PostgreSQL (%s); isolating", held.next_offset, error)
+            await db.forget_connections(self.pool)  # a COPY cut short: use fresh ones
 
         async def attempt(marked: list[Record], trial: bool) -> Batch | Landed:
             core = PartitionCore(self.config)  # what PostgreSQL holds, as after a restart
-            done = await self._decide(owned, core, marked, next_offset, trial)
+            done = await self._decide(held, core, marked, next_offset, trial)
             if not trial:
-                owned.reset(core)
+                self.table.reset(held, core)
             return done
 
-        owned.reset(PartitionCore(self.config))  # it decided what was refused
+        self.table.reset(held, PartitionCore(self.config))  # it decided what was refused
         return await isolation.isolate(records, attempt, error, refuses)
 
     async def _decide(
         self,
-        owned: HeldPartition,
+        held: HeldPartition,
         core: PartitionCore,
         records: list[Record],
         next_offset: int,
@@ -401,7 +411,7 @@ class Allocator(Handover):
         if records:
             started = time.perf_counter()
             needs = core.needs(records)
-            loaded, decided = await owned.store.load(needs)
+            loaded, decided = await held.store.load(needs)
             hops.spent("allocator_load", started)
             started = time.perf_counter()
             core.load(loaded)
@@ -410,31 +420,12 @@ class Allocator(Handover):
         effects.next_offset = next_offset  # past the last record read, decided, mark or unreadable
         messages = outbox.messages(effects, self.topics)
         started = time.perf_counter()
-        landed = await owned.store.commit(
-            owned.epoch, owned.next_offset, effects, outbox.pack(messages), trial
+        landed = await held.store.commit(
+            held.epoch, held.next_offset, effects, outbox.pack(messages), trial
         )
         COMMIT_SECONDS.observe(time.perf_counter() - started)
         hops.spent("allocator_commit", started)
         return landed or (effects, messages)
-
-    async def _publish(self, messages: list[Message]) -> None:
-        """Publish until the broker has every message; a crash here replays the outbox.
-        An outage is waited out; a refusal of what a message is (none can be too large:
-        schemas/messages.py bounds them) is raised, never retried as an outage."""
-        assert self.producer
-        attempt = 0
-        while True:
-            try:
-                await send_all(self.producer, messages)
-                break
-            except Exception as error:
-                if not errors.retriable(error):
-                    raise
-                attempt += 1
-                self.unready.say(readiness.BROKER, f"broker: {errors.said(error)}")
-                log.warning("publish failed (%s); attempt %d", errors.said(error), attempt)
-                await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.1 * attempt))
-        self.unready.clear(readiness.BROKER)
 
 
 def _records(messages: list[ConsumerRecord[bytes, bytes]], base: int) -> list[Record]:

@@ -31,10 +31,10 @@ class Landed:
     connection died before its answer), so the row is still ours but further on, and this
     one wrote nothing. Carry on from where the row stands."""
 
-    ownership: "PartitionRow"
+    row: "PartitionRow"
 
     def __str__(self) -> str:
-        return f"the partition row is at {self.ownership.next_offset}"
+        return f"the partition row is at {self.row.next_offset}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,14 +18,15 @@ import enum
 import logging
 import time
 import uuid
-from collections.abc import Callable
+from dataclasses import dataclass
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from prometheus_client import Counter
 
 from allocator.core.decide import PartitionCore
 from allocator.core.state import CoreConfig, day_of
-from allocator.shell.held_partition import HeldPartition, Phase
+from allocator.shell.outbox import Publisher
+from allocator.shell.partitions import HeldPartition, Partitions
 from allocator.shell.store import Fenced
 from runtime import errors, kafka
 from runtime.produce import Message
@@ -117,120 +118,93 @@ LOG_CHECK_EVERY_S = 1.0  # while a partition is paused for a log that may be new
 LOG_VERIFY_EVERY_S = 5.0
 
 
+@dataclass
 class LogWatch:
     """The allocator's side of it: each partition's log marked, checked beside the
-    deciding and whenever its end falls below the position, and a new log taken up. Mixed
-    into the allocator, whose parts these are."""
+    deciding and whenever its end falls below the position, and a new log taken up."""
 
-    settings: Settings
-    topics: Topics
+    table: Partitions
+    consumer: AIOKafkaConsumer
+    producer: AIOKafkaProducer
+    publish: Publisher
     config: CoreConfig
-    owned: dict[TopicPartition, HeldPartition]
-    consumer: AIOKafkaConsumer | None
-    producer: AIOKafkaProducer | None
+    topics: Topics
     checker: Checker
-    problem: str | None
 
-    def _owns(self, owned: HeldPartition) -> Callable[[str], bool]:
-        raise NotImplementedError
-
-    def _fenced_out(self, owned: HeldPartition, fenced: Fenced) -> None:
-        raise NotImplementedError
-
-    async def _publish(self, messages: list[Message]) -> None:
-        raise NotImplementedError
-
-    def _seek(self, owned: HeldPartition, offset: int) -> None:
-        """Read the partition on from log offset `offset`: records read before are stale."""
-        assert self.consumer
-        owned.seeks += 1
-        self.consumer.seek(owned.tp, offset)
-
-    def _suspect(self, owned: HeldPartition) -> None:
-        """Stop deciding this partition until its log is known to be the position's."""
-        assert self.consumer
-        if owned.deciding:
-            owned.move(Phase.UNSURE)
-        self.consumer.pause(owned.tp)
-
-    async def _watch_logs(self) -> None:
+    async def watch(self) -> None:
         """A log end below the position means the broker may have started a new log."""
-        assert self.consumer
-        for owned in list(self.owned.values()):
-            highwater = self.consumer.highwater(owned.tp)
-            if highwater is not None and highwater + owned.base < owned.next_offset:
-                self._suspect(owned)
-            due = time.monotonic() - owned.checked_at >= LOG_CHECK_EVERY_S
-            if not owned.deciding and due and not owned.lock.locked():
-                async with owned.lock:
-                    await self._check_log(owned)
+        for held in self.table.held():
+            highwater = self.consumer.highwater(held.tp)
+            if highwater is not None and highwater + held.base < held.next_offset:
+                self.table.suspect(held)
+            due = time.monotonic() - held.checked_at >= LOG_CHECK_EVERY_S
+            if not self.table.deciding(held) and due and not held.lock.locked():
+                async with held.lock:
+                    await self.check(held)
 
-    async def _verify_marks(self) -> None:
+    async def verify_marks(self) -> None:
         """Beside the deciding: look at every partition's mark now and then, and hand a
         partition whose mark is gone to the deciding loop, paused."""
         while True:
             await asyncio.sleep(LOG_VERIFY_EVERY_S)
-            for owned in list(self.owned.values()):
-                if not owned.deciding or owned.log_id is None or owned.log_mark is None:
+            for held in self.table.held():
+                if not self.table.deciding(held) or held.log_id is None or held.log_mark is None:
                     continue
-                verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
-                if verdict is Verdict.NEW and self.owned.get(owned.tp) is owned:
-                    self._suspect(owned)  # the loop looks again, with the mark it has now
+                verdict = await self.checker.check(held.tp, held.log_mark, held.log_id)
+                if verdict is Verdict.NEW and self.table.deciding(held):
+                    self.table.suspect(held)  # the loop looks again, with the mark it has now
 
-    async def _check_log(self, owned: HeldPartition) -> None:
-        assert self.consumer
-        owned.checked_at = time.monotonic()
+    async def check(self, held: HeldPartition) -> None:
+        """Whether the partition's log is the one its position belongs to: decide on if
+        so, take up the new one if not, stay UNSURE (its problem said) if it cannot tell."""
+        held.checked_at = time.monotonic()
         try:
-            if owned.log_id is None or owned.log_mark is None:
-                await self._mark(owned, owned.base)  # a partition seen for the first time
+            if held.log_id is None or held.log_mark is None:
+                await self._mark(held, held.base)  # a partition seen for the first time
             else:
-                verdict = await self.checker.check(owned.tp, owned.log_mark, owned.log_id)
+                verdict = await self.checker.check(held.tp, held.log_mark, held.log_id)
                 if verdict is Verdict.UNKNOWN:
-                    owned.problem = "broker: cannot tell which log it holds"
+                    self.table.trouble(held, "broker: cannot tell which log it holds")
                     return
                 if verdict is Verdict.NEW:
-                    await self._new_log(owned)
+                    await self._new_log(held)
         except Fenced as fenced:
-            self._fenced_out(owned, fenced)
+            self.table.fenced(held, fenced)
             return
         except Exception as error:
             if not errors.known(error):
                 raise
-            owned.problem = f"checking the log: {errors.said(error)}"
+            self.table.trouble(held, f"checking the log: {errors.said(error)}")
             return
-        owned.move(Phase.COLD)
-        self.consumer.resume(owned.tp)
-        owned.problem = None
+        self.table.known(held)
 
-    async def _new_log(self, owned: HeldPartition) -> None:
+    async def _new_log(self, held: HeldPartition) -> None:
         """The broker holds a new log: go on from its first record. What the old log held
         beyond the position is gone; positions go on growing from where they were."""
-        assert self.consumer
-        tp = owned.tp
+        tp = held.tp
         start = (await self.consumer.beginning_offsets([tp]))[tp]
         log.warning(
             "%s[%d]: the log is not the one position %d belongs to; going on from its offset %d",
-            *tp, owned.next_offset, start,
+            *tp, held.next_offset, start,
         )  # fmt: skip
         NEW_LOGS.inc()
-        await self._mark(owned, owned.next_offset - start)
-        owned.reset(PartitionCore(self.config))
-        self._seek(owned, start)
-        await self._ask_days_again(owned)
+        await self._mark(held, held.next_offset - start)
+        self.table.reset(held, PartitionCore(self.config))
+        self.table.seek(held, start)
+        await self._ask_days_again(held)
 
-    async def _mark(self, owned: HeldPartition, base: int) -> None:
-        assert self.producer
+    async def _mark(self, held: HeldPartition, base: int) -> None:
         log_id, payload = new_mark()
-        tp = owned.tp
+        tp = held.tp
         sent = await self.producer.send_and_wait(tp.topic, payload, partition=tp.partition)
-        await owned.store.mark_log(owned.epoch, log_id, sent.offset, base)
-        owned.log_id, owned.log_mark, owned.base = log_id, sent.offset, base
+        await held.store.mark_log(held.epoch, log_id, sent.offset, base)
+        held.log_id, held.log_mark, held.base = log_id, sent.offset, base
 
-    async def _ask_days_again(self, owned: HeldPartition) -> None:
+    async def _ask_days_again(self, held: HeldPartition) -> None:
         """Claims waiting for a person's day asked for it in a log that is gone: ask again.
         The person's partition answers the same request the same way, so asking twice is
         safe."""
-        waiting = await owned.store.reserving(self._owns(owned))
+        waiting = await held.store.reserving(self.table.owns(held.tp))
         again: list[Message] = []
         for w in waiting:
             claim = w.claim
@@ -238,5 +212,5 @@ class LogWatch:
             ask = ReserveDay(claim.request_id, claim.coupon_id, claim.user_id, day, claim.at_ms)
             again.append((self.topics.commands, user_key(claim.user_id), encode(ask)))
         if again:
-            log.warning("%s[%d]: asking again for %d days", *owned.tp, len(again))
-            await self._publish(again)
+            log.warning("%s[%d]: asking again for %d days", *held.tp, len(again))
+            await self.publish(again)

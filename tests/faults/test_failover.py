@@ -243,10 +243,10 @@ async def check_every_coupon(
 
 
 async def deciding(http: aiohttp.ClientSession, allocator: Part) -> set[int]:
-    """The partitions an allocator says it decides (not paused for its log)."""
+    """The partitions an allocator says it decides (held, and its log known)."""
     async with http.get(f"{allocator.url}/partitions") as response:
         body: dict[str, Any] = await response.json()
-    return {p["partition"] for p in body["partitions"] if p["phase"] != "unsure"}
+    return {p["partition"] for p in body["partitions"] if p["phase"] in ("cold", "warm")}
 
 
 async def shared_out(allocators: list[Part], settled: Callable[[list[set[int]]], bool]) -> None:

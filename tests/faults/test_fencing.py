@@ -47,7 +47,7 @@ async def test_two_allocators_forced_onto_one_partition_never_double_grant(
 
 
 async def epochs(http: aiohttp.ClientSession, allocator_url: str) -> dict[int, int]:
-    """The partitions an allocator says it decides, with the epoch it holds each at."""
+    """The partitions an allocator says it holds, with the epoch it holds each at."""
     async with http.get(f"{allocator_url}/partitions") as response:
         body = await response.json()
-    return {p["partition"]: p["epoch"] for p in body["partitions"]}
+    return {p["partition"]: p["epoch"] for p in body["partitions"] if p["epoch"] is not None}

@@ -28,7 +28,7 @@ def test_a_commit_that_landed_unheard_is_ours_and_a_stale_owner_is_fenced(infra:
             # The same batch again, as after a commit whose answer was lost: not fenced.
             landed = await mine.commit(taken.epoch, taken.next_offset, Effects(10), b"batch-1")
             assert isinstance(landed, Landed), landed
-            assert (landed.ownership.next_offset, landed.ownership.outbox) == (10, b"batch-1")
+            assert (landed.row.next_offset, landed.row.outbox) == (10, b"batch-1")
             usurper = PartitionStore(pool, "commands", 0, "b")
             newer = await usurper.acquire()
             with pytest.raises(Fenced):

@@ -7,12 +7,12 @@ from allocator.shell.readiness import Unready
 
 def test_each_source_clears_only_its_own_and_the_first_said_is_shown() -> None:
     unready = Unready()
-    unready.say(readiness.taking(2), "taking partition 2: the database is down")
+    unready.say(readiness.GROUP, "joining the allocators' group g")
     unready.say(readiness.BROKER, "broker: no leader")
-    assert unready.first() == "taking partition 2: the database is down"
-    unready.clear(readiness.taking(3))  # another partition taken: says nothing of 2's
-    assert unready.first() == "taking partition 2: the database is down"
-    unready.clear(readiness.taking(2))
+    assert unready.first() == "joining the allocators' group g"
+    unready.clear(readiness.STARTING)  # started: says nothing of the group
+    assert unready.first() == "joining the allocators' group g"
+    unready.clear(readiness.GROUP)
     assert unready.first() == "broker: no leader"
     unready.clear(readiness.BROKER, readiness.GROUP)
     assert unready.first() is None
