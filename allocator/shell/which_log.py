@@ -156,27 +156,35 @@ class LogWatch:
 
     async def check(self, held: HeldPartition) -> None:
         """Whether the partition's log is the one its position belongs to: decide on if
-        so, take up the new one if not, stay UNSURE (its problem said) if it cannot tell."""
+        so (a new log taken up first), stay UNSURE with its problem said if it cannot tell."""
         held.checked_at = time.monotonic()
         try:
-            if held.log_id is None or held.log_mark is None:
-                await self._mark(held, held.base)  # a partition seen for the first time
-            else:
-                verdict = await self.checker.check(held.tp, held.log_mark, held.log_id)
-                if verdict is Verdict.UNKNOWN:
-                    self.table.trouble(held, "broker: cannot tell which log it holds")
-                    return
-                if verdict is Verdict.NEW:
-                    await self._new_log(held)
-        except Fenced as fenced:
-            self.table.fenced(held, fenced)
-            return
+            known = await self._known(held)
         except Exception as error:
-            if not errors.known(error):
-                raise
-            self.table.trouble(held, f"checking the log: {errors.said(error)}")
+            self._unchecked(held, error)
             return
-        self.table.known(held)
+        if known:
+            self.table.known(held)
+        else:
+            self.table.trouble(held, "broker: cannot tell which log it holds")
+
+    async def _known(self, held: HeldPartition) -> bool:
+        if held.log_id is None or held.log_mark is None:
+            await self._mark(held, held.base)  # a partition seen for the first time
+            return True
+        verdict = await self.checker.check(held.tp, held.log_mark, held.log_id)
+        if verdict is Verdict.NEW:
+            await self._new_log(held)
+        return verdict is not Verdict.UNKNOWN
+
+    def _unchecked(self, held: HeldPartition, error: Exception) -> None:
+        """Fenced out while marking the log, or an outage said; anything else is a bug."""
+        if isinstance(error, Fenced):
+            self.table.fenced(held, error)
+        elif errors.known(error):
+            self.table.trouble(held, f"checking the log: {errors.said(error)}")
+        else:
+            raise error
 
     async def _new_log(self, held: HeldPartition) -> None:
         """The broker holds a new log: go on from its first record. What the old log held
