@@ -10,29 +10,29 @@ from functools import lru_cache
 from aiokafka.partitioner import murmur2
 
 
+class _Topic:
+    """One of the stack's topics, as an attribute of Topics: the prefix, then `coupon.`
+    and the attribute's own name."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name = f"coupon.{name}"
+
+    def __get__(self, topics: "Topics", owner: type) -> str:
+        return topics.prefix + self.name
+
+
 @dataclass(frozen=True, slots=True)
 class Topics:
     prefix: str = ""
 
-    @property
-    def commands(self) -> str:
-        """Claims, coupon creations and the allocator's own follow-up commands."""
-        return f"{self.prefix}coupon.commands"
-
-    @property
-    def decisions(self) -> str:
-        """Every final decision, published by the allocator after it is durable."""
-        return f"{self.prefix}coupon.decisions"
-
-    @property
-    def status(self) -> str:
-        """Latest state of each coupon (compacted in a real cluster), for edge answers."""
-        return f"{self.prefix}coupon.status"
-
-    @property
-    def edge(self) -> str:
-        """How many claims each gateway answered without the log, per coupon and second."""
-        return f"{self.prefix}coupon.edge"
+    # Claims, coupon creations and the allocator's own follow-up commands.
+    commands = _Topic()
+    # Every final decision, published by the allocator after it is durable.
+    decisions = _Topic()
+    # Latest state of each coupon (compacted in a real cluster), for edge answers.
+    status = _Topic()
+    # How many claims each gateway answered without the log, per coupon and second.
+    edge = _Topic()
 
     def replies(self, gateway_id: str) -> str:
         """One gateway's answers, forwarded by the notifier."""
