@@ -3,7 +3,9 @@ between the live ones, and the epoch fence keeps every move safe."""
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
@@ -46,35 +48,31 @@ HOLDS = {  # what holds the old owner's commit back, as each test case needs
 async def test_a_killed_allocators_partitions_move_to_the_survivor(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    started = time.monotonic()
-    async with client_session(256, 30) as http:
-        survivor, victim, coupons, load = await two_sharing_a_load(http, stack, "victim")
-        lost = sorted(await deciding(http, victim))
+    async with two_sharing_a_load(stack, "victim") as shared:
+        survivor, victim = shared.first, shared.second
+        lost = sorted(await deciding(shared.http, victim))
         victim.process.kill()  # SIGKILL, not restarted: only the group can move its share
         killed = time.monotonic()
         await shared_out([survivor], lambda held: len(held[0]) == PARTITIONS)
         takeover_s = time.monotonic() - killed
-        outcomes = await load
-    figures = await check_every_coupon(stack, coupons, outcomes)
     assert lost, "the victim decided nothing: the test proved nothing"
     with capsys.disabled():
         report(
             "allocator SIGKILL in a group",
             f"partitions {lost} taken over in {takeover_s:.1f} s "
             f"(session timeout {stack.env.get('ALLOCATOR_SESSION_TIMEOUT_MS', '6000')} ms)",
-            figures,
-            started,
+            shared.figures,
+            shared.started,
         )
 
 
 async def test_a_third_allocator_joining_mid_load_takes_a_share(
     stack: Stack, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    started = time.monotonic()
-    async with client_session(256, 30) as http:
-        first, second, coupons, load = await two_sharing_a_load(http, stack, "second")
+    async with two_sharing_a_load(stack, "second") as shared:
+        http = shared.http
         third = await asyncio.to_thread(stack.start_allocator, None, "allocator-third")
-        await shared_out([first, second, third], lambda held: all(held))
+        await shared_out([shared.first, shared.second, third], lambda held: all(held))
         taken = sorted(await deciding(http, third))
         # The load may be over by now (Apache Kafka's join takes a tenth of a second, and
         # its fetches answer at once): a claim on a new coupon of every partition is sure
@@ -82,16 +80,14 @@ async def test_a_third_allocator_joining_mid_load_takes_a_share(
         for coupon in await coupons_on_every_partition(http, stack, 1):
             answer = await claim(http, stack, coupon, f"late-{coupon}")
             assert answer.status == 201, answer.body
-        outcomes = await load
-    figures = await check_every_coupon(stack, coupons, outcomes)
     decided_by_third = await metric(third.url, "coupons_allocator_decisions_total")
     assert decided_by_third > 0, "the third allocator decided nothing"
     with capsys.disabled():
         report(
             "a third allocator joins",
             f"it took partitions {taken} and decided {decided_by_third:.0f} claims",
-            figures,
-            started,
+            shared.figures,
+            shared.started,
         )
 
 
@@ -200,18 +196,34 @@ async def test_an_allocator_killed_and_started_again_takes_its_partitions_back(
         )
 
 
-async def two_sharing_a_load(
-    http: aiohttp.ClientSession, stack: Stack, label: str
-) -> "tuple[Part, Part, list[str], asyncio.Task[list[Outcome]]]":
+@dataclass
+class SharedLoad:
+    """Two allocators sharing the partitions while careful clients claim (two_sharing_a_load)."""
+
+    http: aiohttp.ClientSession
+    first: Part  # the stack's own allocator
+    second: Part
+    started: float  # time.monotonic() before the second allocator was started
+    figures: dict[str, int] = field(default_factory=dict)  # once the load is over and checked
+
+
+@asynccontextmanager
+async def two_sharing_a_load(stack: Stack, label: str) -> AsyncIterator[SharedLoad]:
     """The stack's allocator and a second one (`allocator-<label>`) sharing the partitions,
-    careful clients claiming on a coupon of each partition, some granted already."""
-    first = stack.allocators[0]
-    second = await asyncio.to_thread(stack.start_allocator, None, f"allocator-{label}")
-    await shared_out([first, second], lambda held: all(held))
-    coupons = await coupons_on_every_partition(http, stack, COUNT)
-    load = claims_on(http, stack, coupons)
-    await wait_for_grants(stack, coupons[0], COUNT // 5, timeout_s=60)
-    return first, second, coupons, load
+    careful clients claiming on a coupon of each partition, some granted already. When the
+    block ends, the load is waited out and every coupon checked (`figures`)."""
+    started = time.monotonic()
+    async with client_session(256, 30) as http:
+        first = stack.allocators[0]
+        second = await asyncio.to_thread(stack.start_allocator, None, f"allocator-{label}")
+        await shared_out([first, second], lambda held: all(held))
+        coupons = await coupons_on_every_partition(http, stack, COUNT)
+        load = claims_on(http, stack, coupons)
+        await wait_for_grants(stack, coupons[0], COUNT // 5, timeout_s=60)
+        shared = SharedLoad(http, first, second, started)
+        yield shared
+        outcomes = await load
+    shared.figures = await check_every_coupon(stack, coupons, outcomes)
 
 
 def claims_on(
