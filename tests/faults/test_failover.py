@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from deploy.stack import Part
-from schemas.topics import partition_of
+from schemas.topics import Topics, partition_of
 from tests.support.client import (
     PARTITIONS,
     POLL_INTERVAL_S,
@@ -118,7 +118,7 @@ async def test_a_rebalance_between_decide_and_commit_doubles_nothing(
         try:
             transaction = lock.transaction()
             await transaction.start()
-            topic = stack.env["COUPONS_TOPIC_PREFIX"] + "coupon.commands"
+            topic = Topics(stack.env["COUPONS_TOPIC_PREFIX"]).commands
             await lock.execute(HOLDS[first], topic, partition)
             answers = asyncio.gather(
                 *(claim(http, stack, coupon, f"r{i}", wait_s=0) for i in range(users))
