@@ -15,8 +15,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     )
 
 
-# The stack fixtures (`infra`, `stack`) and markers, for every test directory.
-pytest_plugins = ["tests.support.stack"]
+# The stack fixtures (`infra`, `stack`) and markers, and the browser tests' (`browser`,
+# `http`), for every test directory.
+pytest_plugins = ["tests.support.stack", "tests.support.webapp"]
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

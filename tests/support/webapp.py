@@ -1,14 +1,17 @@
 """Driving the web app (gateway/web/) in a real browser: signing in as a person, and
 looking at a page at both widths: a screenshot of each kept as a test artifact, the
 layout checked to fit a phone, and the page checked against axe-core's WCAG A and AA
-rules."""
+rules. The browser tests' two fixtures: `browser`, and `http` for the API around it."""
 
+from collections.abc import AsyncIterator
 from typing import Any
 
+import aiohttp
+import pytest
 from axe_playwright_python.async_playwright import Axe
 from playwright.async_api import Browser, Locator, Page, ViewportSize, expect
 
-from tests.support.artifacts import artifact
+from tests.support.artifacts import artifact, launched
 from tests.support.stack import Stack
 
 SHOWN_WITHIN_MS = 15_000
@@ -21,6 +24,20 @@ AXE_RULES: dict[str, Any] = {
     "resultTypes": ["violations"],
 }
 _axe = Axe()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    """A browser of the test's own, closed after it."""
+    async with launched() as browser:
+        yield browser
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    """The test's HTTP session, for what it asks of the API beside the pages (coupons)."""
+    async with aiohttp.ClientSession() as http:
+        yield http
 
 
 async def signed_in(
@@ -39,6 +56,10 @@ async def signed_in(
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_text(f"Signed in as {name}")).to_be_visible()
     return page
+
+
+# What holders() says once a coupon's one unit has gone from ann (released) to bo.
+PASSED_FROM_ANN_TO_BO = [("ann", "released"), ("bo", "assigned")]
 
 
 async def two_people(
