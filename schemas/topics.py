@@ -25,13 +25,17 @@ class _Topic:
 class Topics:
     prefix: str = ""
 
-    # Claims, coupon creations and the allocator's own follow-up commands.
+    # <prefix>coupon.commands: claims, coupon creations and the allocator's own
+    # follow-up commands.
     commands = _Topic()
-    # Every final decision, published by the allocator after it is durable.
+    # <prefix>coupon.decisions: every final decision, published by the allocator after it
+    # is durable.
     decisions = _Topic()
-    # Latest state of each coupon (compacted in a real cluster), for edge answers.
+    # <prefix>coupon.status: the latest state of each coupon (compacted in a real
+    # cluster), for edge answers.
     status = _Topic()
-    # How many claims each gateway answered without the log, per coupon and second.
+    # <prefix>coupon.edge: how many claims each gateway answered without the log, per
+    # coupon and second.
     edge = _Topic()
 
     def replies(self, gateway_id: str) -> str:
