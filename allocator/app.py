@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from allocator.shell.partitions import HELD, Given
+from allocator.shell.partitions import Given
 from allocator.shell.service import Allocator
 from runtime import kafka
 from runtime.http import add_ops_routes, errors, json_response, serve
@@ -76,8 +76,8 @@ async def _serve(
 
 def _listed(allocator: Allocator, given: Given) -> dict[str, Any]:
     listed = {"topic": given.tp.topic, "partition": given.tp.partition}
-    listed |= {"phase": given.phase.value, "problem": given.problem}
-    held = given.held if given.phase in HELD else None
+    listed |= {"phase": given.phase.value, "problem": given.troubles.first()}
+    held = given.held  # held, or set aside while the group decides (LEAVING)
     if held is None:
         return listed | {"epoch": None, "position": None, "lag": None}
     return listed | {"epoch": held.epoch, "position": held.next_offset, "lag": allocator.lag(held)}

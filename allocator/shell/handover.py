@@ -149,11 +149,11 @@ class Handover:
             base=row.log_base, log_id=row.log_id, log_mark=row.log_mark,
         )  # fmt: skip
         self.table.taken(held)  # UNSURE: not one record is decided before its log is known
-        await self.resume(held, row)
-        await self.logs.check(held)
         log.info(
             "took %s[%d] at epoch %d offset %d", tp.topic, tp.partition, row.epoch, row.next_offset
         )
+        await self.resume(held, row)
+        await self.logs.check(held)
 
     async def resume(self, held: HeldPartition, row: PartitionRow) -> None:
         """Carry on from the partition row as stored: publish its outbox (consumers take

@@ -1,13 +1,18 @@
 """Every partition given to this allocator, each in one phase: where a partition's state
 lives, and the one writer of it. Every change is a move of the table below, made without
-`await` (nothing else runs between a check and its move), and a move the table does not
-list is a bug, asserted. The consumer's pause flags follow the phase: a partition is read
-only while it is deciding (COLD, WARM).
+`await`, and a move the table does not list is a bug, asserted. Callers await between what
+they read and the move they make (a load, a look at the broker): so each move checks, in
+the same step, that it still applies. A move of a holding that is over (fenced out, taken
+back, taken anew) says nothing: whatever ended it moved the partition on. The consumer's
+pause flags follow the phase: a partition is read only while it decides (COLD, WARM). Its
+troubles are kept by source, each cleared by what ends it (taken, its log known, its
+deadlines loaded, a batch committed).
 
-    WAITING ──▶ TAKING ──▶ UNSURE ◀──▶ COLD ◀──▶ WARM        held: UNSURE, COLD, WARM
-       ▲          │          │ ▲                 (a held one may also be suspected again,
-       └──────────┘          ▼ │                  taken back, or fenced out, from any of them)
-                            LEAVING    FENCED
+    WAITING ──▶ TAKING ──▶ UNSURE ──▶ COLD ──▶ WARM
+       ▲          │          ▲         │ ▲      │
+       └──────────┘          └─────────┘ └──────┘
+    held (UNSURE, COLD, WARM) ──▶ LEAVING: taken back; back where it was if kept
+                              ──▶ WAITING (fenced out, in a group) or FENCED (given)
 
 WAITING   given, not taken: the database refused, or (in a group) it was fenced out and is
           taken again after a session's time. Tried again at `retry_at`.
@@ -34,13 +39,20 @@ from aiokafka import TopicPartition
 from prometheus_client import Gauge
 
 from allocator.core.decide import PartitionCore
+from allocator.shell.readiness import Unready
 from allocator.shell.store import FENCED, Fenced, PartitionStore
 from schemas.topics import partition_of
 
 log = logging.getLogger(__name__)
 
-OWNED = Gauge("coupons_allocator_partition_owned", "1 for each partition it decides", ["partition"])
+OWNED = Gauge("coupons_allocator_partition_owned", "1 for each partition it holds", ["partition"])
 LAG = Gauge("coupons_allocator_lag_records", "Records not decided yet", ["partition"])
+
+# What troubles a partition, by source: each cleared by what ends it.
+NOT_TAKEN = "not taken"  # cleared when taken
+LOG = "log"  # which log it holds, not known yet: cleared when known
+DEADLINES = "deadlines"  # its timed coupons not loaded: cleared when loaded
+BATCH = "batch"  # its batch failed: cleared by the next one committed
 
 
 class Phase(enum.Enum):
@@ -99,7 +111,7 @@ class Given:
     tp: TopicPartition
     phase: Phase
     held: HeldPartition | None = None  # while HELD or LEAVING
-    problem: str | None = None  # why it is not deciding (or deciding badly), while it is so
+    troubles: Unready = field(default_factory=Unready)  # why it is not deciding (or badly)
     retry_at: float = 0.0  # WAITING: when to try to take it again (monotonic)
     left: Phase | None = None  # LEAVING: the phase it goes back to if kept
 
@@ -136,8 +148,8 @@ class Partitions:
 
     def phase(self, held: HeldPartition) -> Phase | None:
         """Its phase, or None once this holding is over (let go, fenced, taken anew)."""
-        given = self.given.get(held.tp)
-        return given.phase if given is not None and given.held is held else None
+        given = self._holding(held)
+        return given.phase if given is not None else None
 
     def deciding(self, held: HeldPartition) -> bool:
         return self.phase(held) in DECIDING
@@ -153,8 +165,9 @@ class Partitions:
         if listed and all(g.phase is Phase.FENCED for g in listed):
             return "fenced out of every partition it was given"
         for given in listed:
-            if given.problem is not None and given.phase is not Phase.FENCED:
-                return f"partition {given.tp.partition}: {given.problem}"
+            trouble = given.troubles.first()
+            if trouble is not None and given.phase is not Phase.FENCED:
+                return f"partition {given.tp.partition}: {trouble}"
         return None
 
     def owns(self, tp: TopicPartition) -> Callable[[str], bool]:
@@ -167,7 +180,7 @@ class Partitions:
     def taking(self, tp: TopicPartition) -> None:
         """Given (or its time to be taken again came): its fence is being raised."""
         if tp in self.given:
-            self._move(self.given[tp], Phase.TAKING)
+            self._move(self.given[tp], Phase.TAKING)  # why it was not taken stays, till it is
         else:
             self.given[tp] = given = Given(tp, Phase.TAKING)
             self._steer(given)
@@ -176,63 +189,77 @@ class Partitions:
         given = self.given[held.tp]
         given.held = held
         self._move(given, Phase.UNSURE)
+        given.troubles.clear(NOT_TAKEN)
 
     def wait(self, tp: TopicPartition, after_s: float, why: str) -> None:
         """Not taken (or fenced out, in a group): taken again `after_s` from now."""
         given = self.given[tp]
-        self._move(given, Phase.WAITING, why)
+        self._move(given, Phase.WAITING)
         given.held, given.retry_at = None, time.monotonic() + after_s
+        given.troubles = Unready({NOT_TAKEN: why})  # a holding's own troubles end with it
 
     def suspect(self, held: HeldPartition) -> None:
         """Decide nothing more until its log is known to be the position's."""
-        given = self.given[held.tp]
-        if given.phase in DECIDING:
+        given = self._holding(held)
+        if given is not None and given.phase in DECIDING:
             self._move(given, Phase.UNSURE)
 
     def known(self, held: HeldPartition) -> None:
         """Its log is the position's: decide on."""
-        self._move(self.given[held.tp], Phase.COLD)
+        given = self._holding(held)
+        if given is not None:
+            self._move(given, Phase.COLD)
+            given.troubles.clear(LOG)
 
     def warmed(self, held: HeldPartition) -> None:
-        """Its coupons with deadlines are loaded: timers run."""
-        self._move(self.given[held.tp], Phase.WARM)
+        """Its coupons with deadlines are loaded: timers run. Unless its log became suspect
+        while they loaded: they are loaded again once it is known."""
+        given = self._holding(held)
+        if given is not None and given.phase is Phase.COLD:
+            self._move(given, Phase.WARM)
+            given.troubles.clear(DEADLINES)
 
     def reset(self, held: HeldPartition, core: PartitionCore) -> None:
         """The core forgot what it held (a failed batch, a new log, a resume): a fresh one,
         which loads its deadlines again before timers run."""
         held.core = core
-        given = self.given[held.tp]
-        if given.phase is Phase.WARM:
+        given = self._holding(held)
+        if given is not None and given.phase is Phase.WARM:
             self._move(given, Phase.COLD)
 
-    def trouble(self, held: HeldPartition, why: str | None) -> None:
-        """Why it is not deciding (or failing to), or None once it decides again; kept
-        until this or a move says otherwise."""
-        self.given[held.tp].problem = why
+    def trouble(self, held: HeldPartition, source: str, why: str | None) -> None:
+        """What troubles it from `source` (LOG, DEADLINES, BATCH), or None: cleared."""
+        given = self._holding(held)
+        if given is None:
+            return
+        if why is None:
+            given.troubles.clear(source)
+        else:
+            given.troubles.say(source, why)
 
     def fenced(self, held: HeldPartition, fenced: Fenced) -> None:
         """Another allocator holds it at a later epoch: never write to it again at ours.
         In a group it is taken again after a while if the group still gives it (the other
         was a member the group had dropped, and now knows it)."""
-        assert self.given[held.tp].held is held, f"{held.tp}: fenced out of a holding gone"
+        given = self._holding(held)
+        if given is None:
+            return
         FENCED.inc()
         log.warning("%s: stopping work on this partition", fenced)
-        why = f"fenced out of partition {held.tp.partition}"
+        why = f"fenced out: {fenced}"
         if self.fenced_again_after_s is not None:
             self.wait(held.tp, self.fenced_again_after_s, why)
-        else:
-            self._move(self.given[held.tp], Phase.FENCED, why)
+            return
+        self._move(given, Phase.FENCED)
+        given.held, given.troubles = None, Unready({"fenced": why})
 
     def leave(self, tp: TopicPartition) -> None:
         """The group takes it back: kept aside (LEAVING) if held, forgotten otherwise."""
         given = self.given.get(tp)
-        if given is None:
-            return
-        if given.phase in HELD:
+        if given is not None and given.phase in HELD:
             given.left = given.phase
             self._move(given, Phase.LEAVING)
-        else:
-            assert given.phase is Phase.WAITING, f"{tp}: taken back while {given.phase}"
+        elif given is not None:
             del self.given[tp]
 
     def leaving(self, tp: TopicPartition) -> HeldPartition | None:
@@ -255,10 +282,16 @@ class Partitions:
         held.seeks += 1
         self.reader.seek(held.tp, offset)
 
-    def _move(self, given: Given, to: Phase, problem: str | None = None) -> None:
+    def _holding(self, held: HeldPartition) -> Given | None:
+        """Its entry while this holding lasts; None once it is over (or set aside, LEAVING)."""
+        given = self.given.get(held.tp)
+        held_now = given is not None and given.held is held and given.phase in HELD
+        return given if held_now else None
+
+    def _move(self, given: Given, to: Phase) -> None:
         was = given.phase
         assert (was, to) in MOVES, f"{given.tp}: no move from {was} to {to}"
-        given.phase, given.problem = to, problem
+        given.phase = to
         label = str(given.tp.partition)
         if to in HELD and was not in HELD:
             OWNED.labels(label).set(1)

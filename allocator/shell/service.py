@@ -27,7 +27,15 @@ from allocator.shell import isolation, outbox, readiness, which_log
 from allocator.shell.handover import Handover
 from allocator.shell.isolation import Batch
 from allocator.shell.outbox import Publisher
-from allocator.shell.partitions import DECIDING, LAG, HeldPartition, Partitions, Phase
+from allocator.shell.partitions import (
+    BATCH,
+    DEADLINES,
+    DECIDING,
+    LAG,
+    HeldPartition,
+    Partitions,
+    Phase,
+)
 from allocator.shell.readiness import Unready
 from allocator.shell.store import Fenced, Landed
 from runtime import db, errors, hops, kafka, leaders
@@ -118,8 +126,8 @@ class Allocator:
             self.pool = await db.create_pool(settings.database_url, settings.db_pool_size_max)
             parts.push_async_callback(self.pool.close)
             self.producer = kafka.producer(settings)
+            parts.push_async_callback(self.producer.stop)  # stops what a failed start began
             await self.producer.start()
-            parts.push_async_callback(self.producer.stop)
             self.consumer = kafka.consumer(
                 settings,
                 group_id=settings.allocator_group if self.grouped else None,
@@ -127,8 +135,8 @@ class Allocator:
                 session_timeout_ms=settings.allocator_session_timeout_ms,
                 instance_id=settings.allocator_id if settings.allocator_static_member else None,
             )
-            await self.consumer.start()
             parts.push_async_callback(self.consumer.stop)
+            await self.consumer.start()
             parts.push_async_callback(self.checker.stop)
             self._assemble()
             await self.handover.own(self.topics.commands)
@@ -268,7 +276,7 @@ class Allocator:
         except Exception as error:
             if not errors.known(error):
                 raise
-            self.table.trouble(held, f"database: {errors.said(error)}")
+            self.table.trouble(held, DEADLINES, f"database: {errors.said(error)}")
             await db.forget_connections(self.pool)
             return False
         held.core.load(loaded)
@@ -334,7 +342,7 @@ class Allocator:
             return
         effects, messages = done
         held.failures = 0
-        self.table.trouble(held, None)
+        self.table.trouble(held, BATCH, None)
         held.next_offset = effects.next_offset
         if left is not None:
             self.table.seek(held, left - base)
@@ -367,7 +375,7 @@ class Allocator:
         )  # fmt: skip
         self.table.reset(held, PartitionCore(self.config))
         self.table.trouble(
-            held, f"database: {why} (batch at {held.next_offset}, {held.failures} in a row)"
+            held, BATCH, f"database: {why} (batch at {held.next_offset}, {held.failures} in a row)"
         )
         self.table.seek(held, held.next_offset - held.base)
         await asyncio.sleep(min(RETRY_BACKOFF_S_MAX, 0.2 * 2 ** min(held.failures, 4)))

@@ -26,7 +26,7 @@ from prometheus_client import Counter
 from allocator.core.decide import PartitionCore
 from allocator.core.state import CoreConfig, day_of
 from allocator.shell.outbox import Publisher
-from allocator.shell.partitions import HeldPartition, Partitions
+from allocator.shell.partitions import LOG, HeldPartition, Partitions, Phase
 from allocator.shell.store import Fenced
 from runtime import errors, kafka
 from runtime.produce import Message
@@ -138,9 +138,13 @@ class LogWatch:
             if highwater is not None and highwater + held.base < held.next_offset:
                 self.table.suspect(held)
             due = time.monotonic() - held.checked_at >= LOG_CHECK_EVERY_S
-            if not self.table.deciding(held) and due and not held.lock.locked():
+            if self._unsure(held) and due and not held.lock.locked():
                 async with held.lock:
-                    await self.check(held)
+                    if self._unsure(held):  # still: it may be over while we waited
+                        await self.check(held)
+
+    def _unsure(self, held: HeldPartition) -> bool:
+        return self.table.phase(held) is Phase.UNSURE
 
     async def verify_marks(self) -> None:
         """Beside the deciding: look at every partition's mark now and then, and hand a
@@ -166,7 +170,7 @@ class LogWatch:
         if known:
             self.table.known(held)
         else:
-            self.table.trouble(held, "broker: cannot tell which log it holds")
+            self.table.trouble(held, LOG, "broker: cannot tell which log it holds")
 
     async def _known(self, held: HeldPartition) -> bool:
         if held.log_id is None or held.log_mark is None:
@@ -182,7 +186,7 @@ class LogWatch:
         if isinstance(error, Fenced):
             self.table.fenced(held, error)
         elif errors.known(error):
-            self.table.trouble(held, f"checking the log: {errors.said(error)}")
+            self.table.trouble(held, LOG, f"checking the log: {errors.said(error)}")
         else:
             raise error
 

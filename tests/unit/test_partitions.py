@@ -12,7 +12,15 @@ from prometheus_client import REGISTRY
 
 from allocator.core.decide import PartitionCore
 from allocator.core.state import CoreConfig
-from allocator.shell.partitions import HeldPartition, Partitions, Phase
+from allocator.shell.partitions import (
+    BATCH,
+    DEADLINES,
+    LOG,
+    OWNED,
+    HeldPartition,
+    Partitions,
+    Phase,
+)
 from allocator.shell.store import Fenced, PartitionStore
 
 TOPIC = "coupons.commands"
@@ -59,6 +67,13 @@ def owned(n: int) -> float | None:
     return REGISTRY.get_sample_value("coupons_allocator_partition_owned", {"partition": str(n)})
 
 
+@pytest.fixture(autouse=True)
+def no_partition_owned() -> None:
+    """The gauge is the process's: each test starts with no partition in it."""
+    for n in range(4):
+        OWNED.remove(str(n))
+
+
 def test_a_partition_is_read_only_while_it_decides() -> None:
     reader = Reader()
     table = Partitions(reader, fenced_again_after_s=None)
@@ -77,15 +92,15 @@ def test_a_partition_is_read_only_while_it_decides() -> None:
 
 def test_a_move_the_table_does_not_list_is_refused() -> None:
     table = Partitions(Reader(), fenced_again_after_s=None)
-    held = taken(table, 0)
-    with pytest.raises(AssertionError, match="no move from Phase.UNSURE to Phase.WARM"):
-        table.warmed(held)  # deadlines loaded for a log not known yet
-    table.wait(tp(0), 1.0, "not taken: the database is down")
-    with pytest.raises(AssertionError, match="no move from Phase.WAITING to Phase.COLD"):
-        table.known(held)
     table.taking(tp(0))
-    with pytest.raises(AssertionError, match="taken back while Phase.TAKING"):
-        table.leave(tp(0))
+    table.wait(tp(0), 1.0, "not taken: the database is down")
+    store = cast(PartitionStore, object())
+    with pytest.raises(AssertionError, match="no move from Phase.WAITING to Phase.UNSURE"):
+        table.taken(HeldPartition(tp(0), store, PartitionCore(CONFIG), 1, 0))  # no fence raised
+    held = taken(table, 1)
+    with pytest.raises(AssertionError, match="no move from Phase.UNSURE to Phase.TAKING"):
+        table.taking(tp(1))  # taken twice
+    assert table.phase(held) is Phase.UNSURE
 
 
 def test_a_partition_not_taken_waits_says_why_and_is_due_again() -> None:
@@ -100,16 +115,61 @@ def test_a_partition_not_taken_waits_says_why_and_is_due_again() -> None:
     assert (table.unready(), table.holding(tp(3))) == (None, held)
 
 
-def test_a_problem_is_kept_until_its_partition_moves_on() -> None:
+def test_each_trouble_is_kept_until_what_ends_it() -> None:
     table = Partitions(Reader(), fenced_again_after_s=None)
     held = taken(table, 1)
-    table.trouble(held, "broker: cannot tell which log it holds")
+    table.trouble(held, LOG, "broker: cannot tell which log it holds")
     assert table.unready() == "partition 1: broker: cannot tell which log it holds"
     table.known(held)
-    table.trouble(held, "database: connection refused")  # its deadlines would not load
+    table.trouble(held, DEADLINES, "database: connection refused")
     assert table.unready() == "partition 1: database: connection refused"
-    table.warmed(held)  # they did, next tick
+    table.warmed(held)  # they loaded, next tick
     assert table.unready() is None
+    table.reset(held, PartitionCore(CONFIG))  # a batch failed: its core forgot
+    table.trouble(held, BATCH, "database: statement timeout (batch at 10, 1 in a row)")
+    table.warmed(held)  # deadlines loaded again between tries: the batch still fails
+    assert table.unready() == "partition 1: database: statement timeout (batch at 10, 1 in a row)"
+    table.trouble(held, BATCH, None)  # a batch committed
+    assert table.unready() is None
+
+
+def test_a_partition_not_taken_keeps_saying_why_while_it_is_tried_again() -> None:
+    table = Partitions(Reader(), fenced_again_after_s=None)
+    table.taking(tp(2))
+    table.wait(tp(2), 0.0, "not taken: the database is down")
+    table.taking(tp(2))  # its turn: the database may hang
+    assert table.unready() == "partition 2: not taken: the database is down"
+
+
+def test_a_holding_that_is_over_moves_nothing() -> None:
+    """Whatever ended it (a fence, the group, a new taking) moved the partition on: a check
+    or a load that finishes afterwards says nothing of it."""
+    reader = Reader()
+    table = Partitions(reader, fenced_again_after_s=30.0)
+    stale = taken(table, 1)
+    table.known(stale)
+    table.fenced(stale, Fenced("coupons.commands[1] epoch 1 is no longer ours"))
+    before = (table.listed(), set(reader.paused), table.unready())
+    table.known(stale)
+    table.warmed(stale)
+    table.suspect(stale)
+    table.reset(stale, PartitionCore(CONFIG))
+    table.trouble(stale, LOG, "broker: cannot tell which log it holds")
+    table.fenced(stale, Fenced("coupons.commands[1] epoch 1 is no longer ours"))
+    assert (table.listed(), reader.paused, table.unready()) == before
+    assert table.phase(stale) is None
+    fresh = taken(table, 1, epoch=3)  # taken anew: the old holding still says nothing
+    table.known(stale)
+    assert (table.phase(fresh), table.phase(stale)) == (Phase.UNSURE, None)
+
+
+def test_deadlines_loaded_for_a_log_suspected_meanwhile_do_not_start_timers() -> None:
+    table = Partitions(Reader(), fenced_again_after_s=None)
+    held = taken(table, 0)
+    table.known(held)
+    table.suspect(held)  # the mark is gone, found beside the load of deadlines
+    table.warmed(held)
+    assert table.phase(held) is Phase.UNSURE
 
 
 def test_fenced_out_in_a_group_it_is_taken_again_after_a_session() -> None:
@@ -119,7 +179,7 @@ def test_fenced_out_in_a_group_it_is_taken_again_after_a_session() -> None:
     table.known(held)
     table.fenced(held, Fenced("partition 1 is at epoch 2"))
     assert (table.holding(tp(1)), table.phase(held), reader.paused) == (None, None, {1})
-    assert table.unready() == "partition 1: fenced out of partition 1"
+    assert table.unready() == "partition 1: fenced out: partition 1 is at epoch 2"
     assert table.due(time.monotonic() + 29) == []
     assert table.due(time.monotonic() + 31) == [tp(1)]
 
@@ -154,8 +214,18 @@ def test_taken_back_and_given_straight_back_it_is_kept_where_it_was() -> None:
     table.keep(tp(0))  # it decides, so it reads
     table.forget_leaving()
     assert [(g.tp.partition, g.phase) for g in table.listed()] == [(0, Phase.WARM)]
-    assert (table.holding(tp(0)), reader.paused, owned(0), owned(1)) == (kept, set(), 1.0, None)
-    assert gone is not table.holding(tp(1))
+    assert (table.holding(tp(0)), reader.steered, owned(0)) == (kept, [0], 1.0)
+    assert (tp(1) in table.given, table.phase(gone), owned(1)) == (False, None, None)
+
+
+def test_kept_while_its_log_is_unsure_it_is_paused_again() -> None:
+    reader = Reader()
+    table = Partitions(reader, fenced_again_after_s=30.0)
+    held = taken(table, 3)
+    table.leave(tp(3))
+    reader.paused.clear()  # the group's new assignment: aiokafka forgets every pause
+    table.keep(tp(3))
+    assert (table.phase(held), reader.paused) == (Phase.UNSURE, {3})
 
 
 def test_which_coupons_a_partition_decides_follows_the_topic() -> None:
