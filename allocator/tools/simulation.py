@@ -29,6 +29,8 @@ class Cluster:
     cores: list[PartitionCore] = field(default_factory=list)
     positions: list[int] = field(default_factory=list)
     decisions: list[Decision] = field(default_factory=list)
+    # Each request's first decision, which the shell loads from PostgreSQL for a retry.
+    first: dict[str, Decision] = field(default_factory=dict)
     offsets: dict[str, int] = field(default_factory=dict)
     effects: list[Effects] = field(default_factory=list)
     emitted: list[Command] = field(default_factory=list)
@@ -59,13 +61,15 @@ class Cluster:
             for o in range(start, min(len(log), start + batch_max))
         ]
         core = self.cores[partition]
-        core.needs(records)
+        needs = core.needs(records)
         core.load(Loaded())
-        batch = core.decide(records, {})
+        decided = {r: self.first[r] for r in needs.request_ids if r in self.first}
+        batch = core.decide(records, decided)
         self.positions[partition] = batch.next_offset
         self.effects.append(batch)
         for row in batch.decisions:
             self.decisions.append(row.decision)
+            self.first.setdefault(row.decision.request_id, row.decision)
             self.offsets[row.decision.request_id] = row.offset
         for command in batch.commands:
             self.emitted.append(command)
