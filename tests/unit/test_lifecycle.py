@@ -1,4 +1,6 @@
-"""A grant's life in the core: codes, redemption, holds and the line, closing, bulk grants."""
+"""A grant's life in the core: codes, closing, bulk grants, and random lifecycles by
+property. Holds, the line, locks and redemption are the behaviour suite's
+(tests/behaviour/scenarios.py), run here by tests/unit/test_behaviour.py."""
 
 from collections import Counter
 from dataclasses import replace
@@ -20,7 +22,7 @@ from schemas.messages import (
     Revoke,
     Strategy,
 )
-from tests.support.simulation import DAY_MS, NOON, Cluster, claim, coupon_id, create, request_id
+from tests.support.simulation import NOON, Cluster, claim, coupon_id, create, request_id
 
 TICK_MS = 100
 _ids = iter(range(10**6, 10**7))
@@ -88,99 +90,7 @@ def test_an_admin_assigns_one_specific_code() -> None:
     assert code and code.code.startswith("VIP-") and code.code[4:].isdigit()
 
 
-# -- redemption ---------------------------------------------------------------------------
-
-
-def test_lock_then_redeem_and_terminal_states_stay_terminal() -> None:
-    cluster = Cluster(1)
-    send(cluster, coupon(1, 5))
-    grant = granted(cluster, "u")
-    lock = send(cluster, act(grant, "lock", NOON + 2))
-    assert lock.grant and lock.grant.state == "locked"
-    lock_id = lock.grant.lock_id
-    assert send(cluster, act(grant, "lock", NOON + 3)).reason == "locked"
-    assert send(cluster, act(grant, "redeem", NOON + 3)).reason == "locked"
-    assert send(cluster, act(grant, "unlock", NOON + 3, lock_id="wrong")).reason == "locked"
-    done = send(cluster, act(grant, "redeem", NOON + 4, lock_id=lock_id))
-    assert done.grant and done.grant.state == "redeemed"
-    after = [send(cluster, act(grant, a, NOON + 5)).reason for a in ("redeem", "lock", "unlock")]
-    assert after == ["already_redeemed", "already_redeemed", "already_redeemed"]
-
-
-def test_a_lock_lapses_and_redemption_ends_at_expiry() -> None:
-    cluster = Cluster(1)
-    send(cluster, coupon(1, 5, lock_seconds=60))
-    grant = granted(cluster, "u")
-    send(cluster, act(grant, "lock", NOON + 2))
-    cluster.tick(NOON + 2 + 60_000)
-    events = [e for batch in cluster.effects for e in batch.events if e.grant_id == grant]
-    assert [(e.before, e.after, e.cause) for e in events] == [
-        (None, "assigned", "claim"),
-        ("assigned", "locked", "lock"),
-        ("locked", "assigned", "lock_lapsed"),
-    ]
-    late = send(cluster, act(grant, "redeem", NOON + 7 * DAY_MS))
-    assert (late.outcome, late.reason) == ("rejected", "expired")
-
-
-def test_redemption_limits_per_grant_and_per_person() -> None:
-    cluster = Cluster(1)
-    send(cluster, coupon(1, 5, per_user_limit=2, redemptions_per_grant=2, redemptions_per_user=3))
-    first, second = granted(cluster, "u"), granted(cluster, "u")
-    states = [send(cluster, act(first, "redeem", NOON + 9)).grant for _ in range(2)]
-    assert [g.state if g else None for g in states] == ["assigned", "redeemed"]
-    assert send(cluster, act(second, "redeem", NOON + 9)).outcome == "applied"
-    assert send(cluster, act(second, "redeem", NOON + 9)).reason == "redemption_limit"
-
-
-# -- holds and the line -------------------------------------------------------------------
-
-
-def test_holds_lapse_and_pass_to_the_line_in_order() -> None:
-    # The acceptance scenario: count 2, hold 2 s, five people; nobody confirms.
-    cluster = Cluster(2)
-    send(cluster, coupon(1, 2, hold_seconds=2))
-    for i in range(5):
-        cluster.append(claim(i, 1, f"p{i}", at=NOON + i))
-    cluster.drain()
-    owners = {d.grant.user_id: d.grant for d in cluster.decisions if d.grant}
-    assert sorted(owners) == ["p0", "p1"] and {g.state for g in owners.values()} == {"held"}
-    cluster.tick(NOON + 1_999)
-    assert len([d for d in cluster.decisions if d.grant]) == 2  # not yet
-    cluster.tick(NOON + 2_001)
-    winners = [d.grant.user_id for d in cluster.decisions if d.grant]
-    assert winners == ["p0", "p1", "p2", "p3"]
-    confirm = send(cluster, act(owners["p0"].id, "confirm", NOON + 2_002, user="p0"))
-    assert (confirm.outcome, confirm.reason) == ("rejected", "hold_expired")
-
-
-def test_a_confirmed_hold_keeps_its_unit_and_the_line_is_closed_when_it_is_gone() -> None:
-    cluster = Cluster(1)
-    send(cluster, coupon(1, 1, hold_seconds=2))
-    grant = granted(cluster, "first")
-    cluster.append(claim(1, 1, "second", at=NOON + 5))
-    cluster.drain()
-    assert request_id(1) not in {d.request_id for d in cluster.decisions}  # second waits
-    confirmed = send(cluster, act(grant, "confirm", NOON + 10, user="first"))
-    assert confirmed.grant and confirmed.grant.state == "assigned"
-    refused = {d.request_id: d.reason for d in cluster.decisions}
-    assert refused[request_id(1)] == "sold_out"
-
-
-def test_cancelling_a_hold_passes_it_on_at_once_and_gives_the_day_back() -> None:
-    cluster = Cluster(3)
-    send(cluster, coupon(1, 1, hold_seconds=60, daily_rule=True))
-    send(cluster, coupon(2, 1, daily_rule=True))
-    grant = granted(cluster, "alice")
-    cluster.append(claim(1, 1, "bob", at=NOON + 5))
-    cluster.drain()
-    send(cluster, act(grant, "cancel", NOON + 6, user="alice"))
-    assert [d.grant.user_id for d in cluster.decisions if d.outcome == "granted" and d.grant] == [
-        "alice",
-        "bob",
-    ]
-    other = send(cluster, Claim(rid(), coupon_id(2), "alice", NOON + 7, "r"))
-    assert other.outcome == "granted"  # her day came back with the hold
+# -- closing ------------------------------------------------------------------------------
 
 
 def test_closing_refuses_the_line_and_revokes_what_is_outstanding() -> None:
