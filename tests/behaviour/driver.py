@@ -20,6 +20,21 @@ class Coupon:
 
 
 @dataclass(frozen=True)
+class Terms:
+    """A coupon as its admin makes it: live from now for a day unless told."""
+
+    count: int
+    daily: bool = False  # one coupon a person a day, across coupons
+    hold_seconds: int = 0  # 0: granted outright, no confirmation asked
+    lock_seconds: int = 300
+    per_user_limit: int = 1
+    redemptions_per_grant: int = 1
+    redemptions_per_user: int = 0  # 0: no limit beyond the grants a person holds
+    start_ms: int | None = None
+    expiry_ms: int | None = None
+
+
+@dataclass(frozen=True)
 class Grant:
     id: str
     coupon_id: str
@@ -70,18 +85,7 @@ class Driver(Protocol):
 
     def now_ms(self) -> int: ...
 
-    async def create_coupon(
-        self,
-        count: int,
-        *,
-        daily: bool = False,
-        hold_seconds: int = 0,
-        start_ms: int | None = None,
-        expiry_ms: int | None = None,
-        **rules: int,
-    ) -> Coupon:
-        """A coupon live from now for a day unless told; `rules` as the API names them."""
-        ...
+    async def create_coupon(self, terms: Terms) -> Coupon: ...
 
     async def claim(self, coupon: Coupon, person: str, key: str | None = None) -> Answer:
         """A claim, answered with its decision."""

@@ -10,7 +10,17 @@ from schemas import messages
 from schemas.messages import CouponSpec, CreateCoupon, Decision, GrantAction, ReserveDay, Tick
 from schemas.tickets import mint, open_ticket, request_id_for
 from schemas.views import state_at
-from tests.behaviour.driver import DAY_MS, Answer, Claim, Coupon, Event, Grant, Step, Stock
+from tests.behaviour.driver import (
+    DAY_MS,
+    Answer,
+    Claim,
+    Coupon,
+    Event,
+    Grant,
+    Step,
+    Stock,
+    Terms,
+)
 from tests.support.simulation import NOON, SECRET, Cluster, coupon_id, request_id
 
 GATEWAY = "gateway"  # the reply topic of the one gateway every request goes through
@@ -82,21 +92,16 @@ class InMemory:
                else request_id(next(self.numbers)))  # fmt: skip
         return messages.Claim(rid, claim.coupon.id, claim.person, self.clock_ms, GATEWAY)
 
-    async def create_coupon(
-        self,
-        count: int,
-        *,
-        daily: bool = False,
-        hold_seconds: int = 0,
-        start_ms: int | None = None,
-        expiry_ms: int | None = None,
-        **rules: int,
-    ) -> Coupon:
+    async def create_coupon(self, terms: Terms) -> Coupon:
         n = next(self.numbers)
-        start = self.clock_ms if start_ms is None else start_ms
-        end = start + DAY_MS if expiry_ms is None else expiry_ms
-        spec = CouponSpec(f"C{n}", "m", "d", start, end, count, daily_rule=daily,
-                          hold_seconds=hold_seconds, **rules)  # type: ignore[arg-type]  # fmt: skip
+        start = self.clock_ms if terms.start_ms is None else terms.start_ms
+        end = start + DAY_MS if terms.expiry_ms is None else terms.expiry_ms
+        spec = CouponSpec(
+            f"C{n}", "m", "d", start, end, terms.count, terms.per_user_limit, terms.daily,
+            terms.hold_seconds, lock_seconds=terms.lock_seconds,
+            redemptions_per_grant=terms.redemptions_per_grant,
+            redemptions_per_user=terms.redemptions_per_user,
+        )  # fmt: skip
         create = CreateCoupon(request_id(n), coupon_id(n), "admin", spec, self.clock_ms, GATEWAY)
         created = self._heard([create])[create.request_id]
         assert created.outcome == "created" and created.coupon is not None, created

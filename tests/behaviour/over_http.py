@@ -26,6 +26,7 @@ from tests.behaviour.driver import (
     Outcome,
     Step,
     Stock,
+    Terms,
 )
 from tests.support import client
 from tests.support.stack import Stack
@@ -47,8 +48,8 @@ def _ms(rfc3339: str) -> int:
     return dt_to_ms(datetime.fromisoformat(rfc3339))
 
 
-def _at(ms: int) -> datetime:
-    return datetime.fromtimestamp(ms / 1000, tz=UTC)
+def _at(ms: int | None) -> datetime | None:
+    return None if ms is None else datetime.fromtimestamp(ms / 1000, tz=UTC)
 
 
 def deciders(allocators: Sequence[str | None]) -> dict[int, int]:
@@ -114,20 +115,14 @@ class OverHttp:
     def now_ms(self) -> int:
         return int(time.time() * 1000)
 
-    async def create_coupon(
-        self,
-        count: int,
-        *,
-        daily: bool = False,
-        hold_seconds: int = 0,
-        start_ms: int | None = None,
-        expiry_ms: int | None = None,
-        **rules: int,
-    ) -> Coupon:
-        start = _at(start_ms) if start_ms is not None else None
-        expiry = _at(expiry_ms) if expiry_ms is not None else None
-        made = await client.create_coupon(self.http, self.stack, count, start, expiry, daily,
-                                          hold_seconds=hold_seconds, **rules)  # fmt: skip
+    async def create_coupon(self, terms: Terms) -> Coupon:
+        made = await client.create_coupon(
+            self.http, self.stack, terms.count, _at(terms.start_ms), _at(terms.expiry_ms),
+            terms.daily, hold_seconds=terms.hold_seconds, lock_seconds=terms.lock_seconds,
+            per_user_limit=terms.per_user_limit,
+            redemptions_per_grant=terms.redemptions_per_grant,
+            redemptions_per_user=terms.redemptions_per_user,
+        )  # fmt: skip
         return Coupon(made["id"], made["state"], _ms(made["expiry"]))
 
     async def _claim(self, claim: Claim, wait_s: float) -> Answer:

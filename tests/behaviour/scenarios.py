@@ -5,7 +5,17 @@ A check that holds on one backend only stays in that backend's own test files.""
 import uuid
 from collections import Counter
 
-from tests.behaviour.driver import DAY_MS, HOUR_MS, Answer, Claim, Coupon, Driver, Grant, Stock
+from tests.behaviour.driver import (
+    DAY_MS,
+    HOUR_MS,
+    Answer,
+    Claim,
+    Coupon,
+    Driver,
+    Grant,
+    Stock,
+    Terms,
+)
 
 PEOPLE = 40  # at once, on the daily rule's coupons
 DAILY_PER_PARTITION = 2  # of those coupons
@@ -21,7 +31,7 @@ async def on_every_partition(driver: Driver, count: int) -> list[Coupon]:
     """A daily coupon of `count` on each partition; those made beside them stay unclaimed."""
     found: dict[int, Coupon] = {}
     for _ in range(PARTITION_TRIES_MAX):
-        coupon = await driver.create_coupon(count, daily=True)
+        coupon = await driver.create_coupon(Terms(count, daily=True))
         found.setdefault(driver.partition_of(coupon), coupon)
         if len(found) == driver.partitions:
             return [found[p] for p in range(driver.partitions)]
@@ -33,7 +43,7 @@ class Behaviour:
         self, driver: Driver
     ) -> None:
         # Count 2, hold 2 s, five people; the first two hold and never confirm.
-        coupon = await driver.create_coupon(2, hold_seconds=2)
+        coupon = await driver.create_coupon(Terms(2, hold_seconds=2))
         first = [await driver.claim(coupon, f"p{i}") for i in range(2)]
         waiting = [await driver.join(coupon, f"p{i}") for i in (2, 3, 4)]
         assert [a.outcome for a in first] == ["granted", "granted"], first
@@ -66,8 +76,8 @@ class Behaviour:
     async def test_cancelling_a_hold_passes_it_on_at_once_and_gives_the_day_back(
         self, driver: Driver
     ) -> None:
-        coupon = await driver.create_coupon(1, daily=True, hold_seconds=600)
-        other = await driver.create_coupon(1, daily=True)
+        coupon = await driver.create_coupon(Terms(1, daily=True, hold_seconds=600))
+        other = await driver.create_coupon(Terms(1, daily=True))
         alice = await driver.claim(coupon, "alice")
         bob = await driver.join(coupon, "bob")
         assert (alice.outcome, grant_of(alice).state, bob.outcome) == ("granted", "held", "waiting")
@@ -83,7 +93,7 @@ class Behaviour:
 
     async def test_redemption_limits_per_grant_and_per_person(self, driver: Driver) -> None:
         coupon = await driver.create_coupon(
-            5, per_user_limit=2, redemptions_per_grant=2, redemptions_per_user=3
+            Terms(5, per_user_limit=2, redemptions_per_grant=2, redemptions_per_user=3)
         )
         claims = [await driver.claim(coupon, "alice") for _ in range(3)]
         grants = [grant_of(a) for a in claims[:2]]
@@ -104,7 +114,7 @@ class Behaviour:
     async def test_the_line_is_refused_once_the_last_hold_is_confirmed(
         self, driver: Driver
     ) -> None:
-        coupon = await driver.create_coupon(1, hold_seconds=600)
+        coupon = await driver.create_coupon(Terms(1, hold_seconds=600))
         alice = await driver.claim(coupon, "alice")
         bob = await driver.join(coupon, "bob")
         stock = await driver.stock(coupon)
@@ -120,7 +130,7 @@ class Behaviour:
     async def test_a_retried_request_gets_the_first_decision_and_no_second_effect(
         self, driver: Driver
     ) -> None:
-        coupon = await driver.create_coupon(5, daily=True)
+        coupon = await driver.create_coupon(Terms(5, daily=True))
         # Five taps at once, then one more once the first is decided.
         taps = await driver.claims_at_once([Claim(coupon, "dave", key="tap-1")] * 5)
         taps.append(await driver.claim(coupon, "dave", key="tap-1"))
@@ -135,9 +145,11 @@ class Behaviour:
     async def test_a_claim_is_granted_within_the_window_once_a_person(self, driver: Driver) -> None:
         # Each edge of the window as near to now as the driver's clock allows.
         now, slack = driver.now_ms(), driver.clock_slack_ms
-        later = await driver.create_coupon(5, start_ms=now + slack + 1)
-        live = await driver.create_coupon(5)
-        gone = await driver.create_coupon(5, start_ms=now - slack - HOUR_MS, expiry_ms=now - slack)
+        later = await driver.create_coupon(Terms(5, start_ms=now + slack + 1))
+        live = await driver.create_coupon(Terms(5))
+        gone = await driver.create_coupon(
+            Terms(5, start_ms=now - slack - HOUR_MS, expiry_ms=now - slack)
+        )
         early = await driver.claim(later, "bob")
         alice = [await driver.claim(live, "alice") for _ in range(2)]
         late = await driver.claim(gone, "bob")
@@ -170,7 +182,7 @@ class Behaviour:
         daily = [
             c for _ in range(DAILY_PER_PARTITION) for c in await on_every_partition(driver, 100)
         ]
-        free = await driver.create_coupon(100)
+        free = await driver.create_coupon(Terms(100))
         assert len({driver.decider_of(driver.partition_of(c)) for c in daily}) > 1
         people = [f"person{p}" for p in range(PEOPLE)]
         answers = await driver.claims_at_once(
@@ -187,7 +199,7 @@ class Behaviour:
     async def test_a_lock_holds_a_grant_until_it_is_unlocked_used_or_lapses(
         self, driver: Driver
     ) -> None:
-        coupon = await driver.create_coupon(5, lock_seconds=1)
+        coupon = await driver.create_coupon(Terms(5, lock_seconds=1))
         grant = grant_of(await driver.claim(coupon, "alice"))
         lock = await driver.step(grant, "lock", "alice")
         refused = [
@@ -219,7 +231,7 @@ class Behaviour:
 
     async def test_no_redemption_after_the_coupon_expires(self, driver: Driver) -> None:
         now = driver.now_ms()
-        coupon = await driver.create_coupon(5, start_ms=now - 1_000, expiry_ms=now + 2_000)
+        coupon = await driver.create_coupon(Terms(5, start_ms=now - 1_000, expiry_ms=now + 2_000))
         grant = grant_of(await driver.claim(coupon, "nora"))
         await driver.until_expired(coupon)
         late = await driver.step(grant, "redeem", "nora")
