@@ -7,7 +7,7 @@ from typing import Any
 
 from aiohttp import web
 
-from allocator.shell.partitions import Given
+from allocator.shell.partitions import Given, Partitions
 from allocator.shell.service import Allocator
 from runtime import kafka
 from runtime.http import add_ops_routes, errors, json_response, serve
@@ -55,7 +55,7 @@ async def _serve(
         return {
             "allocator": settings.allocator_id,
             "ownership": f"group {settings.allocator_group}" if allocator.grouped else "static",
-            "partitions": [_listed(allocator, given) for given in allocator.table.listed()],
+            "partitions": [_listed(allocator.table, given) for given in allocator.table.listed()],
         }
 
     async def partitions(_: web.Request) -> web.Response:
@@ -74,10 +74,14 @@ async def _serve(
     return deciding
 
 
-def _listed(allocator: Allocator, given: Given) -> dict[str, Any]:
+def _listed(table: Partitions, given: Given) -> dict[str, Any]:
     listed = {"topic": given.tp.topic, "partition": given.tp.partition}
     listed |= {"phase": given.phase.value, "problem": given.troubles.first()}
     held = given.held  # held, or set aside while the group decides (LEAVING)
     if held is None:
         return listed | {"epoch": None, "position": None, "lag": None}
-    return listed | {"epoch": held.epoch, "position": held.next_offset, "lag": allocator.lag(held)}
+    return listed | {
+        "epoch": held.epoch,
+        "position": held.next_offset,
+        "lag": table.lag(held),  # None while LEAVING: assigned to no one
+    }

@@ -122,6 +122,7 @@ class Reader(Protocol):
     def pause(self, *partitions: TopicPartition) -> None: ...
     def resume(self, *partitions: TopicPartition) -> None: ...
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
+    def highwater(self, partition: TopicPartition) -> int | None: ...
     def partitions_for_topic(self, topic: str) -> set[int] | None: ...
 
 
@@ -169,6 +170,12 @@ class Partitions:
             if trouble is not None and given.phase is not Phase.FENCED:
                 return f"partition {given.tp.partition}: {trouble}"
         return None
+
+    def lag(self, held: HeldPartition) -> int | None:
+        """Records of this partition not decided yet, as far as the broker last said; None
+        unless held (one set aside while the group decides is assigned to no one)."""
+        highwater = self.reader.highwater(held.tp) if self.phase(held) is not None else None
+        return None if highwater is None else max(highwater + held.base - held.next_offset, 0)
 
     def owns(self, tp: TopicPartition) -> Callable[[str], bool]:
         """Whether a coupon's commands go to this partition."""

@@ -293,14 +293,9 @@ class Allocator:
             if not held.lock.locked():  # a batch in hand counts on what its core loaded
                 FORGOTTEN.inc(held.core.forget_idle(now, idle_s))
 
-    def lag(self, held: HeldPartition) -> int | None:
-        """Records of this partition not decided yet, as far as the broker last said."""
-        highwater = self.consumer.highwater(held.tp)
-        return None if highwater is None else max(highwater + held.base - held.next_offset, 0)
-
     def _measure_lag(self) -> None:
         for held in self.table.held():
-            lag = self.lag(held)
+            lag = self.table.lag(held)
             if lag is not None:
                 LAG.labels(str(held.tp.partition)).set(lag)
 

@@ -29,25 +29,35 @@ CONFIG = CoreConfig(b"secret")
 
 @dataclass
 class Reader:
-    """What the consumer was told: its paused partitions and where each reads next."""
+    """What the consumer was told: its paused partitions and where each reads next. Like
+    aiokafka's, it refuses to steer or measure a partition not assigned to it."""
 
     paused: set[int] = field(default_factory=set)
     at: dict[int, int] = field(default_factory=dict)
     steered: list[int] = field(default_factory=list)
+    unassigned: set[int] = field(default_factory=set)  # taken back by the group
+    highwaters: dict[int, int] = field(default_factory=dict)
 
     def pause(self, *tps: TopicPartition) -> None:
-        self.paused |= {tp.partition for tp in tps}
+        self.paused |= {self._assigned(tp) for tp in tps}
         self.steered += [tp.partition for tp in tps]
 
     def resume(self, *tps: TopicPartition) -> None:
-        self.paused -= {tp.partition for tp in tps}
+        self.paused -= {self._assigned(tp) for tp in tps}
         self.steered += [tp.partition for tp in tps]
 
     def seek(self, tp: TopicPartition, offset: int) -> None:
-        self.at[tp.partition] = offset
+        self.at[self._assigned(tp)] = offset
+
+    def highwater(self, tp: TopicPartition) -> int | None:
+        return self.highwaters.get(self._assigned(tp))
 
     def partitions_for_topic(self, topic: str) -> set[int]:
         return {0, 1, 2, 3}
+
+    def _assigned(self, tp: TopicPartition) -> int:
+        assert tp.partition not in self.unassigned, f"{tp}: not assigned"
+        return int(tp.partition)
 
 
 def tp(n: int) -> TopicPartition:
@@ -88,6 +98,8 @@ def test_a_partition_is_read_only_while_it_decides() -> None:
     assert (table.phase(held), reader.paused, table.deciding(held)) == (Phase.UNSURE, {2}, False)
     table.seek(held, 7)
     assert (reader.at, held.seeks) == ({2: 7}, 1)
+    reader.highwaters[2] = 25  # positions 10 to 24 not decided yet
+    assert table.lag(held) == 15
 
 
 def test_a_move_the_table_does_not_list_is_refused() -> None:
@@ -206,11 +218,13 @@ def test_taken_back_and_given_straight_back_it_is_kept_where_it_was() -> None:
     table.taking(tp(2))
     table.wait(tp(2), 1.0, "not taken: the database is down")
     reader.steered.clear()
+    reader.unassigned = {0, 1, 2}  # the group takes every partition back
     for n in (0, 1, 2):
         table.leave(tp(n))
     assert reader.steered == []  # no longer assigned: nothing to tell the consumer
     assert (table.leaving(tp(0)), table.leaving(tp(2)), table.held()) == (kept, None, [])
-    reader.paused.clear()  # the group's new assignment: aiokafka forgets every pause
+    assert (table.lag(kept), [g.phase for g in table.listed()]) == (None, [Phase.LEAVING] * 2)
+    reader.unassigned, reader.paused = {1, 2}, set()  # and gives 0 back, forgetting pauses
     table.keep(tp(0))  # it decides, so it reads
     table.forget_leaving()
     assert [(g.tp.partition, g.phase) for g in table.listed()] == [(0, Phase.WARM)]
@@ -222,8 +236,9 @@ def test_kept_while_its_log_is_unsure_it_is_paused_again() -> None:
     reader = Reader()
     table = Partitions(reader, fenced_again_after_s=30.0)
     held = taken(table, 3)
+    reader.unassigned = {3}
     table.leave(tp(3))
-    reader.paused.clear()  # the group's new assignment: aiokafka forgets every pause
+    reader.unassigned, reader.paused = set(), set()  # given back; pauses forgotten
     table.keep(tp(3))
     assert (table.phase(held), reader.paused) == (Phase.UNSURE, {3})
 
