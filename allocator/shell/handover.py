@@ -85,7 +85,6 @@ class Handover:
         tps = [TopicPartition(topic, p) for p in partitions]
         self.consumer.assign(tps)
         for tp in tps:
-            self.table.taking(tp)
             await self._take(tp)
         self.unready.clear(readiness.STARTING)
 
@@ -133,7 +132,6 @@ class Handover:
                 # A new assignment forgets positions: set it again.
                 self.table.seek(kept, kept.next_offset - kept.base)
                 return
-            self.table.taking(tp)
             await self._take(tp)
         except Exception as error:
             if not errors.known(error):
@@ -142,6 +140,7 @@ class Handover:
 
     async def _take(self, tp: TopicPartition) -> None:
         """Hold a partition: fence out the last holder, republish its outbox, seek."""
+        self.table.taking(tp)
         store = PartitionStore(self.pool, tp.topic, tp.partition, self.settings.allocator_id)
         row = await store.acquire()
         held = HeldPartition(
